@@ -1,0 +1,124 @@
+"""The `kperflab` command: a thin shell over the library and the lab.
+
+    kperflab doctor [--json]
+    kperflab lab up|down|status|logs
+    kperflab clean
+    kperflab workshop
+
+User mistakes print one line with the next step and exit 1 (2 for bad usage); never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import KperflabError
+
+
+def _add_cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then the lab's)")
+    p.add_argument("--context", help="kubeconfig context to use")
+    p.add_argument("--namespace", "-n", help="namespace for the permission checks (default: the context's)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kperflab", description="Kubernetes performance workshop tools.")
+    parser.add_argument("--version", action="version", version=f"kperflab {__import__('kperflab').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("doctor", help="check this machine and the cluster before the workshop")
+    _add_cluster_args(p)
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the API server (default 5)")
+
+    lab = sub.add_parser("lab", help="the embedded one-node lab cluster")
+    labsub = lab.add_subparsers(dest="lab_command", metavar="ACTION")
+    labsub.required = True
+    up = labsub.add_parser("up", help="start the lab and write its kubeconfig")
+    up.add_argument("--kubeconfig", help="where to write the kubeconfig (default ~/.kube/kperflab-lab.yaml)")
+    up.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops the lab")
+    up.add_argument("--port", type=int, default=0, help="API server port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--metric-resolution", default="15s", help="metrics API resolution (default 15s)")
+    up.add_argument("--timeout", type=float, default=30.0, help="seconds to wait until the lab is ready")
+    labsub.add_parser("down", help="stop the lab and remove everything it made")
+    labsub.add_parser("status", help="show the lab's health, node and pods")
+    logs = labsub.add_parser("logs", help="show the lab's own log")
+    logs.add_argument("--tail", type=int, default=100, help="lines from the end (0: all)")
+    serve = labsub.add_parser("serve", help=argparse.SUPPRESS)
+    serve.add_argument("--port", type=int, default=0)
+    serve.add_argument("--metric-resolution", default="15s")
+    serve.add_argument("--kubeconfig")
+
+    p = sub.add_parser("clean", help="delete namespaces kperflab created that were left behind")
+    _add_cluster_args(p)
+    p.add_argument("--dry-run", action="store_true", help="only list them")
+
+    p = sub.add_parser("workshop", help="run every notebook with papermill into out/ (starts the lab if no cluster)")
+    _add_cluster_args(p)
+    p.add_argument("--out", default="out", help="output folder (default out/)")
+    p.add_argument("--full", action="store_true", help="full-size experiments instead of quick ones")
+    return parser
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    rows = doctor.run(args.kubeconfig, args.context, args.namespace, timeout=args.timeout)
+    if args.json:
+        print(json.dumps({"checks": [r.to_dict() for r in rows], "ok": doctor.exit_code(rows) == 0}, indent=2))
+    else:
+        doctor.render(rows)
+    return doctor.exit_code(rows)
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from .lab import control
+
+    if args.lab_command == "up":
+        return control.up(kubeconfig=args.kubeconfig, foreground=args.foreground, port=args.port,
+                          metric_resolution=args.metric_resolution, timeout=args.timeout)
+    if args.lab_command == "down":
+        return control.down()
+    if args.lab_command == "status":
+        return control.status()
+    if args.lab_command == "logs":
+        return control.logs(args.tail)
+    if args.lab_command == "serve":
+        return control.serve(port=args.port, metric_resolution=args.metric_resolution, kubeconfig=args.kubeconfig)
+    raise AssertionError(args.lab_command)
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from . import cluster
+
+    conn = cluster.load(args.kubeconfig, args.context)
+    names = cluster.clean(conn, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {len(names)} namespace(s){': ' + ', '.join(names) if names else ''}")
+    return 0
+
+
+def _workshop(args: argparse.Namespace) -> int:
+    from . import workshop
+
+    return workshop.run(args.kubeconfig, args.context, out=args.out, quick=not args.full)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"doctor": _doctor, "lab": _lab, "clean": _clean, "workshop": _workshop}[args.command]
+    try:
+        return handler(args)
+    except KperflabError as exc:
+        print(f"kperflab: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kperflab: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Connect to a cluster through the official `kubernetes` client and learn what it is.
+
+This module never imports :mod:`kperflab.lab`: the lab is just another cluster behind a kubeconfig.
+Errors are translated into :mod:`kperflab.errors` with the next step in the message.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .errors import ClusterUnreachable, ConfigError, KperflabError, PermissionDenied
+
+DEFAULT_TIMEOUT = 5.0
+
+FLAVOURS = ("kperflab-lab", "kind", "minikube", "k3s", "eks", "gke", "aks", "unknown")
+
+
+def resolve_kubeconfig(kubeconfig: str | os.PathLike[str] | None = None) -> Path | None:
+    """The kubeconfig to use: the argument, else the first existing file in ``$KUBECONFIG``, else
+    ``~/.kube/config``, else the lab's kubeconfig. None when there is none.
+
+    An explicit path is returned even when it does not exist, so the caller can say so.
+    """
+    if kubeconfig:
+        return Path(kubeconfig).expanduser()
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        for part in env.split(os.pathsep):
+            if part and Path(part).expanduser().is_file():
+                return Path(part).expanduser()
+    for candidate in (Path.home() / ".kube" / "config", paths.lab_kubeconfig()):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+NO_CLUSTER_HINT = (
+    "Start the embedded lab with `kperflab lab up` (then `export KUBECONFIG=...` as it prints), "
+    "or point --kubeconfig/KUBECONFIG at your cluster."
+)
+
+
+@dataclass
+class Connection:
+    """An API client plus what we know of where it points."""
+
+    api: Any  # kubernetes.client.ApiClient
+    kubeconfig: Path | None
+    context: str | None
+    server: str
+    namespace: str = "default"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load(kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None,
+         timeout: float = DEFAULT_TIMEOUT) -> Connection:
+    """Load a kubeconfig (or the in-cluster config) into an API client. Raises :class:`ConfigError`."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    path = resolve_kubeconfig(kubeconfig)
+    if path is None:
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            cfg = client.Configuration()
+            config.load_incluster_config(client_configuration=cfg)
+            cfg.retries = 0
+            ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            ns = ns_file.read_text().strip() if ns_file.exists() else "default"
+            return Connection(client.ApiClient(cfg), None, "in-cluster", cfg.host, ns)
+        raise ConfigError("No kubeconfig found (looked at $KUBECONFIG, ~/.kube/config and the lab's).", hint=NO_CLUSTER_HINT)
+    if not path.is_file():
+        raise ConfigError(f"The kubeconfig {path} does not exist.", hint=NO_CLUSTER_HINT)
+    try:
+        contexts, active = config.list_kube_config_contexts(config_file=str(path))
+    except (ConfigException, Exception) as exc:  # yaml errors, missing keys, wrong types
+        raise ConfigError(
+            f"The kubeconfig {path} cannot be read ({_one_line(exc)}).",
+            hint="Check it with `kubectl config view`, or start the lab with `kperflab lab up`.",
+        ) from None
+    names = [c["name"] for c in contexts or []]
+    if context and context not in names:
+        raise ConfigError(
+            f"The context '{context}' is not in {path} (it has: {', '.join(names) or 'none'}).",
+            hint="Pick one of those with --context, or run `kubectl config get-contexts`.",
+        )
+    chosen = next(c for c in contexts if c["name"] == context) if context else active
+    cfg = client.Configuration()
+    try:
+        config.load_kube_config(config_file=str(path), context=context, client_configuration=cfg)
+    except Exception as exc:  # noqa: BLE001 - any loader failure is a config problem for the user
+        raise ConfigError(
+            f"The kubeconfig {path} cannot be used ({_one_line(exc)}).",
+            hint="Check the context's cluster and user entries with `kubectl config view`.",
+        ) from None
+    cfg.retries = 0
+    ns = ((chosen or {}).get("context") or {}).get("namespace") or "default"
+    conn = Connection(client.ApiClient(cfg), path, (chosen or {}).get("name"), cfg.host, ns)
+    conn.extra["timeout"] = timeout
+    return conn
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def translate(exc: BaseException, server: str, *, verb: str = "get", resource: str = "the API") -> KperflabError:
+    """Turn a client/urllib3 exception into a kperflab error with a next step."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, KperflabError):
+        return exc
+    if isinstance(exc, ApiException):
+        if exc.status in (401, 403):
+            return PermissionDenied(verb, resource, status=exc.status, detail=_status_message(exc))
+        return KperflabError(
+            f"The API server answered {exc.status} {exc.reason} to {verb} {resource}: {_status_message(exc)}.",
+            hint="Run `kperflab doctor` to check the cluster.",
+        )
+    reason = _one_line(exc)
+    low = reason.lower()
+    if "certificate" in low or "ssl" in low:
+        reason = "TLS failed: " + reason
+        hint = "The server's certificate does not match the CA in your kubeconfig; write the kubeconfig again (`kperflab lab up` does it for the lab)."
+        return ClusterUnreachable(server, reason, hint=hint)
+    if "refused" in low:
+        reason = "connection refused"
+    elif "timed out" in low or "timeout" in low:
+        reason = "timed out"
+    return ClusterUnreachable(server, reason)
+
+
+def _status_message(exc: Any) -> str:
+    import json
+
+    try:
+        return json.loads(exc.body).get("message") or exc.reason
+    except Exception:  # noqa: BLE001
+        return str(exc.reason)
+
+
+def server_version(conn: Connection, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    """``/version`` as a dict (gitVersion, platform …)."""
+    from kubernetes import client
+
+    try:
+        info = client.VersionApi(conn.api).get_code(_request_timeout=timeout)
+    except Exception as exc:  # noqa: BLE001
+        raise translate(exc, conn.server, resource="/version") from None
+    return info.to_dict()
+
+
+def get_json(conn: Connection, path: str, timeout: float = DEFAULT_TIMEOUT, query: list | None = None) -> Any:
+    """GET a raw API path and decode its JSON body."""
+    import json
+
+    try:
+        resp = conn.api.call_api(
+            path, "GET", query_params=query or [], header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise translate(exc, conn.server, resource=path) from None
+    return json.loads(resp[0].data)
+
+
+def metrics_api_version(conn: Connection, timeout: float = DEFAULT_TIMEOUT) -> str | None:
+    """The metrics.k8s.io version to use, from discovery: v1 before v1beta1; None when not served."""
+    groups = get_json(conn, "/apis", timeout)
+    for group in groups.get("groups", []):
+        if group.get("name") == "metrics.k8s.io":
+            versions = [v.get("version") for v in group.get("versions", [])]
+            for wanted in ("v1", "v1beta1"):
+                if wanted in versions:
+                    return wanted
+            return versions[0] if versions else None
+    return None
+
+
+def detect_flavour(version: dict[str, Any], nodes: list[dict[str, Any]]) -> str:
+    """Name the kind of cluster from the version string, node labels and providerIDs.
+
+    >>> detect_flavour({"git_version": "v1.30.2+k3s1"}, [])
+    'k3s'
+    >>> detect_flavour({"gitVersion": "v1.31.0"}, [{"spec": {"providerID": "kind://docker/kind/kind-control-plane"}}])
+    'kind'
+    """
+    git = str(version.get("git_version") or version.get("gitVersion") or "")
+    labels: dict[str, str] = {}
+    providers: list[str] = []
+    for node in nodes:
+        labels.update((node.get("metadata") or {}).get("labels") or {})
+        providers.append(str((node.get("spec") or {}).get("providerID") or (node.get("spec") or {}).get("provider_id") or ""))
+    if "+kperflab" in git or labels.get("kperflab.dev/lab") == "true":
+        return "kperflab-lab"
+    if any(p.startswith("kind://") for p in providers):
+        return "kind"
+    if any(k.startswith("minikube.k8s.io/") for k in labels):
+        return "minikube"
+    if "+k3s" in git or labels.get("node.kubernetes.io/instance-type") == "k3s":
+        return "k3s"
+    if "-eks-" in git or any(p.startswith("aws://") for p in providers):
+        return "eks"
+    if "-gke." in git or any(p.startswith("gce://") for p in providers):
+        return "gke"
+    if any(p.startswith("azure://") for p in providers) or any(k.startswith("kubernetes.azure.com/") for k in labels):
+        return "aks"
+    return "unknown"
+
+
+def list_nodes(conn: Connection, timeout: float = DEFAULT_TIMEOUT) -> list[dict[str, Any]]:
+    return get_json(conn, "/api/v1/nodes", timeout).get("items", [])
+
+
+def can_i(conn: Connection, verb: str, resource: str, *, subresource: str = "", namespace: str = "",
+          group: str = "", timeout: float = DEFAULT_TIMEOUT) -> bool:
+    """Ask the server with a SelfSubjectAccessReview whether we may ``verb`` the ``resource``."""
+    from kubernetes import client
+
+    body = client.V1SelfSubjectAccessReview(
+        spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(
+                verb=verb, resource=resource, subresource=subresource or None,
+                namespace=namespace or None, group=group or None,
+            )
+        )
+    )
+    try:
+        review = client.AuthorizationV1Api(conn.api).create_self_subject_access_review(body, _request_timeout=timeout)
+    except Exception as exc:  # noqa: BLE001
+        raise translate(exc, conn.server, verb="create", resource="selfsubjectaccessreviews") from None
+    return bool(review.status and review.status.allowed)

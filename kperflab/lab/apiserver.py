@@ -1,0 +1,672 @@
+"""The lab's API server: Kubernetes HTTP semantics over the store (discovery, CRUD, watch, tables, Status errors).
+
+`APIServer.handle()` turns one request into a `Response` without touching sockets, so most of it is tested
+directly; `serve()` puts it behind HTTPS on 127.0.0.1 with a bearer token.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import yaml
+
+from . import errors, patch, tables
+from . import validation as val
+from .errors import APIError
+from .resources import BY_PATH, TYPES, ResourceType, api_resource_list, groups
+from .selectors import parse_field_selector, parse_label_selector
+from .store import Store
+
+log = logging.getLogger("kperflab.lab.apiserver")
+
+MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's default request body limit
+PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+READ_MEDIA = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+
+
+@dataclass
+class Response:
+    code: int = 200
+    body: Any = None  # dict → JSON/YAML, str/bytes → as is
+    content_type: str = "application/json"
+    stream: Iterator[bytes] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes = b""
+
+    def q(self, name: str, default: str = "") -> str:
+        return self.query.get(name, default)
+
+    def flag(self, name: str) -> bool:
+        return self.query.get(name, "").lower() in ("1", "true")
+
+
+def _now() -> float:
+    return time.time()
+
+
+class APIServer:
+    """Routes Kubernetes API requests to the store and to the lab's parts (kubelet logs, node proxy)."""
+
+    def __init__(self, store: Store, token: str, *, version: dict[str, str],
+                 logs: Callable[..., Iterator[bytes]] | None = None,
+                 node_proxy: Callable[[str, str, dict[str, str]], Response] | None = None,
+                 extra_groups: dict[str, Any] | None = None,
+                 ready: Callable[[], bool] = lambda: True) -> None:
+        self.store = store
+        self.token = token
+        self.version = version
+        self.logs = logs
+        self.node_proxy = node_proxy
+        self.extra_groups = extra_groups or {}  # group → object with .versions, .handle(req, version, rest)
+        self.ready = ready
+        self.address = "127.0.0.1:0"
+
+    # -- entry -----------------------------------------------------------------------------------
+    def handle(self, req: Request) -> Response:
+        try:
+            return self._handle(req)
+        except APIError as exc:
+            return Response(exc.code, exc.status())
+        except Exception:  # noqa: BLE001 - a bug must still answer with a Status, never drop the connection
+            log.exception("internal error on %s %s", req.method, req.path)
+            return Response(500, APIError(500, "InternalError", "an error on the server has prevented the request from succeeding").status())
+
+    def _authenticated(self, req: Request) -> bool | None:
+        auth = req.headers.get("authorization", "")
+        if not auth:
+            return None
+        if not auth.lower().startswith("bearer "):
+            return False
+        return hmac.compare_digest(auth[7:].strip().encode(), self.token.encode())
+
+    def _handle(self, req: Request) -> Response:
+        path = req.path.rstrip("/") or "/"
+        authed = self._authenticated(req)
+        if authed is False:
+            raise errors.unauthorized()
+        if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            ok = self.ready() if path.startswith("/readyz") else True
+            text = "ok" if ok else "[-]lab-ready failed: reason withheld\nreadyz check failed"
+            if req.flag("verbose"):
+                text = f"[+]ping ok\n[{'+' if ok else '-'}]lab-ready {'ok' if ok else 'failed'}\n{path.strip('/')} check {'passed' if ok else 'failed'}\n"
+            return Response(200 if ok else 500, text, "text/plain; charset=utf-8")
+        if path == "/version":
+            return Response(200, self.version)
+        if not authed:
+            raise errors.unauthorized()
+        if req.method == "GET" and path == "/api":
+            return Response(200, {"kind": "APIVersions", "versions": ["v1"],
+                                  "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": self.address}]})
+        if req.method == "GET" and path == "/apis":
+            return Response(200, self._group_list())
+        if path.startswith("/openapi"):
+            return self._openapi(path, req)
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        if parts[0] == "api" and len(parts) >= 2:
+            if parts[1] != "v1":
+                raise _no_resource()
+            return self._group_version(req, "", "v1", parts[2:])
+        if parts[0] == "apis" and len(parts) >= 2:
+            group = parts[1]
+            if group in self.extra_groups:
+                return self.extra_groups[group].handle(req, parts[2:])
+            if group not in groups():
+                raise _no_resource()
+            if len(parts) == 2:
+                return Response(200, self._group(group))
+            return self._group_version(req, group, parts[2], parts[3:])
+        raise _no_resource()
+
+    # -- discovery -------------------------------------------------------------------------------
+    def _group(self, group: str) -> dict[str, Any]:
+        versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in groups()[group]]
+        return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": versions, "preferredVersion": versions[0]}
+
+    def _group_list(self) -> dict[str, Any]:
+        out = [self._group(g) for g in groups() if g]
+        for name, ext in self.extra_groups.items():
+            versions = [{"groupVersion": f"{name}/{v}", "version": v} for v in ext.versions]
+            out.append({"name": name, "versions": versions, "preferredVersion": versions[0]})
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": out}
+
+    def _openapi(self, path: str, req: Request) -> Response:
+        """Enough OpenAPI for kubectl: v3 tells it, per kind, that PATCH takes `fieldValidation`, so it
+        leaves field validation to this server instead of refusing to send a manifest."""
+        if path == "/openapi/v2":
+            return Response(200, {"swagger": "2.0", "info": {"title": "Kubernetes (kperflab lab)", "version": self.version["gitVersion"]},
+                                  "paths": {}, "definitions": {}})
+        gvs = [("api/v1", "", "v1")] + [(f"apis/{g}/{v}", g, v) for g, vs in groups().items() if g for v in vs]
+        if path == "/openapi/v3":
+            return Response(200, {"paths": {p: {"serverRelativeURL": f"/openapi/v3/{p}?hash={_hash(p + self.version['gitVersion'])}"}
+                                            for p, _, _ in gvs}})
+        rel = path[len("/openapi/v3/"):]
+        for p, g, v in gvs:
+            if rel == p:
+                paths: dict[str, Any] = {}
+                for t in TYPES:
+                    if t.group != g or t.version != v:
+                        continue
+                    gvk = {"group": g, "version": v, "kind": t.kind}
+                    params = [{"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+                              for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
+                    prefix = f"/{p}/namespaces/{{namespace}}/{t.plural}" if t.namespaced else f"/{p}/{t.plural}"
+                    op = {"x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}}
+                    paths[f"{prefix}/{{name}}"] = {"patch": op, "put": op}
+                    paths[prefix] = {"post": op}
+                return Response(200, {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": self.version["gitVersion"]},
+                                      "paths": paths, "components": {"schemas": {}}})
+        raise _no_resource()
+
+    # -- resources -------------------------------------------------------------------------------
+    def _group_version(self, req: Request, group: str, version: str, rest: list[str]) -> Response:
+        if version not in groups().get(group, []):
+            raise _no_resource()
+        if not rest:
+            if req.method != "GET":
+                raise errors.method_not_allowed()
+            return Response(200, api_resource_list(group, version))
+        namespace = ""
+        if rest[0] == "namespaces" and len(rest) >= 3 and (group, version, rest[2]) in BY_PATH:
+            namespace, rest = rest[1], rest[2:]
+            rtype = BY_PATH[(group, version, rest[0])]
+            if not rtype.namespaced:
+                raise _no_resource()
+        else:
+            rtype = BY_PATH.get((group, version, rest[0]))
+            if rtype is None:
+                raise _no_resource()
+        name = rest[1] if len(rest) > 1 else ""
+        sub = "/".join(rest[2:]) if len(rest) > 2 else ""
+        if sub and sub.split("/")[0] not in rtype.subresources:
+            raise _no_resource()
+        if rtype.plural in ("selfsubjectaccessreviews", "selfsubjectrulesreviews"):
+            return self._review(req, rtype)
+        if sub == "log":
+            return self._logs(req, namespace, name)
+        if sub.startswith("proxy") and rtype.kind == "Node":
+            return self._node_proxy(req, name, sub[len("proxy"):])
+        if sub and sub.split("/")[0] not in ("status", "finalize"):
+            raise errors.method_not_allowed(f"the lab does not implement {rtype.plural}/{sub.split('/')[0]}")
+        m = req.method
+        if not name:
+            if m == "GET":
+                return self._watch(req, rtype, namespace) if req.flag("watch") else self._list(req, rtype, namespace)
+            if m == "POST":
+                return self._create(req, rtype, namespace)
+            if m == "DELETE":
+                return self._delete_collection(req, rtype, namespace)
+            raise errors.method_not_allowed()
+        if m == "GET":
+            return self._respond(req, rtype, self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group))
+        if m == "PUT":
+            return self._update(req, rtype, namespace, name, sub, _decode(req, rtype))
+        if m == "PATCH":
+            return self._patch(req, rtype, namespace, name, sub)
+        if m == "DELETE":
+            return self._delete(req, rtype, namespace, name)
+        if m == "POST":
+            raise errors.method_not_allowed()
+        raise errors.method_not_allowed()
+
+    def _respond(self, req: Request, rtype: ResourceType, obj: dict[str, Any], code: int = 200) -> Response:
+        obj.setdefault("kind", rtype.kind)
+        obj.setdefault("apiVersion", rtype.group_version)
+        if _wants_table(req):
+            return Response(code, tables.table(rtype.key, [obj], _now(), obj["metadata"].get("resourceVersion", "")))
+        return Response(code, obj)
+
+    def _list(self, req: Request, rtype: ResourceType, namespace: str) -> Response:
+        pred = _predicate(req, rtype)
+        try:
+            limit = int(req.q("limit") or 0)
+        except ValueError:
+            raise errors.bad_request(f"invalid limit: {req.q('limit')!r}") from None
+        items, rv, cont, remaining = self.store.list(rtype.key, namespace or None, pred, limit, req.q("continue"))
+        if _wants_table(req):
+            return Response(200, tables.table(rtype.key, items, _now(), rv, cont))
+        for it in items:
+            it.setdefault("kind", rtype.kind)
+            it.setdefault("apiVersion", rtype.group_version)
+        meta: dict[str, Any] = {"resourceVersion": rv}
+        if cont:
+            meta["continue"] = cont
+            meta["remainingItemCount"] = remaining
+        return Response(200, {"kind": f"{rtype.kind}List", "apiVersion": rtype.group_version, "metadata": meta, "items": items})
+
+    def _watch(self, req: Request, rtype: ResourceType, namespace: str) -> Response:
+        pred = _predicate(req, rtype)
+        try:
+            timeout = float(req.q("timeoutSeconds") or 1800)
+        except ValueError:
+            raise errors.bad_request("invalid timeoutSeconds") from None
+        rv = req.q("resourceVersion")
+        self.store.check_version(rv)  # a bad or expired resourceVersion is a Status response, not a stream
+        first = self.store.watch(rtype.key, namespace or None, rv, pred, timeout)
+        as_table = _wants_table(req)
+
+        def stream() -> Iterator[bytes]:
+            for type_, obj in first:
+                obj.setdefault("kind", rtype.kind)
+                obj.setdefault("apiVersion", rtype.group_version)
+                payload = tables.table(rtype.key, [obj], _now(), obj["metadata"]["resourceVersion"]) if as_table else obj
+                yield (json.dumps({"type": type_, "object": payload}) + "\n").encode()
+
+        return Response(200, None, "application/json", stream=stream())
+
+    def _create(self, req: Request, rtype: ResourceType, namespace: str) -> Response:
+        if "create" not in rtype.verbs:
+            raise errors.method_not_allowed()
+        obj = _decode(req, rtype)
+        meta = obj.setdefault("metadata", {}) if isinstance(obj.get("metadata", {}), dict) else None
+        if meta is None:
+            raise errors.bad_request("metadata must be an object")
+        if rtype.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and namespace and body_ns != namespace:
+                raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+            namespace = namespace or body_ns or "default"
+            meta["namespace"] = namespace
+            ns = self.store.try_get("v1/namespaces", "", namespace)
+            if ns is None:
+                raise errors.not_found("namespaces", namespace)
+            if ns["metadata"].get("deletionTimestamp"):
+                raise APIError(403, "Forbidden",
+                               f'{rtype.plural} "{meta.get("name") or meta.get("generateName", "")}" is forbidden: unable to create new content in namespace {namespace} because it is being terminated',
+                               details={"name": meta.get("name", ""), "kind": rtype.plural,
+                                        "causes": [{"reason": "NamespaceTerminating", "message": f"namespace {namespace} is being terminated", "field": "metadata.namespace"}]})
+        else:
+            meta.pop("namespace", None)
+        val.generate_name(meta)
+        if rtype.default:
+            rtype.default(obj)
+        causes = rtype.validate(obj)
+        if causes:
+            raise errors.invalid(rtype.kind, str(meta.get("name") or ""), causes, rtype.group)
+        obj["kind"], obj["apiVersion"] = rtype.kind, rtype.group_version
+        self._on_create(rtype, obj)
+        if req.q("dryRun") == "All":
+            obj["metadata"].setdefault("uid", "00000000-0000-0000-0000-000000000000")
+            return Response(201, obj)
+        created = self.store.create(rtype.key, obj, rtype.plural, rtype.group)
+        return self._respond(req, rtype, created, 201)
+
+    def _on_create(self, rtype: ResourceType, obj: dict[str, Any]) -> None:
+        """Fields the API server owns at creation."""
+        if rtype.kind == "Pod":
+            obj["status"] = {"phase": "Pending", "qosClass": val.qos_class(obj)}
+        elif rtype.kind == "Namespace":
+            obj["spec"] = {"finalizers": ["kubernetes"]}
+            obj["status"] = {"phase": "Active"}
+            labels = obj["metadata"].setdefault("labels", {})
+            labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+        elif rtype.kind in ("Job", "DaemonSet"):
+            obj["status"] = {}
+            tmpl = obj["spec"]["template"]
+            if rtype.kind == "Job":
+                import uuid
+
+                uid = str(uuid.uuid4())  # the job's selector label, as the job controller sets it
+                obj["metadata"]["uid"] = uid
+                sel = {"batch.kubernetes.io/controller-uid": uid}
+                obj["spec"].setdefault("selector", {"matchLabels": sel})
+                labels = tmpl.setdefault("metadata", {}).setdefault("labels", {})
+                labels.update({**sel, "batch.kubernetes.io/job-name": obj["metadata"]["name"],
+                               "controller-uid": uid, "job-name": obj["metadata"]["name"]})
+
+    def _update(self, req: Request, rtype: ResourceType, namespace: str, name: str, sub: str, obj: dict[str, Any]) -> Response:
+        if "update" not in rtype.verbs:
+            raise errors.method_not_allowed()
+        meta = obj.setdefault("metadata", {})
+        if meta.get("name") and meta["name"] != name:
+            raise errors.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+        if rtype.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
+            raise errors.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        meta["name"] = name
+        if rtype.namespaced:
+            meta["namespace"] = namespace
+        old = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
+        if sub in ("status", "finalize"):
+            new = copy.deepcopy(old)
+            if sub == "status":
+                new["status"] = obj.get("status", {})
+            else:
+                new["spec"] = obj.get("spec", {})
+            new["metadata"]["resourceVersion"] = meta.get("resourceVersion") or old["metadata"]["resourceVersion"]
+            obj = new
+        else:
+            if rtype.has_status:
+                obj["status"] = old.get("status", {})
+            if rtype.default:
+                rtype.default(obj)
+            causes = val.pod_update(old, obj) if rtype.kind == "Pod" else rtype.validate(obj)
+            if causes:
+                raise errors.invalid(rtype.kind, name, causes, rtype.group)
+        obj["kind"], obj["apiVersion"] = rtype.kind, rtype.group_version
+        if req.q("dryRun") == "All":
+            return Response(200, obj)
+        updated = self.store.update(rtype.key, obj, kind=rtype.plural, group=rtype.group,
+                                    spec_changed=lambda a, b: a.get("spec") != b.get("spec"))
+        if sub == "finalize" and rtype.kind == "Namespace" and updated["metadata"].get("deletionTimestamp") \
+                and not updated["spec"].get("finalizers"):
+            self.store.remove(rtype.key, "", name)
+        return self._respond(req, rtype, updated)
+
+    def _patch(self, req: Request, rtype: ResourceType, namespace: str, name: str, sub: str) -> Response:
+        if "patch" not in rtype.verbs:
+            raise errors.method_not_allowed()
+        ct = req.headers.get("content-type", "")
+        if ct.split(";")[0].strip() == "application/apply-patch+yaml":
+            raise APIError(415, "UnsupportedMediaType",
+                           "the lab does not implement server-side apply; use `kubectl apply` without --server-side")
+        body = _json_body(req)
+        old = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
+        new = patch.apply(ct, old, body)
+        if not isinstance(new, dict):
+            raise errors.bad_request("the patch did not produce an object")
+        meta = new.setdefault("metadata", {})
+        if meta.get("resourceVersion") == old["metadata"]["resourceVersion"] and not _patch_sets_rv(body):
+            meta.pop("resourceVersion", None)
+        if sub != "status" and rtype.has_status:
+            new["status"] = old.get("status", {})
+        return self._update(req, rtype, namespace, name, sub, new)
+
+    def _delete(self, req: Request, rtype: ResourceType, namespace: str, name: str) -> Response:
+        if "delete" not in rtype.verbs:
+            raise errors.method_not_allowed()
+        opts = _json_body(req, allow_empty=True) or {}
+        if not isinstance(opts, dict):
+            raise errors.bad_request("DeleteOptions must be an object")
+        grace = opts.get("gracePeriodSeconds")
+        if req.q("gracePeriodSeconds"):
+            try:
+                grace = int(req.q("gracePeriodSeconds"))
+            except ValueError:
+                raise errors.bad_request("invalid gracePeriodSeconds") from None
+        pre = opts.get("preconditions") or {}
+        uid = pre.get("uid") if isinstance(pre, dict) else None
+        obj = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
+        if isinstance(pre, dict) and pre.get("resourceVersion") and pre["resourceVersion"] != obj["metadata"]["resourceVersion"]:
+            raise errors.conflict(rtype.plural, name, rtype.group,
+                                  f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, ResourceVersion in object meta: {obj['metadata']['resourceVersion']}")
+        if req.q("dryRun") == "All":
+            return self._respond(req, rtype, obj)
+        if rtype.kind == "Namespace":
+            if name in PROTECTED_NAMESPACES:
+                raise APIError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                               details={"name": name, "kind": "namespaces"})
+            done = self.store.mark_deleting(rtype.key, "", name, 0, uid=uid)
+            done["status"] = {**done.get("status", {}), "phase": "Terminating"}
+            done = self.store.update(rtype.key, done, check_rv=False)
+            return self._respond(req, rtype, done)
+        if rtype.graceful:
+            if grace is None:
+                grace = int(obj.get("spec", {}).get("terminationGracePeriodSeconds", 30))
+            phase = obj.get("status", {}).get("phase")
+            if grace == 0 or not obj.get("spec", {}).get("nodeName") or phase in ("Succeeded", "Failed") and grace <= 0:
+                return self._respond(req, rtype, self.store.remove(rtype.key, namespace, name, uid=uid))
+            return self._respond(req, rtype, self.store.mark_deleting(rtype.key, namespace, name, grace, uid=uid))
+        if obj["metadata"].get("finalizers"):
+            return self._respond(req, rtype, self.store.mark_deleting(rtype.key, namespace, name, 0, uid=uid))
+        self.store.remove(rtype.key, namespace, name, uid=uid)
+        return Response(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                              "details": {"name": name, "group": rtype.group, "kind": rtype.plural, "uid": obj["metadata"]["uid"]}})
+
+    def _delete_collection(self, req: Request, rtype: ResourceType, namespace: str) -> Response:
+        if "deletecollection" not in rtype.verbs:
+            raise errors.method_not_allowed()
+        items, *_ = self.store.list(rtype.key, namespace or None, _predicate(req, rtype))
+        for it in items:
+            try:
+                self._delete(Request("DELETE", "", req.query, req.headers, req.body), rtype,
+                             it["metadata"].get("namespace", ""), it["metadata"]["name"])
+            except APIError as exc:
+                if exc.code != 404:
+                    raise
+        return Response(200, {"kind": f"{rtype.kind}List", "apiVersion": rtype.group_version,
+                              "metadata": {"resourceVersion": str(self.store.resource_version)}, "items": items})
+
+    # -- special endpoints -----------------------------------------------------------------------
+    def _review(self, req: Request, rtype: ResourceType) -> Response:
+        if req.method != "POST":
+            raise errors.method_not_allowed()
+        body = _json_body(req)
+        if not isinstance(body, dict):
+            raise errors.bad_request("the review must be an object")
+        body["kind"], body["apiVersion"] = rtype.kind, rtype.group_version
+        if rtype.kind == "SelfSubjectAccessReview":
+            body["status"] = {"allowed": True, "reason": "the lab's token is the cluster admin"}
+        else:
+            body["status"] = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                              "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": False}
+        body.setdefault("metadata", {})["creationTimestamp"] = None
+        return Response(201, body)
+
+    def _logs(self, req: Request, namespace: str, name: str) -> Response:
+        if req.method != "GET":
+            raise errors.method_not_allowed()
+        pod = self.store.get("v1/pods", namespace, name, "pods")
+        if self.logs is None:
+            raise errors.bad_request("logs are not available: the lab has no kubelet")
+        return Response(200, None, "text/plain", stream=self.logs(pod, req.query))
+
+    def _node_proxy(self, req: Request, node: str, rest: str) -> Response:
+        self.store.get("v1/nodes", "", node, "nodes")
+        if self.node_proxy is None:
+            raise _no_resource()
+        if req.method != "GET":
+            raise errors.method_not_allowed()
+        return self.node_proxy(node, rest or "/", req.query)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def _no_resource() -> APIError:
+    return APIError(404, "NotFound", "the server could not find the requested resource", details={})
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha512(text.encode()).hexdigest()[:64].upper()
+
+
+def _wants_table(req: Request) -> bool:
+    accept = req.headers.get("accept", "")
+    first = accept.split(",")[0]
+    return "as=Table" in first
+
+
+def _predicate(req: Request, rtype: ResourceType) -> Callable[[dict[str, Any]], bool]:
+    labels = parse_label_selector(req.q("labelSelector"))
+    fields = parse_field_selector(req.q("fieldSelector"), rtype.fields)
+    return lambda obj: labels(obj) and fields(obj)
+
+
+def _json_body(req: Request, allow_empty: bool = False) -> Any:
+    if not req.body.strip():
+        if allow_empty:
+            return None
+        raise errors.bad_request("the request body is empty")
+    ct = req.headers.get("content-type", "application/json").split(";")[0].strip()
+    try:
+        if ct in ("application/yaml", "application/apply-patch+yaml"):
+            return yaml.safe_load(req.body)
+        return json.loads(req.body)
+    except (ValueError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise errors.bad_request(f"the body of the request could not be decoded: {str(exc).splitlines()[0][:200]}") from None
+
+
+def _decode(req: Request, rtype: ResourceType) -> dict[str, Any]:
+    ct = req.headers.get("content-type", "application/json").split(";")[0].strip()
+    if ct not in ("application/json", "application/yaml", "*/*", ""):
+        raise APIError(415, "UnsupportedMediaType",
+                       f"the body of the request was in an unknown format - accepted media types include: application/json, application/yaml")
+    obj = _json_body(req)
+    if not isinstance(obj, dict):
+        raise errors.bad_request(f"the body must be a {rtype.kind} object, not {type(obj).__name__}")
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if api_version and api_version != rtype.group_version:
+        raise errors.bad_request(f"the API version in the data ({api_version}) does not match the expected API version ({rtype.group_version})")
+    if kind and kind != rtype.kind:
+        raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind ({rtype.kind})")
+    if req.q("fieldValidation", "").lower() == "strict":
+        from .strict import unknown_fields
+
+        unknown = unknown_fields(rtype.kind, obj)
+        if unknown:
+            detail = ", ".join(f'unknown field "{u}"' for u in unknown)
+            raise errors.bad_request(f'{rtype.kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}: strict decoding error: {detail}')
+    return obj
+
+
+def _patch_sets_rv(body: Any) -> bool:
+    return isinstance(body, dict) and bool((body.get("metadata") or {}).get("resourceVersion"))
+
+
+# -- HTTP -----------------------------------------------------------------------------------------
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "kperflab-lab"
+    api: APIServer
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.debug("%s " + fmt, self.address_string(), *args)
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        length = self.headers.get("Content-Length")
+        body = b""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+            if body is None:
+                return
+        elif length:
+            try:
+                n = int(length)
+            except ValueError:
+                n = -1
+            if n < 0:
+                self._send(Response(400, errors.bad_request("invalid Content-Length").status()))
+                return
+            if n > MAX_BODY:
+                self.close_connection = True
+                self._send(Response(413, APIError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}").status()))
+                return
+            body = self.rfile.read(n)
+        resp = self.api.handle(Request(self.command, url.path, query, headers, body))
+        self._send(resp)
+
+    def _read_chunked(self) -> bytes | None:
+        out = bytearray()
+        while True:
+            line = self.rfile.readline(100)
+            try:
+                size = int(line.split(b";")[0].strip() or b"x", 16)
+            except ValueError:
+                self._send(Response(400, errors.bad_request("malformed chunked body").status()))
+                return None
+            if size == 0:
+                self.rfile.readline(100)
+                return bytes(out)
+            if len(out) + size > MAX_BODY:
+                self.close_connection = True
+                self._send(Response(413, APIError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}").status()))
+                return None
+            out += self.rfile.read(size)
+            self.rfile.readline(10)
+
+    def _send(self, resp: Response) -> None:
+        accept = self.headers.get("Accept", "")
+        if resp.stream is not None:
+            self.send_response(resp.code)
+            self.send_header("Content-Type", resp.content_type)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Cache-Control", "no-cache, private")
+            for k, v in resp.headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            try:
+                for chunk in resp.stream:
+                    if chunk:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+                self.close_connection = True
+            finally:
+                close = getattr(resp.stream, "close", None)
+                if close:
+                    close()
+            return
+        if isinstance(resp.body, (dict, list)):
+            if "application/yaml" in accept.split(",")[0]:
+                data, ctype = yaml.safe_dump(resp.body, sort_keys=False).encode(), "application/yaml"
+            else:
+                data, ctype = json.dumps(resp.body).encode(), "application/json"
+        elif isinstance(resp.body, str):
+            data, ctype = resp.body.encode(), resp.content_type
+        else:
+            data, ctype = resp.body or b"", resp.content_type
+        self.send_response(resp.code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+
+class _TLSServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, addr: tuple[str, int], handler: type, context: ssl.SSLContext) -> None:
+        super().__init__(addr, handler)
+        self.context = context
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, addr = self.socket.accept()
+        # the handshake happens in the request thread, so one slow client cannot stall accept()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+
+def serve(api: APIServer, cert: str, key: str, port: int = 0, host: str = "127.0.0.1") -> tuple[_TLSServer, threading.Thread]:
+    """Start HTTPS on host:port in a thread; return the server (``.server_address`` has the port)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["http/1.1"])
+    handler = type("Handler", (_Handler,), {"api": api})
+    server = _TLSServer((host, port), handler, ctx)
+    api.address = f"{host}:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, name="apiserver", daemon=True)
+    thread.start()
+    return server, thread

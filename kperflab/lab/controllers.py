@@ -1,0 +1,233 @@
+"""The minimal control plane a one-node cluster needs: scheduler, namespace deletion, Jobs, DaemonSets,
+garbage collection of owned pods, and the node's heartbeat. One reconcile pass each, run in a loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from . import errors, validation
+from .events import Recorder
+from .resources import TYPES
+from .store import Store, rfc3339
+
+log = logging.getLogger("kperflab.lab.controllers")
+
+
+def _owner_ref(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
+            "uid": obj["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def _owned_by(pod: dict[str, Any], uid: str) -> bool:
+    return any(r.get("uid") == uid for r in pod["metadata"].get("ownerReferences") or [])
+
+
+class Controllers:
+    def __init__(self, store: Store, node_name: str) -> None:
+        self.store = store
+        self.node = node_name
+        self.sched_events = Recorder(store, "default-scheduler")
+        self.job_events = Recorder(store, "job-controller")
+        self.ds_events = Recorder(store, "daemonset-controller")
+
+    def run(self, stop: threading.Event) -> None:
+        rv = 0
+        while not stop.is_set():
+            rv = self.store.wait_for_change(rv, 1.0)
+            try:
+                self.reconcile()
+            except Exception:  # noqa: BLE001
+                log.exception("controller pass failed")
+
+    def reconcile(self) -> None:
+        self.schedule()
+        self.namespaces()
+        self.jobs()
+        self.daemonsets()
+        self.garbage_collect()
+
+    # -- scheduler -------------------------------------------------------------------------------
+    def schedule(self) -> None:
+        pods, *_ = self.store.list("v1/pods", None, lambda p: not p.get("spec", {}).get("nodeName")
+                                   and not p["metadata"].get("deletionTimestamp"))
+        for pod in pods:
+            pod["spec"]["nodeName"] = self.node
+            now = rfc3339(self.store.clock())
+            pod.setdefault("status", {})["conditions"] = [
+                {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now}]
+            # the event first: the kubelet reacts to the binding at once and its events must come after
+            self.sched_events.event(pod, "Normal", "Scheduled",
+                                    f"Successfully assigned {pod['metadata']['namespace']}/{pod['metadata']['name']} to {self.node}")
+            try:
+                self.store.update("v1/pods", pod)
+            except errors.APIError:
+                continue
+
+    # -- namespaces ------------------------------------------------------------------------------
+    def namespaces(self) -> None:
+        doomed, *_ = self.store.list("v1/namespaces", None, lambda n: bool(n["metadata"].get("deletionTimestamp")))
+        for ns in doomed:
+            name = ns["metadata"]["name"]
+            left = 0
+            for t in TYPES:
+                if not t.namespaced or t.key == "events.k8s.io/v1/events":
+                    continue
+                items, *_ = self.store.list(t.key, name)
+                for it in items:
+                    left += 1
+                    if t.kind == "Pod":
+                        if not it["metadata"].get("deletionTimestamp"):
+                            grace = it["spec"].get("terminationGracePeriodSeconds", 30)
+                            try:
+                                if it["spec"].get("nodeName"):
+                                    self.store.mark_deleting(t.key, name, it["metadata"]["name"], grace)
+                                else:
+                                    self.store.remove(t.key, name, it["metadata"]["name"])
+                            except errors.APIError:
+                                pass
+                    elif t.kind != "Event" or not self._pods_left(name):
+                        try:
+                            self.store.remove(t.key, name, it["metadata"]["name"])
+                        except errors.APIError:
+                            pass
+            if left == 0:
+                try:
+                    self.store.remove("v1/namespaces", "", name)
+                except errors.APIError:
+                    pass
+
+    def _pods_left(self, ns: str) -> bool:
+        items, *_ = self.store.list("v1/pods", ns)
+        return bool(items)
+
+    # -- jobs ------------------------------------------------------------------------------------
+    def jobs(self) -> None:
+        jobs, *_ = self.store.list("batch/v1/jobs")
+        for job in jobs:
+            if job["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                self._job(job)
+            except errors.APIError as exc:
+                if exc.code not in (404, 409):
+                    raise
+
+    def _job(self, job: dict[str, Any]) -> None:
+        ns, uid, spec = job["metadata"]["namespace"], job["metadata"]["uid"], job["spec"]
+        status = dict(job.get("status") or {})
+        conds = {c["type"]: c for c in status.get("conditions") or []}
+        pods, *_ = self.store.list("v1/pods", ns, lambda p: _owned_by(p, uid))
+        active = [p for p in pods if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+                  and not p["metadata"].get("deletionTimestamp")]
+        succeeded = sum(p.get("status", {}).get("phase") == "Succeeded" for p in pods)
+        failed = sum(p.get("status", {}).get("phase") == "Failed" for p in pods)
+        failed += sum(cs.get("restartCount", 0) for p in pods for cs in p.get("status", {}).get("containerStatuses") or [])
+        now = rfc3339(self.store.clock())
+        finished = "Complete" in conds or "Failed" in conds
+        new_conds = list(status.get("conditions") or [])
+        if not finished:
+            if succeeded >= spec.get("completions", 1):
+                for t in ("SuccessCriteriaMet", "Complete"):
+                    new_conds.append({"type": t, "status": "True", "lastProbeTime": now, "lastTransitionTime": now,
+                                      "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods"})
+                status["completionTime"] = now
+                self.job_events.event(job, "Normal", "Completed", "Job completed")
+                finished = True
+            elif failed > spec.get("backoffLimit", 6):
+                for t in ("FailureTarget", "Failed"):
+                    new_conds.append({"type": t, "status": "True", "lastProbeTime": now, "lastTransitionTime": now,
+                                      "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"})
+                self.job_events.event(job, "Warning", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+                for p in active:
+                    self.store.mark_deleting("v1/pods", ns, p["metadata"]["name"], 0)
+                active = []
+                finished = True
+            elif not spec.get("suspend"):
+                want = min(spec.get("parallelism", 1), spec.get("completions", 1) - succeeded) - len(active)
+                for _ in range(max(0, want)):
+                    pod = self._pod_from_template(job, job["metadata"]["name"] + "-")
+                    pod["metadata"]["labels"] = {**(pod["metadata"].get("labels") or {})}
+                    created = self.store.create("v1/pods", pod)
+                    active.append(created)
+                    self.job_events.event(job, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}")
+        status.update({"active": len(active), "succeeded": succeeded, "failed": failed, "ready": sum(
+            any(c.get("type") == "Ready" and c.get("status") == "True" for c in p.get("status", {}).get("conditions") or [])
+            for p in active), "terminating": 0, "uncountedTerminatedPods": {}})
+        status.setdefault("startTime", now)
+        if new_conds:
+            status["conditions"] = new_conds
+        if not status["active"]:
+            status.pop("active")
+        if status != job.get("status"):
+            job["status"] = status
+            self.store.update("batch/v1/jobs", job, check_rv=False)
+
+    def _pod_from_template(self, owner: dict[str, Any], generate: str) -> dict[str, Any]:
+        import copy
+
+        tmpl = copy.deepcopy(owner["spec"]["template"])
+        meta = tmpl.get("metadata") or {}
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"generateName": generate, "namespace": owner["metadata"]["namespace"],
+                            "labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {},
+                            "ownerReferences": [_owner_ref(owner)]},
+               "spec": tmpl.get("spec") or {}}
+        validation.generate_name(pod["metadata"])
+        validation.default_pod(pod)
+        pod["status"] = {"phase": "Pending", "qosClass": validation.qos_class(pod)}
+        return pod
+
+    # -- daemonsets ------------------------------------------------------------------------------
+    def daemonsets(self) -> None:
+        sets, *_ = self.store.list("apps/v1/daemonsets")
+        for ds in sets:
+            if ds["metadata"].get("deletionTimestamp"):
+                continue
+            ns, uid = ds["metadata"]["namespace"], ds["metadata"]["uid"]
+            pods, *_ = self.store.list("v1/pods", ns, lambda p, uid=uid: _owned_by(p, uid))
+            live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+            for p in list(live):
+                if p.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+                    self.store.mark_deleting("v1/pods", ns, p["metadata"]["name"], 0)
+                    live.remove(p)
+            if not live and not pods:
+                pod = self._pod_from_template(ds, ds["metadata"]["name"] + "-")
+                pod["spec"]["nodeName"] = self.node  # the DaemonSet controller binds its pods itself
+                try:
+                    created = self.store.create("v1/pods", pod)
+                    live.append(created)
+                    self.ds_events.event(ds, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}")
+                except errors.APIError:
+                    continue
+            ready = sum(any(c.get("type") == "Ready" and c.get("status") == "True"
+                            for c in p.get("status", {}).get("conditions") or []) for p in live)
+            status = {"currentNumberScheduled": len(live), "desiredNumberScheduled": 1, "numberMisscheduled": 0,
+                      "numberReady": ready, "updatedNumberScheduled": len(live), "numberAvailable": ready,
+                      "observedGeneration": ds["metadata"].get("generation", 1)}
+            if ready < 1:
+                status["numberUnavailable"] = 1
+            if status != ds.get("status"):
+                ds["status"] = status
+                try:
+                    self.store.update("apps/v1/daemonsets", ds, check_rv=False)
+                except errors.APIError:
+                    pass
+
+    # -- garbage collector -----------------------------------------------------------------------
+    def garbage_collect(self) -> None:
+        owners = set()
+        for key in ("batch/v1/jobs", "apps/v1/daemonsets"):
+            items, *_ = self.store.list(key)
+            owners.update(i["metadata"]["uid"] for i in items)
+        pods, *_ = self.store.list("v1/pods", None, lambda p: any(
+            r.get("kind") in ("Job", "DaemonSet") for r in p["metadata"].get("ownerReferences") or []))
+        for p in pods:
+            refs = [r for r in p["metadata"].get("ownerReferences") or [] if r.get("kind") in ("Job", "DaemonSet")]
+            if refs and not any(r.get("uid") in owners for r in refs) and not p["metadata"].get("deletionTimestamp"):
+                try:
+                    self.store.mark_deleting("v1/pods", p["metadata"]["namespace"], p["metadata"]["name"],
+                                             p["spec"].get("terminationGracePeriodSeconds", 30))
+                except errors.APIError:
+                    pass

@@ -1,0 +1,514 @@
+"""The lab's kubelet: turns the pods bound to its node into real processes and reports their status.
+
+One sync loop, woken by store changes and by process exits. The state machine is `lifecycle`'s table; this
+module only does the side effects (cgroups, processes, logs, events) and writes status back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import errors, lifecycle, quantity
+from .cgroups import LAB_ROOT, Limits
+from .events import Recorder
+from .runtime import NOBODY, RUNNABLE, LogWriter, Process, Runtime, image_family, image_id, new_container_id, read_log, resolve_command
+from .store import Store, rfc3339
+
+log = logging.getLogger("kperflab.lab.kubelet")
+DEFAULT_PIDS_LIMIT = 1024
+
+
+@dataclass
+class ContainerRec:
+    spec: dict[str, Any]
+    init: bool = False
+    stage: str = "creating"
+    reason: str = ""
+    message: str = ""
+    exitCode: int = 0
+    signal: int = 0
+    oomKilled: bool = False
+    startedAt: str | None = None
+    finishedAt: str | None = None
+    containerID: str = ""
+    restartCount: int = 0
+    last: dict[str, Any] | None = None
+    backoff_until: float = 0.0
+    proc: Process | None = None
+    cgroup: str | None = None
+    runs: int = 0  # how many times it was started (log file index)
+    done: bool = False  # exited and will not be restarted
+
+    @property
+    def name(self) -> str:
+        return self.spec["name"]
+
+    def record(self) -> dict[str, Any]:
+        return {"stage": self.stage, "reason": self.reason, "message": self.message, "exitCode": self.exitCode,
+                "signal": self.signal, "oomKilled": self.oomKilled, "startedAt": self.startedAt,
+                "finishedAt": self.finishedAt, "containerID": f"kperflab://{self.containerID}" if self.containerID else "",
+                "restartCount": self.restartCount, "last": self.last}
+
+
+@dataclass
+class PodRec:
+    uid: str
+    namespace: str
+    name: str
+    containers: list[ContainerRec]
+    inits: list[ContainerRec]
+    cgroup: str | None = None
+    sandbox: Process | None = None
+    start_time: str = ""
+    killing: bool = False
+    kill_deadline: float = 0.0
+    finished: bool = False
+    warned: set[str] = field(default_factory=set)
+
+    @property
+    def all(self) -> list[ContainerRec]:
+        return self.inits + self.containers
+
+
+def _sum_limit(containers: list[dict[str, Any]], kind: str, what: str) -> int | None:
+    total = 0
+    for c in containers:
+        v = ((c.get("resources") or {}).get(kind) or {}).get(what)
+        if v is None:
+            return None
+        total += quantity.millicores(v) if what == "cpu" else quantity.to_bytes(v)
+    return total
+
+
+def container_limits(spec: dict[str, Any]) -> Limits:
+    res = spec.get("resources") or {}
+    lim, req = res.get("limits") or {}, res.get("requests") or {}
+    return Limits(
+        cpu_limit_milli=quantity.millicores(lim["cpu"]) if "cpu" in lim else None,
+        cpu_request_milli=quantity.millicores(req["cpu"]) if "cpu" in req else None,
+        memory_limit=quantity.to_bytes(lim["memory"]) if "memory" in lim else None,
+    )
+
+
+def pod_limits(pod: dict[str, Any]) -> Limits:
+    cs = pod["spec"].get("containers") or []
+    req = sum(quantity.millicores(((c.get("resources") or {}).get("requests") or {}).get("cpu", 0)) for c in cs)
+    return Limits(cpu_limit_milli=_sum_limit(cs, "limits", "cpu"), cpu_request_milli=req or None,
+                  memory_limit=_sum_limit(cs, "limits", "memory"), pids_limit=DEFAULT_PIDS_LIMIT)
+
+
+_VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion; $$ is a literal $, unknown references stay as written."""
+    return _VAR.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
+
+
+class Kubelet:
+    def __init__(self, store: Store, node_name: str, runtime: Runtime, state_dir: Path, host_ip: str = "127.0.0.1",
+                 api_port: int = 0) -> None:
+        self.store = store
+        self.node = node_name
+        self.runtime = runtime
+        self.state_dir = state_dir
+        self.host_ip = host_ip
+        self.api_port = api_port
+        self.recorder = Recorder(store, "kubelet", node_name)
+        self.pods: dict[str, PodRec] = {}
+        self._wake = threading.Event()
+        self._lock = threading.RLock()
+        self.enforced = runtime.driver is not None
+
+    # -- loop ------------------------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        def watch_store() -> None:
+            rv = self.store.resource_version
+            while not stop.is_set():
+                new = self.store.wait_for_change(rv, 1.0)
+                if new != rv:
+                    rv = new
+                    self._wake.set()
+
+        threading.Thread(target=watch_store, daemon=True, name="kubelet-store").start()
+        while not stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            try:
+                self.sync()
+            except Exception:  # noqa: BLE001 - the loop must survive any one pod's failure
+                log.exception("kubelet sync failed")
+
+    def sync(self) -> None:
+        with self._lock:
+            pods, *_ = self.store.list("v1/pods", None, lambda p: p.get("spec", {}).get("nodeName") == self.node)
+            seen = set()
+            for pod in pods:
+                uid = pod["metadata"]["uid"]
+                seen.add(uid)
+                try:
+                    self.sync_pod(pod)
+                except errors.APIError as exc:
+                    if exc.code not in (404, 409):
+                        raise
+            for uid in list(self.pods):
+                if uid not in seen:  # force-deleted (or its namespace vanished): stop everything
+                    self._teardown(self.pods.pop(uid))
+
+    def shutdown(self) -> None:
+        with self._lock:
+            for uid in list(self.pods):
+                self._teardown(self.pods.pop(uid))
+
+    # -- one pod ---------------------------------------------------------------------------------
+    def _rec(self, pod: dict[str, Any]) -> PodRec:
+        uid = pod["metadata"]["uid"]
+        rec = self.pods.get(uid)
+        if rec is None:
+            spec = pod["spec"]
+            rec = PodRec(uid, pod["metadata"]["namespace"], pod["metadata"]["name"],
+                         [ContainerRec(c) for c in spec.get("containers") or []],
+                         [ContainerRec(c, init=True) for c in spec.get("initContainers") or []],
+                         start_time=rfc3339(self.store.clock()))
+            self.pods[uid] = rec
+            if not self.enforced:
+                self.recorder.event(pod, "Warning", "LimitsNotEnforced",
+                                    "The lab is not running as root: CPU and memory limits of this pod are not enforced")
+        return rec
+
+    def sync_pod(self, pod: dict[str, Any]) -> None:
+        rec = self._rec(pod)
+        if pod["metadata"].get("deletionTimestamp"):
+            self._terminate(pod, rec)
+            return
+        if rec.finished:
+            return
+        if rec.sandbox is None:
+            self._start_sandbox(pod, rec)
+        init_done = True
+        for c in rec.inits:
+            if c.done and c.exitCode == 0:
+                continue
+            self._drive(pod, rec, c)
+            if not (c.done and c.exitCode == 0):
+                init_done = False
+                break
+        if init_done:
+            for c in rec.containers:
+                self._drive(pod, rec, c)
+        else:
+            for c in rec.containers:
+                c.stage = "pod-initializing"
+        self._write_status(pod, rec, init_done)
+
+    def _start_sandbox(self, pod: dict[str, Any], rec: PodRec) -> None:
+        qos = pod.get("status", {}).get("qosClass") or "BestEffort"
+        tier = "" if qos == "Guaranteed" else f"/{qos.lower()}"
+        driver = self.runtime.driver
+        if driver is not None:
+            rec.cgroup = f"{LAB_ROOT}/kubepods{tier}/pod{rec.uid}"
+            driver.create(f"{LAB_ROOT}/kubepods", Limits())
+            if tier:
+                driver.create(f"{LAB_ROOT}/kubepods{tier}", Limits())
+            driver.create(rec.cgroup, pod_limits(pod))
+            driver.create(f"{rec.cgroup}/sandbox", Limits())
+        rec.sandbox = self.runtime.start_sandbox(f"{rec.cgroup}/sandbox" if rec.cgroup else None)
+
+    def _env(self, pod: dict[str, Any], spec: dict[str, Any], python_dir: str) -> dict[str, str]:
+        meta = pod["metadata"]
+        env = {"PATH": f"{python_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "HOSTNAME": meta["name"], "HOME": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
+               "KUBERNETES_SERVICE_HOST": self.host_ip, "KUBERNETES_SERVICE_PORT": str(self.api_port)}
+        fields = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"], "metadata.uid": meta["uid"],
+                  "spec.nodeName": self.node, "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default"),
+                  "status.podIP": self.host_ip, "status.hostIP": self.host_ip}
+        res = spec.get("resources") or {}
+        for e in spec.get("env") or []:
+            name = e.get("name", "")
+            if "value" in e:
+                env[name] = expand(str(e.get("value") or ""), env)
+            elif isinstance(e.get("valueFrom"), dict):
+                vf = e["valueFrom"]
+                if "fieldRef" in vf:
+                    path = vf["fieldRef"].get("fieldPath", "")
+                    if path.startswith("metadata.labels['"):
+                        env[name] = (meta.get("labels") or {}).get(path[len("metadata.labels['"):-2], "")
+                    else:
+                        env[name] = fields.get(path, "")
+                elif "resourceFieldRef" in vf:
+                    what = vf["resourceFieldRef"].get("resource", "")
+                    kind, _, res_name = what.partition(".")
+                    v = (res.get(kind) or {}).get(res_name)
+                    if v is None:
+                        env[name] = "0"
+                    elif res_name == "cpu":
+                        env[name] = str(max(1, -(-quantity.millicores(v) // 1000)))
+                    else:
+                        env[name] = str(quantity.to_bytes(v))
+        return env
+
+    def _start(self, pod: dict[str, Any], rec: PodRec, c: ContainerRec) -> None:
+        img = image_family(c.spec.get("image", ""))
+        if img is None:
+            first = c.reason not in ("ErrImagePull", "ImagePullBackOff")
+            c.stage, c.reason = "image-error", ("ErrImagePull" if first else "ImagePullBackOff")
+            c.message = (f'the kperflab lab cannot run image "{c.spec.get("image")}": it runs only {RUNNABLE} '
+                         "(use one of those, or a real cluster)")
+            if first:
+                self.recorder.event(pod, "Warning", "Failed", f'Failed to pull image "{c.spec.get("image")}": {c.message}',
+                                    f"spec.containers{{{c.name}}}")
+            else:
+                self.recorder.event(pod, "Normal", "BackOff", f'Back-off pulling image "{c.spec.get("image")}"',
+                                    f"spec.containers{{{c.name}}}")
+            return
+        sec = {**(pod["spec"].get("securityContext") or {}), **(c.spec.get("securityContext") or {})}
+        uid = sec.get("runAsUser", NOBODY) if self.enforced else None
+        gid = sec.get("runAsGroup", uid) if self.enforced else None
+        python = self.runtime.python_for(uid)
+        env = self._env(pod, c.spec, str(Path(python).parent))
+        argv = [expand(a, env) for a in resolve_command(img, c.spec.get("command"), c.spec.get("args"), python)]
+        if c.runs == 0:
+            self.recorder.event(pod, "Normal", "Pulled", f'Container image "{c.spec.get("image")}" already present on machine',
+                                f"spec.{'initContainers' if c.init else 'containers'}{{{c.name}}}")
+        cid = new_container_id()
+        cgroup = f"{rec.cgroup}/{cid}" if rec.cgroup else None
+        log_path = self.state_dir / "pods" / f"{rec.namespace}_{rec.name}_{rec.uid}" / c.name / f"{c.runs}.log"
+        try:
+            if cgroup and self.runtime.driver is not None:
+                self.runtime.driver.create(cgroup, container_limits(c.spec))
+            logs = LogWriter(log_path)
+            proc = self.runtime.start_container(rec.sandbox, cgroup, argv, env, c.spec.get("workingDir") or "/", uid, gid, logs)
+        except (OSError, ValueError) as exc:
+            c.stage, c.reason, c.message = "start-error", "RunContainerError", f"failed to start container: {exc}"
+            self.recorder.event(pod, "Warning", "Failed", f"Error: {c.message}", f"spec.containers{{{c.name}}}")
+            return
+        if c.runs > 0:
+            c.restartCount += 1
+        c.runs += 1
+        c.proc, c.cgroup, c.containerID = proc, cgroup, cid
+        c.stage, c.reason, c.message = "running", "", ""
+        c.startedAt, c.finishedAt, c.exitCode, c.signal, c.oomKilled = rfc3339(proc.started), None, 0, 0, False
+        threading.Thread(target=self._await_exit, args=(proc,), daemon=True, name="await-exit").start()
+        fp = f"spec.{'initContainers' if c.init else 'containers'}{{{c.name}}}"
+        self.recorder.event(pod, "Normal", "Created", f"Created container: {c.name}", fp)
+        self.recorder.event(pod, "Normal", "Started", f"Started container {c.name}", fp)
+
+    def _await_exit(self, proc: Process) -> None:
+        proc.popen.wait()
+        self._wake.set()
+
+    def _reap(self, pod: dict[str, Any], rec: PodRec, c: ContainerRec) -> None:
+        """The container's process exited: record how, clean its cgroup."""
+        proc = c.proc
+        assert proc is not None
+        code = proc.popen.returncode
+        driver = self.runtime.driver
+        oom = False
+        if driver is not None and c.cgroup:
+            oom = driver.oom_kills(c.cgroup) > 0
+            driver.kill_all(c.cgroup)  # what the main process left behind
+        else:
+            self.runtime.kill_tree(proc)
+        if proc.logs:
+            proc.logs.close()
+        c.signal, c.exitCode = (-code, 128 - code) if code < 0 else (0, code)
+        c.oomKilled = oom and c.exitCode == 137
+        c.finishedAt = rfc3339(time.time())
+        c.stage = "exited"
+        c.proc = None
+        if driver is not None and c.cgroup:
+            driver.remove(c.cgroup)
+        if c.oomKilled:
+            self.recorder.event(pod, "Warning", "OOMKilling",
+                                f"Memory cgroup out of memory: Killed process {proc.pid} in container {c.name} "
+                                f"(limit {((c.spec.get('resources') or {}).get('limits') or {}).get('memory', 'none')})")
+
+    def _drive(self, pod: dict[str, Any], rec: PodRec, c: ContainerRec) -> None:
+        now = time.time()
+        if c.proc is not None:
+            if c.proc.popen.poll() is None:
+                return
+            self._reap(pod, rec, c)
+            policy = pod["spec"].get("restartPolicy", "Always")
+            if c.init and policy == "Always":
+                policy = "OnFailure"  # init containers restart only on failure
+            if lifecycle.should_restart(policy, c.exitCode):
+                c.last = c.record()
+                c.last["stage"] = "exited"
+                c.backoff_until = now + lifecycle.backoff_seconds(c.restartCount + 1 if c.restartCount else 0)
+            else:
+                c.done = True
+                return
+        if c.done:
+            return
+        if c.stage in ("exited", "backoff") and now < c.backoff_until:
+            if c.stage != "backoff":
+                c.stage = "backoff"
+                c.message = (f"back-off {int(c.backoff_until - now + 0.5)}s restarting failed container={c.name} "
+                             f"pod={rec.name}_{rec.namespace}({rec.uid})")
+                self.recorder.event(pod, "Warning", "BackOff", f"Back-off restarting failed container {c.name} in pod "
+                                    f"{rec.name}_{rec.namespace}({rec.uid})", f"spec.containers{{{c.name}}}")
+            return
+        if c.stage in ("creating", "pod-initializing", "image-error", "start-error", "exited", "backoff"):
+            self._start(pod, rec, c)
+
+    # -- stopping --------------------------------------------------------------------------------
+    def _terminate(self, pod: dict[str, Any], rec: PodRec) -> None:
+        running = [c for c in rec.all if c.proc is not None and c.proc.popen.poll() is None]
+        if not rec.killing:
+            rec.killing = True
+            grace = pod["metadata"].get("deletionGracePeriodSeconds")
+            if grace is None:
+                grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
+            rec.kill_deadline = time.time() + float(grace)
+            for c in running:
+                self.recorder.event(pod, "Normal", "Killing", f"Stopping container {c.name}", f"spec.containers{{{c.name}}}")
+                self.runtime.stop(c.proc, signal.SIGTERM)  # type: ignore[arg-type]
+        if running and time.time() < rec.kill_deadline:
+            return
+        self._teardown(rec)
+        self.pods.pop(rec.uid, None)
+        try:
+            self.store.remove("v1/pods", rec.namespace, rec.name, uid=rec.uid)
+        except errors.APIError:
+            pass
+
+    def _teardown(self, rec: PodRec) -> None:
+        """Kill every process of the pod and remove its cgroups."""
+        for c in rec.all:
+            if c.proc is not None:
+                self.runtime.kill_tree(c.proc)
+                if c.proc.logs:
+                    c.proc.logs.close()
+                c.proc = None
+        if rec.sandbox is not None:
+            self.runtime.kill_tree(rec.sandbox)
+            rec.sandbox = None
+        if rec.cgroup and self.runtime.driver is not None:
+            self.runtime.driver.kill_all(rec.cgroup)
+            self.runtime.driver.remove(rec.cgroup)
+
+    # -- status ----------------------------------------------------------------------------------
+    def _write_status(self, pod: dict[str, Any], rec: PodRec, init_done: bool) -> None:
+        init_st = [lifecycle.container_status(c.spec, c.record(), image_id(c.spec.get("image", ""))) for c in rec.inits]
+        main_st = [lifecycle.container_status(c.spec, c.record(), image_id(c.spec.get("image", ""))) for c in rec.containers]
+        phase = lifecycle.pod_phase(pod["spec"], init_st, main_st)
+        old = pod.get("status") or {}
+        scheduled = next((c.get("lastTransitionTime") for c in old.get("conditions") or [] if c.get("type") == "PodScheduled"),
+                         None) or pod["metadata"].get("creationTimestamp")
+        now = rfc3339(self.store.clock())
+        status: dict[str, Any] = {
+            "phase": phase,
+            "conditions": lifecycle.conditions(phase, init_done, main_st, scheduled, old.get("conditions") or [], now,
+                                               [c.name for c in rec.inits if not (c.done and c.exitCode == 0)]),
+            "hostIP": self.host_ip, "hostIPs": [{"ip": self.host_ip}],
+            "podIP": self.host_ip, "podIPs": [{"ip": self.host_ip}],
+            "startTime": rec.start_time,
+            "containerStatuses": main_st,
+            "qosClass": old.get("qosClass", "BestEffort"),
+        }
+        if init_st:
+            status["initContainerStatuses"] = init_st
+        if phase in ("Succeeded", "Failed"):
+            rec.finished = True
+            self._teardown(rec)
+        if status != old:
+            new = dict(pod)
+            new["status"] = status
+            self.store.update("v1/pods", new, check_rv=False)
+
+    # -- logs ------------------------------------------------------------------------------------
+    def logs(self, pod: dict[str, Any], query: dict[str, str]) -> Iterator[bytes]:
+        """`pods/log`: container, follow, previous, tailLines, timestamps, sinceSeconds, limitBytes."""
+        spec = pod["spec"]
+        names = [c["name"] for c in spec.get("containers") or []]
+        inits = [c["name"] for c in spec.get("initContainers") or []]
+        name = query.get("container") or ""
+        pod_name = pod["metadata"]["name"]
+        if not name:
+            if len(names) != 1:
+                raise errors.bad_request(f"a container name must be specified for pod {pod_name}, choose one of: [{' '.join(names)}]"
+                                         + (f" or one of the init containers: [{' '.join(inits)}]" if inits else ""))
+            name = names[0]
+        if name not in names + inits:
+            raise errors.bad_request(f"container {name} is not valid for pod {pod_name}")
+        with self._lock:
+            rec = self.pods.get(pod["metadata"]["uid"])
+            c = next((x for x in rec.all if x.name == name), None) if rec else None
+        if c is None or c.runs == 0:
+            reason = c.reason if c is not None and c.reason else "ContainerCreating"
+            raise errors.bad_request(f'container "{name}" in pod "{pod_name}" is waiting to start: {reason}')
+        previous = query.get("previous", "").lower() in ("1", "true")
+        run = c.runs - 1
+        if previous:
+            if c.runs < 2:
+                raise errors.bad_request(f'previous terminated container "{name}" in pod "{pod_name}" not found')
+            run -= 1
+        path = self.state_dir / "pods" / f"{rec.namespace}_{rec.name}_{rec.uid}" / name / f"{run}.log"  # type: ignore[union-attr]
+        follow = query.get("follow", "").lower() in ("1", "true") and not previous
+        stamps = query.get("timestamps", "").lower() in ("1", "true")
+        try:
+            tail = int(query["tailLines"]) if query.get("tailLines") else None
+            since = float(query["sinceSeconds"]) if query.get("sinceSeconds") else None
+            limit = int(query["limitBytes"]) if query.get("limitBytes") else None
+        except ValueError:
+            raise errors.bad_request("tailLines, sinceSeconds and limitBytes must be integers") from None
+        return self._stream_log(path, c, run, follow, stamps, tail, since, limit)
+
+    def _stream_log(self, path: Path, c: ContainerRec, run: int, follow: bool, stamps: bool, tail: int | None,
+                    since: float | None, limit: int | None) -> Iterator[bytes]:
+        from .tables import parse_time
+
+        sent = 0
+        lines = read_log(path)
+        if since is not None:
+            cutoff = time.time() - since
+            lines = [x for x in lines if (parse_time(x[0]) or 0) >= cutoff]
+        if tail is not None:
+            lines = lines[-tail:] if tail > 0 else []
+        offset = path.stat().st_size if path.exists() else 0
+
+        def fmt(ts: str, line: bytes) -> bytes:
+            return (ts.encode() + b" " + line + b"\n") if stamps else line + b"\n"
+
+        for ts, _, line in lines:
+            chunk = fmt(ts, line)
+            if limit is not None and sent + len(chunk) > limit:
+                yield chunk[: limit - sent]
+                return
+            sent += len(chunk)
+            yield chunk
+        while follow:
+            alive = c.proc is not None and c.runs - 1 == run
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except OSError:
+                data = b""
+            if data:
+                complete = data[: data.rfind(b"\n") + 1]
+                offset += len(complete)
+                for raw in complete.splitlines():
+                    parts = raw.split(b" ", 3)
+                    if len(parts) == 4:
+                        chunk = fmt(parts[0].decode(), parts[3])
+                        sent += len(chunk)
+                        yield chunk
+                if limit is not None and sent >= limit:
+                    return
+            elif not alive:
+                return
+            else:
+                time.sleep(0.1)

@@ -1,0 +1,67 @@
+"""PATCH bodies: JSON merge patch (RFC 7386), a strategic merge patch for the lists Kubernetes merges by
+name, and JSON patch (RFC 6902, through `jsonpatch`)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonpatch
+
+from .errors import APIError, bad_request
+
+MERGE_KEYS = {"containers": "name", "initContainers": "name", "env": "name", "volumes": "name", "volumeMounts": "mountPath",
+              "ports": "containerPort", "conditions": "type", "imagePullSecrets": "name", "tolerations": None}
+
+MEDIA = ("application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json")
+
+
+def merge(target: Any, patch: Any, strategic: bool = False, key: str = "") -> Any:
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if patch.get("$patch") == "replace" and strategic:
+        return {k: v for k, v in patch.items() if k != "$patch"}
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if strategic and k.startswith("$"):
+            continue
+        if v is None:
+            out.pop(k, None)
+        elif strategic and isinstance(v, list) and isinstance(out.get(k), list) and MERGE_KEYS.get(k):
+            mk = MERGE_KEYS[k]
+            merged = copy.deepcopy(out[k])
+            for item in v:
+                if isinstance(item, dict) and mk in item:
+                    idx = next((i for i, cur in enumerate(merged) if isinstance(cur, dict) and cur.get(mk) == item[mk]), None)
+                    if item.get("$patch") == "delete":
+                        if idx is not None:
+                            merged.pop(idx)
+                    elif idx is None:
+                        merged.append({a: b for a, b in item.items() if a != "$patch"})
+                    else:
+                        merged[idx] = merge(merged[idx], item, True, k)
+                else:
+                    merged.append(copy.deepcopy(item))
+            out[k] = merged
+        else:
+            out[k] = merge(out.get(k), v, strategic, k)
+    return out
+
+
+def apply(content_type: str, current: dict[str, Any], body: Any) -> dict[str, Any]:
+    ct = content_type.split(";")[0].strip()
+    if ct == "application/json-patch+json":
+        if not isinstance(body, list):
+            raise bad_request("json patch must be a list of operations")
+        try:
+            return jsonpatch.apply_patch(current, body)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
+            raise APIError(422, "Invalid", f"the server rejected our request due to an error in our request: {exc}") from None
+    if not isinstance(body, dict):
+        raise bad_request("the patch must be a JSON object")
+    if ct == "application/merge-patch+json":
+        return merge(current, body)
+    if ct == "application/strategic-merge-patch+json":
+        return merge(current, body, strategic=True)
+    raise APIError(415, "UnsupportedMediaType",
+                   f"the body of the request was in an unknown format - accepted media types include: {', '.join(MEDIA)}")

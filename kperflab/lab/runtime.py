@@ -1,0 +1,222 @@
+"""The lab's container runtime: which images it can run, and how a container becomes a process tree in its
+cgroup, inside the pod's mount namespace, as an unprivileged user, with its output kept as CRI log lines."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .cgroups import Driver
+
+LAB_ENV = "KPERFLAB_LAB"  # every process the lab starts for a pod carries it: the census finds them by it
+NOBODY = 65534
+RUNNABLE = "python:*, busybox*, alpine*, registry.k8s.io/pause*"
+
+
+@dataclass(frozen=True)
+class Image:
+    family: str  # python, shell, pause
+    default_command: tuple[str, ...]
+
+
+def image_family(image: str) -> Image | None:
+    """What the lab runs for an image reference, or None when it cannot run it.
+
+    >>> image_family("python:3.12-slim").family
+    'python'
+    >>> image_family("docker.io/library/busybox:1.36").family
+    'shell'
+    >>> image_family("nginx") is None
+    True
+    """
+    ref = image.strip()
+    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/", "library/"):
+        if ref.startswith(prefix):
+            ref = ref[len(prefix):]
+    name = ref.split("@")[0].rsplit(":", 1)[0] if ":" in ref.split("/")[-1] else ref.split("@")[0]
+    if name == "python":
+        return Image("python", ("python3",))
+    if name in ("busybox", "alpine"):
+        return Image("shell", ("sh",))
+    if name in ("registry.k8s.io/pause", "k8s.gcr.io/pause"):
+        return Image("pause", ("sleep", "infinity"))
+    return None
+
+
+def image_id(image: str) -> str:
+    import hashlib
+
+    return f"{image.split('@')[0]}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+
+
+def pick_python(uid: int | None) -> str:
+    """The first interpreter that ``uid`` can run: the lab's own, else the system's."""
+    candidates = [sys.executable, "/usr/bin/python3", "/usr/local/bin/python3", shutil.which("python3") or ""]
+    for c in dict.fromkeys(x for x in candidates if x):
+        try:
+            kw: dict[str, Any] = {"user": uid, "group": uid, "extra_groups": []} if uid not in (None, os.geteuid()) else {}
+            if subprocess.run([c, "-c", "pass"], capture_output=True, timeout=20, cwd="/", **kw).returncode == 0:
+                return c
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return sys.executable
+
+
+def resolve_command(img: Image, command: list[str] | None, args: list[str] | None, python: str) -> list[str]:
+    """command/args as Kubernetes combines them with the image's defaults; `python`/`python3` run the lab's
+    interpreter for python images."""
+    # the images the lab knows have no ENTRYPOINT but pause's: args replace their CMD
+    if command:
+        argv = list(command) + list(args or [])
+    elif args:
+        argv = (list(img.default_command) if img.family == "pause" else []) + list(args)
+    else:
+        argv = list(img.default_command)
+    if img.family == "python" and argv and Path(argv[0]).name.startswith("python"):
+        argv[0] = python
+    return argv
+
+
+class LogWriter:
+    """Copies a process's stdout and stderr into a CRI-format log file: `<RFC3339Nano> <stream> F <line>`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "ab", buffering=0)
+        self._lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+
+    def attach(self, stream: IO[bytes], name: str) -> None:
+        t = threading.Thread(target=self._pump, args=(stream, name.encode()), daemon=True, name=f"log-{name}")
+        t.start()
+        self.threads.append(t)
+
+    def _pump(self, stream: IO[bytes], name: bytes) -> None:
+        try:
+            for line in iter(stream.readline, b""):
+                ts = time.time()
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e9):09d}Z"
+                with self._lock:
+                    self._file.write(b"%s %s F %s\n" % (stamp.encode(), name, line.rstrip(b"\n")))
+        except (OSError, ValueError):
+            pass
+        finally:
+            stream.close()
+
+    def close(self, timeout: float = 2.0) -> None:
+        for t in self.threads:
+            t.join(timeout)
+        with self._lock:
+            self._file.close()
+
+
+@dataclass
+class Process:
+    popen: subprocess.Popen[bytes]
+    cgroup: str | None
+    logs: LogWriter | None = None
+    started: float = field(default_factory=time.time)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+
+JOIN_SCRIPT = 'for f in $KPERFLAB_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; unset KPERFLAB_CGROUP_PROCS; exec "$@"'
+
+
+class Runtime:
+    """Starts sandboxes and containers. With a cgroup driver (root) each gets its cgroup, the pod's mount
+    namespace and an unprivileged uid; without one (not root) they are plain processes in a session."""
+
+    def __init__(self, driver: Driver | None, lab_id: str) -> None:
+        self.driver = driver
+        self.lab_id = lab_id
+        self.unshare = shutil.which("unshare")
+        self.nsenter = shutil.which("nsenter")
+        self._python: dict[int | None, str] = {}
+
+    def python_for(self, uid: int | None) -> str:
+        if uid not in self._python:
+            self._python[uid] = pick_python(uid)
+        return self._python[uid]
+
+    def _spawn(self, argv: list[str], cgroup: str | None, env: dict[str, str], cwd: str,
+               logs: LogWriter | None) -> Process:
+        env = {**env, LAB_ENV: self.lab_id}
+        if self.driver is not None and cgroup is not None:
+            env["KPERFLAB_CGROUP_PROCS"] = " ".join(str(p) for p in self.driver.procs_files(cgroup))
+            argv = ["/bin/sh", "-c", JOIN_SCRIPT, "sh", *argv]
+        out = subprocess.PIPE if logs else subprocess.DEVNULL
+        popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=cwd,
+                                 start_new_session=True, close_fds=True)
+        if logs:
+            assert popen.stdout is not None and popen.stderr is not None
+            logs.attach(popen.stdout, "stdout")
+            logs.attach(popen.stderr, "stderr")
+        return Process(popen, cgroup, logs)
+
+    def start_sandbox(self, cgroup: str | None) -> Process:
+        """The pod's pause process: it holds the pod's mount namespace (root) and does nothing else."""
+        argv = ["sleep", "infinity"]
+        if self.driver is not None and self.unshare:
+            argv = [self.unshare, "--mount", "--propagation", "private", "--", *argv]
+        return self._spawn(argv, cgroup, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, "/", None)
+
+    def start_container(self, sandbox: Process | None, cgroup: str | None, argv: list[str], env: dict[str, str],
+                        cwd: str, uid: int | None, gid: int | None, logs: LogWriter) -> Process:
+        if self.driver is not None and self.nsenter and sandbox is not None:
+            prefix = [self.nsenter, f"--mount=/proc/{sandbox.pid}/ns/mnt"]
+            if uid is not None and uid != 0:
+                prefix += [f"--setuid={uid}", f"--setgid={gid if gid is not None else uid}"]
+            argv = [*prefix, "--", *argv]
+        return self._spawn(argv, cgroup, env, cwd, logs)
+
+    def stop(self, proc: Process, sig: int) -> None:
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill_tree(self, proc: Process) -> None:
+        """SIGKILL everything the process left: its cgroup (root) or its session (not root)."""
+        import signal
+
+        if self.driver is not None and proc.cgroup:
+            self.driver.kill_all(proc.cgroup)
+        else:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            proc.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def new_container_id() -> str:
+    return secrets.token_hex(32)
+
+
+def read_log(path: Path) -> list[tuple[str, str, bytes]]:
+    """Parse a CRI log file into (timestamp, stream, line)."""
+    out = []
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return out
+    for raw in data.splitlines():
+        parts = raw.split(b" ", 3)
+        if len(parts) == 4:
+            out.append((parts[0].decode(), parts[1].decode(), parts[3]))
+    return out
