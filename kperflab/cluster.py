@@ -122,15 +122,17 @@ def translate(exc: BaseException, server: str, *, verb: str = "get", resource: s
             hint="Run `kperflab doctor` to check the cluster.",
         )
     reason = _one_line(exc)
-    low = reason.lower()
+    low = str(exc).lower()
     if "certificate" in low or "ssl" in low:
-        reason = "TLS failed: " + reason
+        reason = "TLS failed: " + ("certificate verify failed" if "verify failed" in low else reason)
         hint = "The server's certificate does not match the CA in your kubeconfig; write the kubeconfig again (`kperflab lab up` does it for the lab)."
         return ClusterUnreachable(server, reason, hint=hint)
     if "refused" in low:
         reason = "connection refused"
     elif "timed out" in low or "timeout" in low:
         reason = "timed out"
+    elif "name or service not known" in low or "nodename nor servname" in low:
+        reason = "unknown host"
     return ClusterUnreachable(server, reason)
 
 
@@ -155,17 +157,26 @@ def server_version(conn: Connection, timeout: float = DEFAULT_TIMEOUT) -> dict[s
 
 
 def get_json(conn: Connection, path: str, timeout: float = DEFAULT_TIMEOUT, query: list | None = None) -> Any:
-    """GET a raw API path and decode its JSON body."""
+    """GET a raw API path (with the kubeconfig's credentials) and decode its JSON body."""
     import json
 
+    from kubernetes.client.exceptions import ApiException
+
     try:
-        resp = conn.api.call_api(
-            path, "GET", query_params=query or [], header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
-        )
+        method, url, headers, body, post = conn.api.param_serialize(
+            "GET", path, query_params=query or [], header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        resp = conn.api.call_api(method, url, headers, body, post, _request_timeout=timeout)
+        data = resp.read()
+        if not 200 <= resp.status < 300:
+            raise ApiException(status=resp.status, reason=resp.reason, body=data.decode(errors="replace"))
     except Exception as exc:  # noqa: BLE001
         raise translate(exc, conn.server, resource=path) from None
-    return json.loads(resp[0].data)
+    return json.loads(data)
+
+
+def git_version(version: dict[str, Any]) -> str:
+    return str(version.get("git_version") or version.get("gitVersion") or "")
 
 
 def metrics_api_version(conn: Connection, timeout: float = DEFAULT_TIMEOUT) -> str | None:
@@ -234,3 +245,27 @@ def can_i(conn: Connection, verb: str, resource: str, *, subresource: str = "", 
     except Exception as exc:  # noqa: BLE001
         raise translate(exc, conn.server, verb="create", resource="selfsubjectaccessreviews") from None
     return bool(review.status and review.status.allowed)
+
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+
+
+def clean(conn: Connection, dry_run: bool = False, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
+    """Delete the namespaces kperflab created (label app.kubernetes.io/managed-by=kperflab)."""
+    from kubernetes import client
+
+    v1 = client.CoreV1Api(conn.api)
+    try:
+        items = v1.list_namespace(label_selector=f"{MANAGED_BY}=kperflab", _request_timeout=timeout).items
+    except Exception as exc:  # noqa: BLE001
+        raise translate(exc, conn.server, verb="list", resource="namespaces") from None
+    names = [ns.metadata.name for ns in items if not ns.metadata.deletion_timestamp]
+    if not dry_run:
+        for name in names:
+            try:
+                v1.delete_namespace(name, _request_timeout=timeout)
+            except Exception as exc:  # noqa: BLE001
+                err = translate(exc, conn.server, verb="delete", resource=f"namespace {name}")
+                if "404" not in str(err):
+                    raise err from None
+    return names

@@ -65,7 +65,7 @@ def _cluster_checks(kubeconfig: str | None, context: str | None, namespace: str 
     except KperflabError as exc:
         rows.append(Check("api server", FAIL, exc.message, exc.hint or ""))
         return skip_rest("the API server did not answer")
-    rows.append(Check("api server", OK, f"{conn.server} answers, version {version.get('git_version')}"))
+    rows.append(Check("api server", OK, f"{conn.server} answers, version {cluster.git_version(version)}"))
 
     try:
         nodes = cluster.list_nodes(conn, timeout)

@@ -1,0 +1,46 @@
+# kperflab — see README.md. Every target sets up what it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help setup system-deps workshop test lint jupyter images bench clean
+
+help:
+	@echo "make workshop   run every notebook against the lab (or your cluster) into out/"
+	@echo "make test       the whole test suite"
+	@echo "make jupyter    JupyterLab on notebooks/"
+	@echo "make lint       ruff"
+	@echo "make bench      benchmark scripts (figures for the issue notes)"
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+setup: $(STAMP) system-deps
+
+system-deps:
+	@scripts/system-deps.sh
+
+images: setup
+	@for src in images/*.dot; do [ -e "$$src" ] || continue; dot -Tpng "$$src" -o "$${src%.dot}.png"; done
+
+workshop: setup images
+	$(BIN)/kperflab workshop
+
+test: setup images
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check kperflab tests benchmarks
+
+jupyter: setup images
+	$(BIN)/jupyter lab notebooks/
+
+bench: setup
+	$(BIN)/python benchmarks/pod_startup.py
+
+clean:
+	rm -rf out .pytest_cache

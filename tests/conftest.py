@@ -1,0 +1,147 @@
+"""Shared fixtures: a fake HTTPS API server for the client-side tests, and a real lab for integration."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kperflab.lab.pki import make_server_tls, write_tls
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class FakeAPI:
+    """An HTTPS server that answers like kube-apiserver for the paths a test sets."""
+
+    def __init__(self, tmp: Path) -> None:
+        tls = make_server_tls()
+        self.ca, cert, key = write_tls(tls, tmp / "fake-tls")
+        self.routes: dict[tuple[str, str], Callable[[dict[str, Any] | None], tuple[int, Any]]] = {}
+        self.requests: list[tuple[str, str]] = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _do(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(n)) if n else None
+                path = self.path.split("?")[0].rstrip("/") or "/"
+                outer.requests.append((self.command, path))
+                fn = outer.routes.get((self.command, path))
+                code, payload = fn(body) if fn else (404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                                          "reason": "NotFound", "code": 404, "message": "not found"})
+                data = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _do
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def route(self, method: str, path: str, code: int, payload: Any) -> None:
+        self.routes[(method, path)] = lambda body: (code, payload)
+
+    def kubeconfig(self, path: Path, token: str = "t0k3n") -> Path:
+        write_kubeconfig(path, f"https://127.0.0.1:{self.port}", self.ca.read_bytes(), token)
+        return path
+
+
+def write_kubeconfig(path: Path, server: str, ca_pem: bytes, token: str, context: str = "test") -> Path:
+    import base64
+
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "clusters": [{"name": "c", "cluster": {"server": server, "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+        "users": [{"name": "u", "user": {"token": token}}],
+        "contexts": [{"name": context, "context": {"cluster": "c", "user": "u", "namespace": "workshop"}}],
+    }))
+    return path
+
+
+@pytest.fixture
+def fake_api(tmp_path: Path) -> Iterator[FakeAPI]:
+    api = FakeAPI(tmp_path)
+    yield api
+    api.httpd.shutdown()
+
+
+# -- the lab ----------------------------------------------------------------------------------------
+
+def lab_env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["KPERFLAB_HOME"] = str(home)
+    env.pop("KUBECONFIG", None)
+    return env
+
+
+def kperflab(home: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kperflab.cli", *args], env=lab_env(home), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A real lab, started with `kperflab lab up` under a private KPERFLAB_HOME, stopped after the session."""
+    home = tmp_path_factory.mktemp("kperflab-home")
+    up = kperflab(home, "lab", "up", "--metric-resolution", "5s")
+    assert up.returncode == 0, up.stdout + up.stderr
+    kubeconfig = home / "kubeconfig.yaml"
+    try:
+        yield {"home": home, "kubeconfig": kubeconfig, "env": {**lab_env(home), "KUBECONFIG": str(kubeconfig)}}
+    finally:
+        down = kperflab(home, "lab", "down")
+        assert down.returncode == 0, down.stdout + down.stderr
+
+
+@pytest.fixture
+def k8s(lab: dict[str, Any]) -> Any:
+    from kubernetes import client, config
+
+    return client.CoreV1Api(config.new_client_from_config(str(lab["kubeconfig"])))
+
+
+@pytest.fixture
+def namespace(k8s: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A unique namespace per test, deleted after it (and checked gone)."""
+    import re
+    import time
+    import uuid
+
+    from kubernetes import client
+
+    name = re.sub(r"[^a-z0-9-]", "-", f"t-{request.node.name.lower()}")[:40].strip("-") + "-" + uuid.uuid4().hex[:5]
+    k8s.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    k8s.delete_namespace(name)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if name not in [n.metadata.name for n in k8s.list_namespace().items]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"namespace {name} was not removed")
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="cgroup limits need root")
