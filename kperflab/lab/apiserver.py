@@ -296,6 +296,7 @@ class APIServer:
                                         "causes": [{"reason": "NamespaceTerminating", "message": f"namespace {namespace} is being terminated", "field": "metadata.namespace"}]})
         else:
             meta.pop("namespace", None)
+        meta.pop("uid", None)
         val.generate_name(meta)
         if rtype.default:
             rtype.default(obj)
@@ -320,7 +321,8 @@ class APIServer:
             labels = obj["metadata"].setdefault("labels", {})
             labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
         elif rtype.kind in ("Job", "DaemonSet"):
-            obj["status"] = {}
+            obj["status"] = {} if rtype.kind == "Job" else {
+                "currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}
             tmpl = obj["spec"]["template"]
             if rtype.kind == "Job":
                 import uuid

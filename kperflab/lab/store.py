@@ -106,20 +106,21 @@ class Store:
 
     # -- writes ----------------------------------------------------------------------------------
     def create(self, resource: str, obj: Obj, kind: str = "", group: str = "") -> Obj:
+        obj = copy.deepcopy(obj)  # never keep or change the caller's dict
         meta = obj.setdefault("metadata", {})
         key = (meta.get("namespace", ""), meta["name"])
         with self._cond:
             bucket = self._objects.setdefault(resource, {})
             if key in bucket:
                 raise errors.already_exists(kind or resource, meta["name"], group)
-            meta["uid"] = str(uuid.uuid4())
+            meta["uid"] = meta.get("uid") or str(uuid.uuid4())  # the API server strips client uids
             meta["resourceVersion"] = self._bump()
             meta["creationTimestamp"] = rfc3339(self.clock())
             if "generation" in meta or resource not in ("v1/events",):
                 meta["generation"] = 1
             for k in ("deletionTimestamp", "deletionGracePeriodSeconds"):
                 meta.pop(k, None)
-            stored = copy.deepcopy(obj)
+            stored = obj
             bucket[key] = stored
             self._emit("ADDED", resource, stored, None)
             return copy.deepcopy(stored)
@@ -128,6 +129,7 @@ class Store:
                spec_changed: Callable[[Obj, Obj], bool] | None = None) -> Obj:
         """Replace an object. With ``check_rv`` a stale resourceVersion is a 409 Conflict.
         Immutable metadata (uid, creationTimestamp, deletionTimestamp) is kept from the stored copy."""
+        obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         key = (meta.get("namespace", ""), meta.get("name", ""))
         with self._cond:
@@ -150,7 +152,7 @@ class Store:
             if spec_changed and spec_changed(old, obj):
                 meta["generation"] += 1
             meta["resourceVersion"] = self._bump()
-            stored = copy.deepcopy(obj)
+            stored = obj
             if old["metadata"].get("deletionTimestamp") and not stored["metadata"].get("finalizers") \
                     and resource != "v1/pods" and resource != "v1/namespaces":
                 del bucket[key]
