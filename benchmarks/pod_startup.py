@@ -1,0 +1,121 @@
+"""Pod create → Running on the lab, against a bare spawn of the same command. Prints the ratio (target ≤ 3x).
+
+    .venv/bin/python benchmarks/pod_startup.py [--pods 20]
+
+Starts a private lab (its own KPERFLAB_HOME), measures, and stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CODE = "import time; print('up', flush=True); time.sleep(30)"
+
+
+def bare(n: int) -> list[float]:
+    """Time from spawn until the process has printed its first line (it is running Python code)."""
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        p = subprocess.Popen([sys.executable, "-c", CODE], stdout=subprocess.PIPE)
+        p.stdout.readline()
+        out.append(time.perf_counter() - t0)
+        p.kill()
+        p.wait()
+    return out
+
+
+def lab(n: int) -> list[float]:
+    from kubernetes import client, config, watch
+
+    home = Path(tempfile.mkdtemp(prefix="kperflab-bench-"))
+    env = {**os.environ, "KPERFLAB_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "up"], env=env, check=True, capture_output=True)
+    try:
+        v1 = client.CoreV1Api(config.new_client_from_config(str(home / "kubeconfig.yaml")))
+        out = []
+        for i in range(n):
+            name = f"bench-{i}"
+            pod = client.V1Pod(metadata=client.V1ObjectMeta(name=name), spec=client.V1PodSpec(
+                termination_grace_period_seconds=0, containers=[client.V1Container(
+                    name="c", image="python:3.12-slim", command=["python", "-c", CODE])]))
+            rv = v1.list_namespaced_pod("default").metadata.resource_version
+            t0 = time.perf_counter()
+            v1.create_namespaced_pod("default", pod)
+            for ev in watch.Watch().stream(v1.list_namespaced_pod, "default", field_selector=f"metadata.name={name}",
+                                           resource_version=rv, timeout_seconds=30):
+                if ev["object"].status.phase == "Running":
+                    break
+            out.append(time.perf_counter() - t0)
+            v1.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+        return out
+    finally:
+        subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "down"], env=env, capture_output=True)
+
+
+def lab_raw(n: int) -> list[float]:
+    """The same, over one keep-alive HTTPS connection and one open watch: the lab's own latency, without the
+    official client's per-call cost (connection set-up, model parsing)."""
+    import http.client
+    import json
+    import ssl
+
+    home = Path(tempfile.mkdtemp(prefix="kperflab-bench-"))
+    env = {**os.environ, "KPERFLAB_HOME": str(home)}
+    subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "up"], env=env, check=True, capture_output=True)
+    try:
+        import yaml
+
+        kc = yaml.safe_load((home / "kubeconfig.yaml").read_text())
+        port = int(kc["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1])
+        token = kc["users"][0]["user"]["token"]
+        ctx = ssl.create_default_context(cafile=str(home / "lab" / "tls" / "ca.crt"))
+        hdr = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        api = http.client.HTTPSConnection("127.0.0.1", port, context=ctx)
+        w = http.client.HTTPSConnection("127.0.0.1", port, context=ctx)
+        api.request("GET", "/api/v1/namespaces/default/pods", headers=hdr)
+        rv = json.loads(api.getresponse().read())["metadata"]["resourceVersion"]
+        w.request("GET", f"/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}", headers=hdr)
+        stream = w.getresponse()
+        out = []
+        for i in range(n):
+            name = f"raw-{i}"
+            body = {"metadata": {"name": name}, "spec": {"terminationGracePeriodSeconds": 0, "containers": [
+                {"name": "c", "image": "python:3.12-slim", "command": ["python", "-c", CODE]}]}}
+            t0 = time.perf_counter()
+            api.request("POST", "/api/v1/namespaces/default/pods", body=json.dumps(body), headers=hdr)
+            api.getresponse().read()
+            while True:
+                ev = json.loads(stream.readline())
+                o = ev["object"]
+                if o["metadata"]["name"] == name and o.get("status", {}).get("phase") == "Running":
+                    break
+            out.append(time.perf_counter() - t0)
+            api.request("DELETE", f"/api/v1/namespaces/default/pods/{name}?gracePeriodSeconds=0", headers=hdr)
+            api.getresponse().read()
+        return out
+    finally:
+        subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "down"], env=env, capture_output=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pods", type=int, default=20)
+    n = ap.parse_args().pods
+    b, r, k = bare(n), lab_raw(n), lab(n)
+    mb, mr, mk = statistics.median(b), statistics.median(r), statistics.median(k)
+    print(f"bare spawn until first output:                median {mb * 1000:.1f} ms (n={n})")
+    print(f"lab create → Running (keep-alive HTTPS, watch): median {mr * 1000:.1f} ms, p90 {sorted(r)[int(n * .9) - 1] * 1000:.1f} ms")
+    print(f"lab create → Running (official client):       median {mk * 1000:.1f} ms, p90 {sorted(k)[int(n * .9) - 1] * 1000:.1f} ms")
+    print(f"ratio, lab/bare: {mr / mb:.2f}x (target ≤ 3x); with the official client's own cost: {mk / mb:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
