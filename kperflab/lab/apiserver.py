@@ -520,7 +520,7 @@ def _decode(req: Request, rtype: ResourceType) -> dict[str, Any]:
     ct = req.headers.get("content-type", "application/json").split(";")[0].strip()
     if ct not in ("application/json", "application/yaml", "*/*", ""):
         raise APIError(415, "UnsupportedMediaType",
-                       f"the body of the request was in an unknown format - accepted media types include: application/json, application/yaml")
+                       "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml")
     obj = _json_body(req)
     if not isinstance(obj, dict):
         raise errors.bad_request(f"the body must be a {rtype.kind} object, not {type(obj).__name__}")

@@ -19,7 +19,18 @@ from typing import Any
 from . import errors, lifecycle, quantity
 from .cgroups import LAB_ROOT, Limits
 from .events import Recorder
-from .runtime import NOBODY, RUNNABLE, LogWriter, Process, Runtime, image_family, image_id, new_container_id, read_log, resolve_command
+from .runtime import (
+    NOBODY,
+    RUNNABLE,
+    LogWriter,
+    Process,
+    Runtime,
+    image_family,
+    image_id,
+    new_container_id,
+    read_log,
+    resolve_command,
+)
 from .store import Store, rfc3339
 
 log = logging.getLogger("kperflab.lab.kubelet")

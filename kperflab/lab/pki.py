@@ -31,7 +31,7 @@ def make_server_tls(hosts: tuple[str, ...] = ("127.0.0.1", "localhost"), days: i
     >>> tls.ca_pem.startswith(b"-----BEGIN CERTIFICATE-----")
     True
     """
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("kperflab-lab-ca")
     ca_cert = (

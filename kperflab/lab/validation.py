@@ -83,7 +83,7 @@ def metadata(meta: Any, *, namespaced: bool, name_rule: str = "subdomain") -> li
             if not _QUALIFIED.fullmatch(key_name) or len(key_name) > 63:
                 out.append(invalid_value(f"metadata.{field}", k, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
             if field == "labels" and (len(v) > 63 or not _LABEL_VALUE.fullmatch(v)):
-                out.append(invalid_value(f"metadata.labels", v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
+                out.append(invalid_value("metadata.labels", v, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
     return out
 
 
