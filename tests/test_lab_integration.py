@@ -238,3 +238,40 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_over_the_wire_errors_and_garbage(lab):
+    """413 for a body over 3 MiB, 401 without a token, and no 5xx for malformed requests on the real socket."""
+    import http.client
+    import ssl
+
+    import yaml
+
+    kc = yaml.safe_load(Path(lab["kubeconfig"]).read_text())
+    port = int(kc["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1])
+    token = kc["users"][0]["user"]["token"]
+    ctx = ssl.create_default_context(cafile=str(Path(lab["home"]) / "lab" / "tls" / "ca.crt"))
+
+    def req(method, path, body=b"", headers=None):
+        c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+        c.request(method, path, body=body, headers={"Authorization": f"Bearer {token}", **(headers or {})})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, data
+
+    status, body = req("POST", "/api/v1/namespaces/default/configmaps", b"x" * (3 * 1024 * 1024 + 1),
+                       {"Content-Type": "application/json"})
+    assert status == 413 and json.loads(body)["reason"] == "RequestEntityTooLarge"
+    c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+    c.request("GET", "/api/v1/pods")
+    r = c.getresponse()
+    assert r.status == 401 and json.loads(r.read())["kind"] == "Status"
+    for method, path, body, ctype in [("POST", "/api/v1/namespaces/default/pods", b"\xff\xfe garbage", "application/json"),
+                                      ("PATCH", "/api/v1/nodes/kperflab-lab", b"[1,2", "application/json-patch+json"),
+                                      ("GET", "/api/v1/namespaces/default/pods?watch=1&resourceVersion=abc", b"", "application/json"),
+                                      ("GET", "/api/v1/namespaces/default/pods?labelSelector=a+in+(", b"", "application/json"),
+                                      ("DELETE", "/api/v1/namespaces/default/pods/nope", b"{]", "application/json"),
+                                      ("GET", "/api/v1/../../etc/passwd", b"", "application/json")]:
+        status, data = req(method, path, body, {"Content-Type": ctype})
+        assert 400 <= status < 500, (method, path, status, data)

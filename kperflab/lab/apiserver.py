@@ -572,6 +572,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(Response(400, errors.bad_request("invalid Content-Length").status()))
                 return
             if n > MAX_BODY:
+                left = n if n <= 16 * MAX_BODY else 0  # drain a moderately large body so the client reads the answer
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 1 << 16))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
                 self.close_connection = True
                 self._send(Response(413, APIError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}").status()))
                 return
