@@ -224,8 +224,6 @@ class APIServer:
             return self._patch(req, rtype, namespace, name, sub)
         if m == "DELETE":
             return self._delete(req, rtype, namespace, name)
-        if m == "POST":
-            raise errors.method_not_allowed()
         raise errors.method_not_allowed()
 
     def _respond(self, req: Request, rtype: ResourceType, obj: dict[str, Any], code: int = 200) -> Response:
@@ -423,8 +421,7 @@ class APIServer:
         if rtype.graceful:
             if grace is None:
                 grace = int(obj.get("spec", {}).get("terminationGracePeriodSeconds", 30))
-            phase = obj.get("status", {}).get("phase")
-            if grace == 0 or not obj.get("spec", {}).get("nodeName") or phase in ("Succeeded", "Failed") and grace <= 0:
+            if grace <= 0 or not obj.get("spec", {}).get("nodeName"):  # forced, or never bound: gone at once
                 return self._respond(req, rtype, self.store.remove(rtype.key, namespace, name, uid=uid))
             return self._respond(req, rtype, self.store.mark_deleting(rtype.key, namespace, name, grace, uid=uid))
         if obj["metadata"].get("finalizers"):

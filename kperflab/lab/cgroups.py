@@ -220,7 +220,7 @@ class V2(Driver):
         cur = self.root
         available = set(_read(self.root / "cgroup.controllers").split()) or set(self.CONTROLLERS)
         enable = " ".join(f"+{c}" for c in self.CONTROLLERS if c in available)
-        for i, part in enumerate(parts):
+        for part in parts:
             parent = cur
             cur = cur / part
             have = set(_read(parent / "cgroup.subtree_control").split())
@@ -230,7 +230,6 @@ class V2(Driver):
                 except OSError:
                     pass  # a controller the parent cannot delegate: limits for it stay off
             cur.mkdir(exist_ok=True)
-            del i
         d = self.root / rel
         _write(d / "cpu.weight", str(weight_from_shares(shares_from_milli(limits.cpu_request_milli))))
         if limits.cpu_limit_milli:
