@@ -88,8 +88,8 @@ def _cluster_checks(kubeconfig: str | None, context: str | None, namespace: str 
             elif flavour == "minikube":
                 hint = "Run `minikube addons enable metrics-server`."
             elif flavour == "kperflab-lab":
-                hint = ("This version of the lab does not serve metrics.k8s.io yet, so `kubectl top` and the measuring "
-                        "notebook cannot run here; update kperflab when the lab's metrics pipeline lands.")
+                hint = ("The lab serves metrics.k8s.io itself; if it is missing, this lab is older than this kperflab: "
+                        "run `kperflab lab down && kperflab lab up`.")
             rows.append(Check("metrics api", FAIL, "metrics.k8s.io is not served (kubectl top will say 'Metrics API not available')", hint))
 
     for name, verb, resource, sub, nsd in (("node stats", "get", "nodes", "proxy", ""), ("create pods", "create", "pods", "", ns)):

@@ -220,6 +220,9 @@ def _parse_resolution(text: str) -> float:
                 break
             if v <= 0:
                 break
+            if not 1 <= v <= 600:
+                raise LabError(f"--metric-resolution {text} is out of range: the lab samples every 1s to 10m.",
+                               hint="Use 15s (what the metrics-server manifests set) or 5s for a quicker workshop.")
             return v
     raise LabError(f"--metric-resolution {text!r} is not a duration.", hint="Use a value like 15s or 5s.")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import errors, lifecycle, quantity
+from .cadvisor import ContainerTarget, PodTarget
 from .cgroups import LAB_ROOT, Limits
 from .events import Recorder
 from .runtime import (
@@ -57,6 +58,8 @@ class ContainerRec:
     cgroup: str | None = None
     runs: int = 0  # how many times it was started (log file index)
     done: bool = False  # exited and will not be restarted
+    oom_events: int = 0  # OOM kills in this container's earlier runs (its cgroups are gone)
+    started: float = 0.0  # epoch seconds of the current run
 
     @property
     def name(self) -> str:
@@ -79,6 +82,7 @@ class PodRec:
     cgroup: str | None = None
     sandbox: Process | None = None
     start_time: str = ""
+    started: float = 0.0
     killing: bool = False
     kill_deadline: float = 0.0
     finished: bool = False
@@ -187,11 +191,12 @@ class Kubelet:
         uid = pod["metadata"]["uid"]
         rec = self.pods.get(uid)
         if rec is None:
+            now = self.store.clock()
             spec = pod["spec"]
             rec = PodRec(uid, pod["metadata"]["namespace"], pod["metadata"]["name"],
                          [ContainerRec(c) for c in spec.get("containers") or []],
                          [ContainerRec(c, init=True) for c in spec.get("initContainers") or []],
-                         start_time=rfc3339(self.store.clock()))
+                         start_time=rfc3339(now), started=now)
             self.pods[uid] = rec
             if not self.enforced:
                 self.recorder.event(pod, "Warning", "LimitsNotEnforced",
@@ -307,7 +312,7 @@ class Kubelet:
         if c.runs > 0:
             c.restartCount += 1
         c.runs += 1
-        c.proc, c.cgroup, c.containerID = proc, cgroup, cid
+        c.proc, c.cgroup, c.containerID, c.started = proc, cgroup, cid, proc.started
         c.stage, c.reason, c.message = "running", "", ""
         c.startedAt, c.finishedAt, c.exitCode, c.signal, c.oomKilled = rfc3339(proc.started), None, 0, 0, False
         threading.Thread(target=self._await_exit, args=(proc,), daemon=True, name="await-exit").start()
@@ -327,7 +332,9 @@ class Kubelet:
         driver = self.runtime.driver
         oom = False
         if driver is not None and c.cgroup:
-            oom = driver.oom_kills(c.cgroup) > 0
+            kills = driver.oom_kills(c.cgroup)
+            c.oom_events += kills
+            oom = kills > 0
             driver.kill_all(c.cgroup)  # what the main process left behind
         else:
             self.runtime.kill_tree(proc)
@@ -373,6 +380,21 @@ class Kubelet:
             return
         if c.stage in ("creating", "pod-initializing", "image-error", "start-error", "exited", "backoff"):
             self._start(pod, rec, c)
+
+    # -- what cAdvisor samples ---------------------------------------------------------------------
+    def stat_targets(self) -> list[PodTarget]:
+        """The pods with a cgroup, and their running containers: what the lab's cAdvisor samples."""
+        with self._lock:
+            out = []
+            for rec in self.pods.values():
+                if rec.cgroup is None or rec.finished:
+                    continue
+                cs = tuple(ContainerTarget(c.name, c.cgroup, c.containerID, c.spec.get("image", ""), c.started, c.oom_events)
+                           for c in rec.containers if c.proc is not None and c.cgroup)
+                out.append(PodTarget(rec.uid, rec.namespace, rec.name, rec.cgroup, rec.started, cs,
+                                     self.state_dir / "pods" / f"{rec.namespace}_{rec.name}_{rec.uid}",
+                                     sum(c.oom_events for c in rec.all)))
+            return out
 
     # -- stopping --------------------------------------------------------------------------------
     def _terminate(self, pod: dict[str, Any], rec: PodRec) -> None:

@@ -15,8 +15,12 @@ from typing import Any
 
 from . import cgroups
 from .apiserver import APIServer, serve
+from .cadvisor import Sampler
 from .controllers import Controllers
 from .kubelet import Kubelet
+from .kubelet_server import KubeletServer
+from .metrics_server import GROUP as METRICS_GROUP
+from .metrics_server import MetricsServer
 from .runtime import Runtime
 from .store import Store, rfc3339
 
@@ -48,6 +52,17 @@ def _meminfo() -> dict[str, int]:
         k, _, v = line.partition(":")
         out[k] = int(v.split()[0]) * 1024
     return out
+
+
+def _machine_labels() -> dict[str, str]:
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            return ""
+
+    mid = read("/etc/machine-id")
+    return {"boot_id": read("/proc/sys/kernel/random/boot_id"), "machine_id": mid, "system_uuid": mid}
 
 
 def _os_image() -> str:
@@ -122,6 +137,13 @@ class Lab:
         self.kubelet = Kubelet(self.store, NODE_NAME, self.runtime, state_dir, api_port=self.port)
         self.api.logs = self.kubelet.logs
         self.controllers = Controllers(self.store, NODE_NAME)
+        self.started = time.time()
+        self.sampler = Sampler(self.driver, self.kubelet.stat_targets)
+        self.kubelet_server = KubeletServer(self.store, self.sampler, NODE_NAME, state_dir, self.started,
+                                            _machine_labels(), self._pods_of_node)
+        self.metrics_server = MetricsServer(self.store, lambda: self.sampler.snapshot, NODE_NAME, metric_resolution)
+        self.api.node_proxy = self.kubelet_server.handle
+        self.api.extra_groups = {METRICS_GROUP: self.metrics_server}
         self._threads: list[threading.Thread] = []
 
     def bootstrap(self) -> None:
@@ -143,7 +165,7 @@ class Lab:
     def start(self) -> None:
         self.bootstrap()
         for name, target in (("kubelet", self.kubelet.run), ("controllers", self.controllers.run),
-                             ("heartbeat", self._heartbeat)):
+                             ("heartbeat", self._heartbeat), ("metrics", self._metrics_loop)):
             t = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -161,6 +183,28 @@ class Lab:
                 self.store.update("v1/nodes", node, check_rv=False)
             except Exception:  # noqa: BLE001
                 log.exception("heartbeat failed")
+
+    def _pods_of_node(self) -> list[dict[str, Any]]:
+        pods, *_ = self.store.list("v1/pods", None, lambda p: p.get("spec", {}).get("nodeName") == NODE_NAME)
+        return pods
+
+    def _metrics_loop(self, stop: threading.Event) -> None:
+        """cAdvisor housekeeping every min(10 s, resolution); a metrics-server scrape every resolution, right after
+        the housekeeping of the same tick so that the scrape sees fresh samples."""
+        housekeeping = min(10.0, self.metric_resolution)
+        next_sample = next_scrape = time.monotonic()
+        while not stop.is_set():
+            now = time.monotonic()
+            try:
+                if now >= next_sample:
+                    self.sampler.sample()
+                    next_sample = max(next_sample + housekeeping, now + housekeeping / 2)
+                if now >= next_scrape:
+                    self.metrics_server.scrape()
+                    next_scrape = max(next_scrape + self.metric_resolution, now + self.metric_resolution / 2)
+            except Exception:  # noqa: BLE001 - a failed round must not end metrics for the lab's lifetime
+                log.exception("metrics sampling failed")
+            stop.wait(max(0.0, min(next_sample, next_scrape) - time.monotonic()))
 
     def stop(self) -> None:
         self._ready = False
