@@ -41,6 +41,7 @@ jupyter: setup images
 
 bench: setup
 	$(BIN)/python benchmarks/pod_startup.py
+	$(BIN)/python benchmarks/metrics_sampling.py
 
 clean:
 	rm -rf out .pytest_cache

@@ -109,7 +109,7 @@ class Sampler:
             fresh[PODS] = self.driver.stats(PODS)
             for p in pods:
                 fresh[p.cgroup] = self.driver.stats(p.cgroup)
-                fresh[p.cgroup]["process_count"] = len(self.driver.procs(p.cgroup))
+                fresh[p.cgroup]["process_count"] = self.driver.count_procs(p.cgroup)
                 for c in p.containers:
                     fresh[c.cgroup] = self.driver.stats(c.cgroup)
         with self._lock:

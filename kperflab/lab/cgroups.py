@@ -16,6 +16,7 @@ from pathlib import Path
 from ..host import cgroup_version
 
 LAB_ROOT = "kperflab"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 CFS_PERIOD_US = 100_000
 MIN_QUOTA_US = 1_000
 MIN_SHARES = 2
@@ -52,11 +53,29 @@ def _write(path: Path, value: str) -> None:
         f.write(value)
 
 
-def _read(path: Path) -> str:
+def _read(path: Path | str) -> str:
     try:
-        return path.read_text()
+        with open(path) as f:
+            return f.read()
     except OSError:
         return ""
+
+
+def _tree_pids(top: str) -> set[int]:
+    """PIDs in cgroup.procs of a cgroup directory and every directory below it (scandir: no stat per entry)."""
+    pids: set[int] = set()
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+        except OSError:
+            continue
+        pids.update(int(x) for x in _read(os.path.join(d, "cgroup.procs")).split())
+    return pids
 
 
 def _kv(text: str) -> dict[str, int]:
@@ -77,6 +96,7 @@ class Driver:
     def create(self, rel: str, limits: Limits) -> None: ...
     def procs_files(self, rel: str) -> list[Path]: ...
     def procs(self, rel: str) -> list[int]: ...
+    def count_procs(self, rel: str) -> int: ...
     def oom_kills(self, rel: str) -> int: ...
     def stats(self, rel: str) -> dict[str, int]: ...
     def remove(self, rel: str) -> None: ...
@@ -148,10 +168,12 @@ class V1(Driver):
     def procs(self, rel: str) -> list[int]:
         pids: set[int] = set()
         for d in self._dirs(rel):
-            if d.is_dir():
-                for sub in [d, *(p for p in d.rglob("*") if p.is_dir())]:
-                    pids.update(int(x) for x in _read(sub / "cgroup.procs").split())
+            pids |= _tree_pids(str(d))
         return sorted(pids)
+
+    def count_procs(self, rel: str) -> int:
+        ctrl = "memory" if "memory" in self.mounts else next(iter(self.mounts))
+        return len(_tree_pids(str(self.mounts[ctrl] / rel)))
 
     def oom_kills(self, rel: str) -> int:
         if "memory" not in self.mounts:
@@ -166,7 +188,7 @@ class V1(Driver):
             if usage:
                 out["cpu_usage_ns"] = int(usage)
             st = _kv(_read(self.path("cpuacct", rel) / "cpuacct.stat"))
-            ticks = os.sysconf("SC_CLK_TCK")
+            ticks = CLK_TCK
             if st:
                 out["cpu_user_ns"] = st.get("user", 0) * 1_000_000_000 // ticks
                 out["cpu_system_ns"] = st.get("system", 0) * 1_000_000_000 // ticks
@@ -247,12 +269,10 @@ class V2(Driver):
         return [self.root / rel / "cgroup.procs"]
 
     def procs(self, rel: str) -> list[int]:
-        d = self.root / rel
-        pids: set[int] = set()
-        if d.is_dir():
-            for sub in [d, *(p for p in d.rglob("*") if p.is_dir())]:
-                pids.update(int(x) for x in _read(sub / "cgroup.procs").split())
-        return sorted(pids)
+        return sorted(_tree_pids(str(self.root / rel)))
+
+    def count_procs(self, rel: str) -> int:
+        return len(_tree_pids(str(self.root / rel)))
 
     def kill_all(self, rel: str, timeout: float = 5.0) -> None:
         kill = self.root / rel / "cgroup.kill"
