@@ -16,7 +16,18 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):  # connect and Cluster import pandas and the client: load them on first use
+    if name in ("connect", "Cluster"):
+        import importlib
+
+        return getattr(importlib.import_module("kperflab.session"), name)
+    raise AttributeError(name)
+
+
 __all__ = [
+    "Cluster",
+    "connect",
     "ClusterUnreachable",
     "ConfigError",
     "ExperimentFailed",

@@ -15,6 +15,7 @@ from . import paths
 from .errors import ClusterUnreachable, ConfigError, KperflabError, PermissionDenied
 
 DEFAULT_TIMEOUT = 5.0
+POOL_SIZE = 32  # connections kept per host: the sampler reads many nodes at once
 
 FLAVOURS = ("kperflab-lab", "kind", "minikube", "k3s", "eks", "gke", "aks", "unknown")
 
@@ -68,6 +69,7 @@ def load(kubeconfig: str | os.PathLike[str] | None = None, context: str | None =
             cfg = client.Configuration()
             config.load_incluster_config(client_configuration=cfg)
             cfg.retries = 0
+            cfg.connection_pool_maxsize = POOL_SIZE
             ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
             ns = ns_file.read_text().strip() if ns_file.exists() else "default"
             return Connection(client.ApiClient(cfg), None, "in-cluster", cfg.host, ns)
@@ -97,6 +99,7 @@ def load(kubeconfig: str | os.PathLike[str] | None = None, context: str | None =
             hint="Check the context's cluster and user entries with `kubectl config view`.",
         ) from None
     cfg.retries = 0
+    cfg.connection_pool_maxsize = POOL_SIZE
     ns = ((chosen or {}).get("context") or {}).get("namespace") or "default"
     conn = Connection(client.ApiClient(cfg), path, (chosen or {}).get("name"), cfg.host, ns)
     conn.extra["timeout"] = timeout
@@ -156,23 +159,38 @@ def server_version(conn: Connection, timeout: float = DEFAULT_TIMEOUT) -> dict[s
     return info.to_dict()
 
 
+def get_raw(conn: Connection, path: str, timeout: float = DEFAULT_TIMEOUT, query: list | None = None,
+            accept: str = "application/json") -> tuple[int, bytes]:
+    """GET a raw API path with the kubeconfig's credentials: (HTTP status, body). Raises only when nothing answers."""
+    try:
+        method, url, headers, body, post = conn.api.param_serialize(
+            "GET", path, query_params=query or [], header_params={"Accept": accept}, auth_settings=["BearerToken"])
+        resp = conn.api.call_api(method, url, headers, body, post, _request_timeout=timeout)
+        return resp.status, resp.read()
+    except Exception as exc:  # noqa: BLE001
+        raise translate(exc, conn.server, resource=path) from None
+
+
 def get_json(conn: Connection, path: str, timeout: float = DEFAULT_TIMEOUT, query: list | None = None) -> Any:
     """GET a raw API path (with the kubeconfig's credentials) and decode its JSON body."""
     import json
 
     from kubernetes.client.exceptions import ApiException
 
-    try:
-        method, url, headers, body, post = conn.api.param_serialize(
-            "GET", path, query_params=query or [], header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"])
-        resp = conn.api.call_api(method, url, headers, body, post, _request_timeout=timeout)
-        data = resp.read()
-        if not 200 <= resp.status < 300:
-            raise ApiException(status=resp.status, reason=resp.reason, body=data.decode(errors="replace"))
-    except Exception as exc:  # noqa: BLE001
-        raise translate(exc, conn.server, resource=path) from None
+    status, data = get_raw(conn, path, timeout, query)
+    if not 200 <= status < 300:
+        raise translate(ApiException(status=status, reason=_reason(status), body=data.decode(errors="replace")),
+                        conn.server, resource=path)
     return json.loads(data)
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def git_version(version: dict[str, Any]) -> str:
@@ -190,6 +208,20 @@ def metrics_api_version(conn: Connection, timeout: float = DEFAULT_TIMEOUT) -> s
                     return wanted
             return versions[0] if versions else None
     return None
+
+
+def metrics_hint(flavour: str) -> str:
+    """How to get metrics.k8s.io served on this kind of cluster."""
+    if flavour == "kind":
+        return ("Install metrics-server: kubectl apply -f https://github.com/kubernetes-sigs/metrics-server/releases/latest/"
+                "download/components.yaml and add --kubelet-insecure-tls to its args (kind's kubelets use self-signed certificates).")
+    if flavour == "minikube":
+        return "Run `minikube addons enable metrics-server`."
+    if flavour == "kperflab-lab":
+        return ("The lab serves metrics.k8s.io itself; if it is missing, this lab is older than this kperflab: "
+                "run `kperflab lab down && kperflab lab up`.")
+    return ("Install metrics-server: kubectl apply -f https://github.com/kubernetes-sigs/metrics-server/releases/latest/"
+            "download/components.yaml")
 
 
 def detect_flavour(version: dict[str, Any], nodes: list[dict[str, Any]]) -> str:

@@ -82,14 +82,7 @@ def _cluster_checks(kubeconfig: str | None, context: str | None, namespace: str 
         if mv:
             rows.append(Check("metrics api", OK, f"metrics.k8s.io/{mv}"))
         else:
-            hint = "Install metrics-server: kubectl apply -f https://github.com/kubernetes-sigs/metrics-server/releases/latest/download/components.yaml"
-            if flavour == "kind":
-                hint += " and add --kubelet-insecure-tls to its args (kind's kubelets use self-signed certificates)."
-            elif flavour == "minikube":
-                hint = "Run `minikube addons enable metrics-server`."
-            elif flavour == "kperflab-lab":
-                hint = ("The lab serves metrics.k8s.io itself; if it is missing, this lab is older than this kperflab: "
-                        "run `kperflab lab down && kperflab lab up`.")
+            hint = cluster.metrics_hint(flavour)
             rows.append(Check("metrics api", FAIL, "metrics.k8s.io is not served (kubectl top will say 'Metrics API not available')", hint))
 
     for name, verb, resource, sub, nsd in (("node stats", "get", "nodes", "proxy", ""), ("create pods", "create", "pods", "", ns)):

@@ -45,9 +45,10 @@ class FakeAPI:
                 fn = outer.routes.get((self.command, path))
                 code, payload = fn(body) if fn else (404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                                           "reason": "NotFound", "code": 404, "message": "not found"})
-                data = json.dumps(payload).encode()
+                text = isinstance(payload, str)
+                data = payload.encode() if text else json.dumps(payload).encode()
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/plain; version=0.0.4" if text else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -61,8 +62,15 @@ class FakeAPI:
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
-    def route(self, method: str, path: str, code: int, payload: Any) -> None:
-        self.routes[(method, path)] = lambda body: (code, payload)
+    def route(self, method: str, path: str, code: int, payload: Any, delay: float = 0.0) -> None:
+        def answer(body: Any) -> tuple[int, Any]:
+            if delay:
+                import time
+
+                time.sleep(delay)
+            return code, payload
+
+        self.routes[(method, path)] = answer
 
     def kubeconfig(self, path: Path, token: str = "t0k3n") -> Path:
         write_kubeconfig(path, f"https://127.0.0.1:{self.port}", self.ca.read_bytes(), token)

@@ -31,3 +31,13 @@ def test_every_dependency_is_pinned_in_the_lock():
 def test_ci_runs_make_test_as_the_readme_says():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     assert "make test" in (ROOT / "README.md").read_text()
+
+
+def test_client_modules_never_import_the_lab():
+    """The one-way door: only the CLI and the workshop runner may reach into kperflab.lab."""
+    allowed = {"cli.py", "workshop.py"}
+    for f in (ROOT / "kperflab").glob("*.py"):
+        if f.name in allowed:
+            continue
+        text = f.read_text()
+        assert not re.search(r"^\s*(from\s+(\.|kperflab\.)lab\b|import\s+kperflab\.lab\b)", text, re.M), f.name

@@ -1,0 +1,60 @@
+"""Static plotly figures for the workshop: time series, top bars, throttling, latency curves.
+
+They are plain ``plotly.graph_objects.Figure`` objects, so they render in JupyterLab, in papermill's executed
+notebooks and in the HTML that nbconvert makes from them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+TEMPLATE = "plotly_white"
+
+
+def _finish(fig: go.Figure, title: str) -> go.Figure:
+    fig.update_layout(template=TEMPLATE, title=title, margin={"l": 60, "r": 20, "t": 60, "b": 50}, height=380,
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def timeseries(df: pd.DataFrame, y: str, color: str = "pod", title: str = "", hlines: dict[str, float] | None = None,
+               x: str = "time") -> go.Figure:
+    """One line per ``color`` value; ``hlines`` draws labelled horizontal lines (limits, requests)."""
+    data = df.dropna(subset=[y])
+    fig = px.line(data, x=x, y=y, color=color if color in data else None, markers=True)
+    for label, value in (hlines or {}).items():
+        fig.add_hline(y=value, line_dash="dash", annotation_text=label, annotation_position="top left")
+    return _finish(fig, title or y)
+
+
+def top_bars(df: pd.DataFrame, value: str = "cpu_millicores", name: str = "name", title: str = "") -> go.Figure:
+    """Horizontal bars of a top table, largest first."""
+    data = df.sort_values(value)
+    fig = px.bar(data, x=value, y=name, orientation="h", text=value)
+    return _finish(fig, title or value)
+
+
+def throttling(df: pd.DataFrame, color: str = "pod", title: str = "CPU use and throttling") -> go.Figure:
+    """CPU cores used (top) and the throttled-period ratio (bottom) from a sampler frame."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("CPU (cores)", "throttled periods / periods"))
+    for i, (key, part) in enumerate(df.groupby(color, sort=True)):
+        colour = px.colors.qualitative.Plotly[i % 10]
+        fig.add_trace(go.Scatter(x=part["time"], y=part["cpu_cores"], name=str(key), mode="lines+markers",
+                                 line={"color": colour}, legendgroup=str(key)), row=1, col=1)
+        if "throttled_ratio" in part:
+            fig.add_trace(go.Scatter(x=part["time"], y=part["throttled_ratio"], name=str(key), mode="lines+markers",
+                                     line={"color": colour}, legendgroup=str(key), showlegend=False), row=2, col=1)
+    fig.update_yaxes(range=[0, 1.05], row=2, col=1)
+    return _finish(fig, title).update_layout(height=520)
+
+
+def latency(df: pd.DataFrame, x: str, y: str, title: str = "", log_y: bool = False, **kw: Any) -> go.Figure:
+    """A latency curve: ``y`` (ms) against ``x`` (a limit, a size …), points joined in ``x`` order."""
+    fig = px.line(df.sort_values(x), x=x, y=y, markers=True, log_y=log_y, **kw)
+    return _finish(fig, title or f"{y} by {x}")

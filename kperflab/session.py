@@ -1,0 +1,184 @@
+"""`kperflab.connect()` → a `Cluster`: what a notebook talks to.
+
+It works on any cluster through the official client: the lab, kind, minikube, k3s, EKS, GKE, AKS. Reads return
+tidy DataFrames (see `kperflab.metrics`); failures raise `kperflab.errors` whose message ends with the next step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from typing import Any
+
+import pandas as pd
+
+from . import cluster as cl
+from . import metrics
+from .errors import KperflabError, MetricsUnavailable, PermissionDenied
+from .parallel import parallel_map
+
+Obj = dict[str, Any]
+
+
+def connect(kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None, namespace: str | None = None,
+            timeout: float = 10.0) -> Cluster:
+    """Load a kubeconfig (or the in-cluster config), check that the API server answers, and learn what it is.
+
+    With nothing configured this raises `ConfigError` saying how to start the lab or point at a cluster."""
+    conn = cl.load(kubeconfig, context, timeout)
+    return Cluster(conn, namespace=namespace, timeout=timeout)
+
+
+class Cluster:
+    def __init__(self, conn: cl.Connection, namespace: str | None = None, timeout: float = 10.0) -> None:
+        self.conn = conn
+        self.timeout = timeout
+        self.namespace = namespace or conn.namespace
+        self.version_info = cl.server_version(conn, timeout)
+        self.version = cl.git_version(self.version_info)
+        try:
+            self._nodes = cl.list_nodes(conn, timeout)
+        except PermissionDenied:
+            self._nodes = []
+        self.flavour = cl.detect_flavour(self.version_info, self._nodes)
+        self.metrics_api = cl.metrics_api_version(conn, timeout)
+
+    def __repr__(self) -> str:
+        return (f"<Cluster {self.flavour} {self.version} at {self.conn.server}, {len(self._nodes)} node(s), "
+                f"metrics.k8s.io/{self.metrics_api or 'not served'}>")
+
+    # -- what it is ----------------------------------------------------------------------------
+    @property
+    def api(self) -> Any:
+        return self.conn.api
+
+    @property
+    def core(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self.conn.api)
+
+    @property
+    def nodes(self) -> list[str]:
+        return [n["metadata"]["name"] for n in self._nodes]
+
+    def node_objects(self) -> list[Obj]:
+        self._nodes = cl.list_nodes(self.conn, self.timeout)
+        return self._nodes
+
+    @cached_property
+    def kube_proxy_mode(self) -> str | None:
+        """iptables, ipvs, nftables … from kube-proxy's ConfigMap (kubeadm, kind) when readable; None otherwise."""
+        import yaml
+
+        status, body = cl.get_raw(self.conn, "/api/v1/namespaces/kube-system/configmaps/kube-proxy", self.timeout)
+        if status != 200:
+            return None
+        try:
+            conf = yaml.safe_load((json.loads(body).get("data") or {}).get("config.conf", "")) or {}
+        except (ValueError, yaml.YAMLError):
+            return None
+        return str(conf.get("mode") or "iptables")  # empty mode is iptables on Linux
+
+    @cached_property
+    def capabilities(self) -> dict[str, bool]:
+        """What kperflab can do here, asked of the server (SelfSubjectAccessReview) and read from discovery."""
+        def ask(verb: str, resource: str, sub: str = "", ns: str = "") -> bool:
+            try:
+                return cl.can_i(self.conn, verb, resource, subresource=sub, namespace=ns, timeout=self.timeout)
+            except KperflabError:
+                return False
+
+        enforced = all((n["metadata"].get("annotations") or {}).get("kperflab.dev/limits-enforced", "true") != "false"
+                       for n in self._nodes)
+        return {"metrics_api": self.metrics_api is not None, "node_stats": ask("get", "nodes", "proxy"),
+                "create_namespaces": ask("create", "namespaces"), "create_pods": ask("create", "pods", ns=self.namespace),
+                "limits_enforced": enforced}
+
+    # -- workspaces ----------------------------------------------------------------------------
+    def workspace(self, name: str, **kw: Any) -> Any:
+        """``with cluster.workspace("foundations") as ws:`` — a namespace of its own, deleted on exit."""
+        from .workspace import Workspace
+
+        return Workspace(self, name, **kw)
+
+    # -- kubelet endpoints ---------------------------------------------------------------------
+    def node_proxy(self, node: str, path: str, timeout: float | None = None) -> str:
+        """GET ``/api/v1/nodes/<node>/proxy/<path>`` (what ``kubectl get --raw`` does) as text."""
+        endpoint = f"/api/v1/nodes/{node}/proxy/{path.lstrip('/')}"
+        status, body = cl.get_raw(self.conn, endpoint, timeout or self.timeout, accept="*/*")
+        if status in (401, 403):
+            raise PermissionDenied("get", "nodes/proxy", status=status,
+                                   detail="reading kubelet endpoints through the API server needs nodes/proxy")
+        if status != 200:
+            raise MetricsUnavailable(endpoint, status, hint=(
+                f"Check that node {node} exists (`kubectl get nodes`) and its kubelet answers: "
+                f"`kubectl get --raw {endpoint}`." if status in (404, 502, 503) else None))
+        return body.decode(errors="replace")
+
+    def _nodes_or(self, node: str | None) -> list[str]:
+        return [node] if node else (self.nodes or [n["metadata"]["name"] for n in self.node_objects()])
+
+    def summary(self, node: str | None = None) -> Obj:
+        """The raw Summary API of one node (default: the first)."""
+        return json.loads(self.node_proxy(node or self._nodes_or(None)[0], "stats/summary"))
+
+    def summary_frames(self, node: str | None = None) -> dict[str, pd.DataFrame]:
+        """``{"node", "pods", "containers"}`` frames over all nodes (read concurrently) or one."""
+        parts = parallel_map(lambda n: metrics.summary_frames(self.summary(n)), self._nodes_or(node))
+        return {k: pd.concat([p[k] for p in parts], ignore_index=True) for k in ("node", "pods", "containers")}
+
+    def resource_metrics(self, node: str | None = None) -> pd.DataFrame:
+        """``/metrics/resource``, one row per sample, with a ``node`` column."""
+        def one(n: str) -> pd.DataFrame:
+            return metrics.prometheus_frame(self.node_proxy(n, "metrics/resource")).assign(node=n)
+
+        return pd.concat(parallel_map(one, self._nodes_or(node)), ignore_index=True)
+
+    def cadvisor(self, node: str | None = None, families: list[str] | None = None) -> pd.DataFrame:
+        """``/metrics/cadvisor``, one row per sample (optionally only some families), with a ``node`` column."""
+        def one(n: str) -> pd.DataFrame:
+            return metrics.prometheus_frame(self.node_proxy(n, "metrics/cadvisor"), families).assign(node=n)
+
+        return pd.concat(parallel_map(one, self._nodes_or(node)), ignore_index=True)
+
+    # -- metrics.k8s.io ------------------------------------------------------------------------
+    def _metrics_list(self, path: str, selector: str | None) -> list[Obj]:
+        if self.metrics_api is None:
+            self.metrics_api = cl.metrics_api_version(self.conn, self.timeout)  # it may have come up since
+        if self.metrics_api is None:
+            raise MetricsUnavailable("metrics.k8s.io", None, hint=cl.metrics_hint(self.flavour))
+        endpoint = f"/apis/metrics.k8s.io/{self.metrics_api}/{path}"
+        status, body = cl.get_raw(self.conn, endpoint, self.timeout,
+                                  query=[("labelSelector", selector)] if selector else None)
+        if status in (401, 403):
+            raise PermissionDenied("list", f"{path.rsplit('/', 1)[-1]}.metrics.k8s.io", status=status)
+        if status != 200:
+            raise MetricsUnavailable(endpoint, status, hint=cl.metrics_hint(self.flavour) if status in (404, 503) else None)
+        return json.loads(body).get("items", [])
+
+    def node_metrics(self, selector: str | None = None) -> list[Obj]:
+        return self._metrics_list("nodes", selector)
+
+    def pod_metrics(self, namespace: str | None = None, selector: str | None = None, all_namespaces: bool = False) -> list[Obj]:
+        ns = None if all_namespaces else (namespace or self.namespace)
+        return self._metrics_list(f"namespaces/{ns}/pods" if ns else "pods", selector)
+
+    def top_nodes(self, selector: str | None = None) -> pd.DataFrame:
+        """What ``kubectl top nodes`` shows, same numbers after the same rounding (plus the exact values)."""
+        alloc = {n["metadata"]["name"]: n["status"]["allocatable"] for n in self.node_objects()}
+        return metrics.top_frame(self.node_metrics(selector), alloc)
+
+    def top_pods(self, namespace: str | None = None, selector: str | None = None, all_namespaces: bool = False,
+                 containers: bool = False) -> pd.DataFrame:
+        """What ``kubectl top pods`` shows (``containers=True``: ``--containers``)."""
+        items = self.pod_metrics(namespace, selector, all_namespaces)
+        return metrics.container_frame(items) if containers else metrics.top_frame(items)
+
+    # -- sampling ------------------------------------------------------------------------------
+    def sampler(self, **kw: Any) -> Any:
+        """A `kperflab.sampler.Sampler` over this cluster (pods by label selector, or nodes)."""
+        from .sampler import Sampler
+
+        return Sampler(self, **kw)

@@ -1,0 +1,183 @@
+"""Portable pod manifests for experiments: ``python:3.12-slim`` with an inline script, so the same pod runs on the
+lab and on any real cluster. Each script prints JSON lines (``{"event": …}``) that `read_events` turns back into
+dicts, so an experiment's numbers come from the workload itself as well as from the metrics pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+IMAGE = "python:3.12-slim"
+Obj = dict[str, Any]
+
+_PRELUDE = "import json, os, sys, time\ndef emit(**kw):\n    print(json.dumps(kw), flush=True)\n"
+
+CPU_BURNER = _PRELUDE + """import multiprocessing as mp
+def burn(share, seconds):
+    end = time.monotonic() + seconds if seconds > 0 else float("inf")
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.01 * share:
+            pass
+        if share < 1:
+            time.sleep(0.01 * (1 - share))
+cores, seconds = float(os.environ["CORES"]), float(os.environ["SECONDS"])
+shares = [1.0] * int(cores) + ([cores - int(cores)] if cores - int(cores) > 0.001 else [])
+emit(event="start", cores=cores, seconds=seconds)
+procs = [mp.Process(target=burn, args=(s, seconds)) for s in shares[1:]]
+for p in procs:
+    p.start()
+burn(shares[0] if shares else 0, seconds)
+for p in procs:
+    p.join()
+t = os.times()
+emit(event="done", cpu_seconds=t.user + t.system + t.children_user + t.children_system)
+if seconds > 0:
+    sys.exit(0)
+"""
+
+CPU_REQUESTS = _PRELUDE + """def work(n):
+    x = 0
+    for i in range(n):
+        x = (x * 31 + i) % 1000003
+    return x
+n, count, pause = int(os.environ["WORK"]), int(os.environ["REQUESTS"]), float(os.environ["PAUSE"])
+work(n // 10)
+emit(event="start", work=n, requests=count)
+lat = []
+for i in range(count):
+    t0 = time.perf_counter()
+    work(n)
+    lat.append((time.perf_counter() - t0) * 1000)
+    emit(event="request", i=i, ms=round(lat[-1], 3))
+    time.sleep(pause)
+lat.sort()
+emit(event="done", median_ms=lat[len(lat) // 2], p90_ms=lat[int(len(lat) * 0.9) - 1] if len(lat) > 1 else lat[0],
+     cpu_seconds=sum(os.times()[:2]))
+"""
+
+MEMORY_ALLOCATOR = _PRELUDE + """total, step, pause, hold = int(os.environ["TOTAL"]), int(os.environ["STEP"]), float(os.environ["PAUSE"]), float(os.environ["HOLD"])
+chunks = []
+done = 0
+emit(event="start", total=total, step=step)
+while done < total:
+    n = min(step, total - done)
+    b = bytearray(n)
+    for i in range(0, n, 4096):
+        b[i] = 1
+    chunks.append(b)
+    done += n
+    emit(event="allocated", bytes=done)
+    time.sleep(pause)
+emit(event="holding", bytes=done)
+time.sleep(hold)
+"""
+
+HTTP_ECHO = _PRELUDE + """from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"path": self.path, "host": os.environ.get("HOSTNAME", "")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+port = int(os.environ["PORT"])
+srv = ThreadingHTTPServer(("0.0.0.0", port), H)
+emit(event="listening", port=port)
+srv.serve_forever()
+"""
+
+IO_PROBE = _PRELUDE + """size, block = int(os.environ["SIZE"]), int(os.environ["BLOCK"])
+path = os.path.join(os.environ.get("DIR") or "/tmp", f"kperflab-io-{os.getpid()}")
+data = os.urandom(block)
+emit(event="start", bytes=size, block=block, path=path)
+try:
+    t0 = time.perf_counter()
+    with open(path, "wb") as f:
+        for _ in range(size // block):
+            f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    w = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with open(path, "rb") as f:
+        while f.read(block):
+            pass
+    r = time.perf_counter() - t0
+    emit(event="done", write_mib_s=size / w / 2**20, read_mib_s=size / r / 2**20, write_s=w, read_s=r)
+finally:
+    os.unlink(path)
+"""
+
+
+def _resources(cpu_limit: str | None = None, memory_limit: str | None = None, cpu_request: str | None = None,
+               memory_request: str | None = None) -> Obj:
+    res: Obj = {}
+    lim = {k: v for k, v in (("cpu", cpu_limit), ("memory", memory_limit)) if v is not None}
+    req = {k: v for k, v in (("cpu", cpu_request), ("memory", memory_request)) if v is not None}
+    if lim:
+        res["limits"] = lim
+    if req:
+        res["requests"] = req
+    return res
+
+
+def pod(name: str, script: str, env: dict[str, Any], *, workload: str, restart: str = "Never",
+        cpu_limit: str | None = None, memory_limit: str | None = None, cpu_request: str | None = None,
+        memory_request: str | None = None, labels: dict[str, str] | None = None, image: str = IMAGE) -> Obj:
+    """A one-container pod running ``python -c script``."""
+    container: Obj = {"name": "main", "image": image, "command": ["python", "-c", script],
+                      "env": [{"name": k, "value": str(v)} for k, v in env.items()]}
+    res = _resources(cpu_limit, memory_limit, cpu_request, memory_request)
+    if res:
+        container["resources"] = res
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/name": workload, "app.kubernetes.io/part-of": "kperflab",
+                                                  **(labels or {})}},
+            "spec": {"restartPolicy": restart, "terminationGracePeriodSeconds": 1, "containers": [container]}}
+
+
+def cpu_burner(name: str = "cpu-burner", cores: float = 1.0, seconds: float = 0, **kw: Any) -> Obj:
+    """Keeps ``cores`` CPUs busy (fractions by duty cycle in 10 ms slices) for ``seconds`` (0: until deleted)."""
+    return pod(name, CPU_BURNER, {"CORES": cores, "SECONDS": seconds}, workload="cpu-burner", **kw)
+
+
+def cpu_requests(name: str = "cpu-requests", requests: int = 20, work: int = 300_000, pause: float = 0.05, **kw: Any) -> Obj:
+    """Serves ``requests`` CPU-bound "requests" one after another and reports each one's latency (ms)."""
+    return pod(name, CPU_REQUESTS, {"WORK": work, "REQUESTS": requests, "PAUSE": pause}, workload="cpu-requests", **kw)
+
+
+def memory_allocator(name: str = "memory-allocator", total: int = 64 << 20, step: int = 8 << 20, pause: float = 0.2,
+                     hold: float = 3600, **kw: Any) -> Obj:
+    """Allocates and touches ``total`` bytes in ``step``s, ``pause`` s apart, then holds them ``hold`` s."""
+    return pod(name, MEMORY_ALLOCATOR, {"TOTAL": total, "STEP": step, "PAUSE": pause, "HOLD": hold},
+               workload="memory-allocator", **kw)
+
+
+def http_echo(name: str = "http-echo", port: int = 8080, **kw: Any) -> Obj:
+    """An HTTP server that answers every GET with its path and host name as JSON."""
+    manifest = pod(name, HTTP_ECHO, {"PORT": port}, workload="http-echo", restart=kw.pop("restart", "Always"), **kw)
+    manifest["spec"]["containers"][0]["ports"] = [{"containerPort": port, "protocol": "TCP"}]
+    return manifest
+
+
+def io_probe(name: str = "io-probe", size: int = 64 << 20, block: int = 1 << 20, directory: str = "", **kw: Any) -> Obj:
+    """Writes ``size`` bytes with fsync, reads them back, reports MiB/s, removes its file."""
+    return pod(name, IO_PROBE, {"SIZE": size, "BLOCK": block, "DIR": directory}, workload="io-probe", **kw)
+
+
+def read_events(log: str) -> list[Obj]:
+    """The JSON lines a workload printed (other lines are skipped)."""
+    out = []
+    for line in log.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
