@@ -16,6 +16,14 @@ from plotly.subplots import make_subplots
 TEMPLATE = "plotly_white"
 
 
+def setup_notebook() -> None:
+    """Figures carry both plotly's JSON (interactive in JupyterLab) and HTML with plotly.js embedded once per
+    notebook, so executed notebooks and their nbconvert HTML show them offline too."""
+    import plotly.io as pio
+
+    pio.renderers.default = "plotly_mimetype+notebook"
+
+
 def _finish(fig: go.Figure, title: str) -> go.Figure:
     fig.update_layout(template=TEMPLATE, title=title, margin={"l": 60, "r": 20, "t": 60, "b": 50}, height=380,
                       legend={"orientation": "h", "y": -0.2})

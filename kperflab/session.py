@@ -96,6 +96,23 @@ class Cluster:
                 "create_namespaces": ask("create", "namespaces"), "create_pods": ask("create", "pods", ns=self.namespace),
                 "limits_enforced": enforced}
 
+    def describe(self) -> str:
+        """A few lines for a notebook's connect cell: which cluster this is and what works here."""
+        caps = self.capabilities
+        lines = [f"Cluster: {self.flavour} {self.version} at {self.conn.server} ({len(self._nodes)} node(s)), "
+                 f"context {self.conn.context or '-'}, namespace {self.namespace}"]
+        lines.append(f"{'✓' if caps['metrics_api'] else '✗'} metrics API: "
+                     + (f"metrics.k8s.io/{self.metrics_api}" if caps["metrics_api"] else
+                        "not served, so the kubectl top cells will fail. " + cl.metrics_hint(self.flavour)))
+        lines.append(f"{'✓' if caps['node_stats'] else '✗'} kubelet endpoints through nodes/proxy"
+                     + ("" if caps["node_stats"] else ": not allowed, so the cAdvisor and Summary cells will fail "
+                        "(see kperflab/manifests/participant-rbac.yaml)"))
+        lines.append(f"{'✓' if caps['create_namespaces'] else '✗'} create namespaces for experiments")
+        lines.append(f"{'✓' if caps['limits_enforced'] else '✗'} CPU and memory limits enforced"
+                     + ("" if caps["limits_enforced"] else ": the lab is not running as root, so throttling and OOM kills "
+                        "will not happen and the findings will say so"))
+        return "\n".join(lines)
+
     # -- workspaces ----------------------------------------------------------------------------
     def workspace(self, name: str, **kw: Any) -> Any:
         """``with cluster.workspace("foundations") as ws:`` — a namespace of its own, deleted on exit."""

@@ -11,7 +11,7 @@ from typing import Any
 IMAGE = "python:3.12-slim"
 Obj = dict[str, Any]
 
-_PRELUDE = "import json, os, sys, time\ndef emit(**kw):\n    print(json.dumps(kw), flush=True)\n"
+_PRELUDE = "import json, os, sys, time\ndef emit(**kw):\n    print(json.dumps({**kw, 't': time.time()}), flush=True)\n"
 
 CPU_BURNER = _PRELUDE + """import multiprocessing as mp
 def burn(share, seconds):
@@ -55,6 +55,55 @@ for i in range(count):
 lat.sort()
 emit(event="done", median_ms=lat[len(lat) // 2], p90_ms=lat[int(len(lat) * 0.9) - 1] if len(lat) > 1 else lat[0],
      cpu_seconds=sum(os.times()[:2]))
+time.sleep(float(os.environ.get("HOLD", "0")))
+"""
+
+CPU_PHASES = _PRELUDE + """phases = [(float(c), float(s)) for c, s in (p.split(":") for p in os.environ["PHASES"].split(","))]
+def burn(share, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.01 * share:
+            pass
+        if share < 1:
+            time.sleep(0.01 * (1 - share))
+for cores, seconds in phases:
+    emit(event="phase", cores=cores, seconds=seconds)
+    burn(min(cores, 1.0), seconds)
+emit(event="done")
+time.sleep(3600)
+"""
+
+MEMORY_SPIKE = _PRELUDE + """base, spike, after = int(os.environ["BASE"]), int(os.environ["SPIKE"]), float(os.environ["AFTER"])
+def touch(n):
+    b = bytearray(n)
+    for i in range(0, n, 4096):
+        b[i] = 1
+    return b
+held = touch(base)
+emit(event="baseline", bytes=base)
+time.sleep(after)
+emit(event="spike", bytes=spike)
+extra = touch(spike)
+emit(event="survived", bytes=spike)
+del extra
+time.sleep(3600)
+"""
+
+PAGE_CACHE = _PRELUDE + """import tempfile
+size = int(os.environ["SIZE"])
+chunk = b"x" * (1 << 20)
+f = tempfile.TemporaryFile(dir=os.environ.get("DIR") or None)  # unlinked: the kernel frees it with the process
+for _ in range(size >> 20):
+    f.write(chunk)
+f.flush()
+os.fsync(f.fileno())
+for _ in range(2):  # a second read moves the pages to the active list
+    f.seek(0)
+    while f.read(1 << 20):
+        pass
+emit(event="ready", bytes=size)
+time.sleep(3600)
 """
 
 MEMORY_ALLOCATOR = _PRELUDE + """total, step, pause, hold = int(os.environ["TOTAL"]), int(os.environ["STEP"]), float(os.environ["PAUSE"]), float(os.environ["HOLD"])
@@ -146,9 +195,12 @@ def cpu_burner(name: str = "cpu-burner", cores: float = 1.0, seconds: float = 0,
     return pod(name, CPU_BURNER, {"CORES": cores, "SECONDS": seconds}, workload="cpu-burner", **kw)
 
 
-def cpu_requests(name: str = "cpu-requests", requests: int = 20, work: int = 300_000, pause: float = 0.05, **kw: Any) -> Obj:
-    """Serves ``requests`` CPU-bound "requests" one after another and reports each one's latency (ms)."""
-    return pod(name, CPU_REQUESTS, {"WORK": work, "REQUESTS": requests, "PAUSE": pause}, workload="cpu-requests", **kw)
+def cpu_requests(name: str = "cpu-requests", requests: int = 20, work: int = 300_000, pause: float = 0.05, hold: float = 0,
+                 **kw: Any) -> Obj:
+    """Serves ``requests`` CPU-bound "requests" one after another and reports each one's latency (ms); then stays
+    ``hold`` seconds so that its cgroup counters can still be read."""
+    return pod(name, CPU_REQUESTS, {"WORK": work, "REQUESTS": requests, "PAUSE": pause, "HOLD": hold},
+               workload="cpu-requests", **kw)
 
 
 def memory_allocator(name: str = "memory-allocator", total: int = 64 << 20, step: int = 8 << 20, pause: float = 0.2,
@@ -163,6 +215,22 @@ def http_echo(name: str = "http-echo", port: int = 8080, **kw: Any) -> Obj:
     manifest = pod(name, HTTP_ECHO, {"PORT": port}, workload="http-echo", restart=kw.pop("restart", "Always"), **kw)
     manifest["spec"]["containers"][0]["ports"] = [{"containerPort": port, "protocol": "TCP"}]
     return manifest
+
+
+def cpu_phases(name: str = "cpu-phases", phases: tuple[tuple[float, float], ...] = ((0.2, 15), (1.0, 15), (0.3, 15)),
+               **kw: Any) -> Obj:
+    """Changes its CPU use over time: each phase is (cores ≤ 1, seconds); reports when each phase starts."""
+    return pod(name, CPU_PHASES, {"PHASES": ",".join(f"{c}:{s}" for c, s in phases)}, workload="cpu-phases", **kw)
+
+
+def memory_spike(name: str = "memory-spike", base: int = 16 << 20, spike: int = 128 << 20, after: float = 20, **kw: Any) -> Obj:
+    """Holds ``base`` bytes, then after ``after`` seconds allocates ``spike`` more at once (a short spike)."""
+    return pod(name, MEMORY_SPIKE, {"BASE": base, "SPIKE": spike, "AFTER": after}, workload="memory-spike", **kw)
+
+
+def page_cache(name: str = "page-cache", size: int = 256 << 20, directory: str = "", **kw: Any) -> Obj:
+    """Writes ``size`` bytes to an unlinked temporary file and reads them back twice: page cache, not RSS."""
+    return pod(name, PAGE_CACHE, {"SIZE": size, "DIR": directory}, workload="page-cache", **kw)
 
 
 def io_probe(name: str = "io-probe", size: int = 64 << 20, block: int = 1 << 20, directory: str = "", **kw: Any) -> Obj:

@@ -34,6 +34,9 @@ def run(kubeconfig: str | None, context: str | None, out: str = "out", quick: bo
         started_lab = True
         kc = str(control.read_state()["kubeconfig"])  # type: ignore[index]
     failed = 0
+    import os
+
+    os.environ["KPERFLAB_HEADLESS"] = "1"  # nobody watches a batch run: live widgets show one snapshot
     try:
         import papermill as pm
 

@@ -1,0 +1,109 @@
+"""The workshop's experiments. Each one runs in a workspace of its own (deleted when it ends, fails or is
+interrupted) and returns a `Result`: a tidy frame, a figure and a finding computed from this run's numbers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from .. import metrics, workloads
+from ..errors import ExperimentFailed
+
+MiB = 1 << 20
+
+
+@dataclass
+class Result:
+    frame: pd.DataFrame
+    figure: Any  # plotly Figure
+    finding: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Result({len(self.frame)} rows) — {self.finding}"
+
+    def show(self, table: bool = False) -> None:
+        """In a notebook: the figure, then the finding (and the table when asked)."""
+        from IPython.display import Markdown, display
+
+        display(self.figure)
+        display(Markdown(f"**Measured:** {self.finding}"))
+        if table:
+            display(self.frame)
+
+
+def events(ws: Any, name: str) -> list[dict[str, Any]]:
+    return workloads.read_events(ws.logs(name))
+
+
+def wait_event(ws: Any, name: str, event: str | Callable[[dict[str, Any]], bool], timeout: float, progress: bool = True,
+               what: str = "") -> list[dict[str, Any]]:
+    """Poll a workload's log until it printed ``event``; fail early when the pod ended without it."""
+    from tqdm.auto import tqdm
+
+    want = (lambda e: e.get("event") == event) if isinstance(event, str) else event
+    deadline = time.monotonic() + timeout
+    with tqdm(desc=f"{name}: {what or event}", bar_format="{desc} {elapsed}", disable=not progress, leave=False) as bar:
+        while True:
+            evs = events(ws, name) if ws.pod(name).status.phase != "Pending" else []
+            if any(want(e) for e in evs):
+                return evs
+            pod = ws.pod(name)
+            if pod.status.phase in ("Failed", "Succeeded"):
+                evs = events(ws, name)
+                if any(want(e) for e in evs):
+                    return evs
+                raise ExperimentFailed(f"wait for {name}: {what or event}", f"the pod ended {pod.status.phase} first")
+            if time.monotonic() > deadline:
+                raise ExperimentFailed(f"wait for {name}: {what or event}", f"nothing after {timeout:.0f} s")
+            bar.update(0)
+            time.sleep(0.3)
+
+
+def node_of(ws: Any, name: str) -> str:
+    return ws.pod(name).spec.node_name
+
+
+def cadvisor_after(cluster: Any, ws: Any, pods: list[str], after: float, families: list[str], timeout: float = 60,
+                   container: str = "main") -> pd.DataFrame:
+    """The cAdvisor series of these pods' containers from a kubelet sample taken after ``after`` (epoch s)."""
+    nodes = {node_of(ws, p) for p in pods}
+    deadline = time.monotonic() + timeout
+    while True:
+        parts = [cluster.cadvisor(n, families) for n in nodes]
+        df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        if not df.empty and "pod" in df:
+            df = df[(df["namespace"] == ws.namespace) & df["pod"].isin(pods) & (df["container"] == container)]
+            cpu = df[df.metric == "container_cpu_usage_seconds_total"] if "container_cpu_usage_seconds_total" in families else df
+            stamped = cpu.dropna(subset=["timestamp"])
+            fresh = stamped[stamped.timestamp >= pd.Timestamp(after, unit="s", tz="UTC")]
+            if set(fresh.pod) >= set(pods):
+                return df
+        if time.monotonic() > deadline:
+            raise ExperimentFailed("read cAdvisor metrics", f"no sample newer than the workload's end for {', '.join(pods)} "
+                                   f"after {timeout:.0f} s", hint="Check `kubectl get --raw /api/v1/nodes/<node>/proxy/metrics/cadvisor`.")
+        time.sleep(0.5)
+
+
+def series_value(df: pd.DataFrame, metric: str, pod: str) -> float:
+    s = df[(df.metric == metric) & (df.pod == pod)]
+    return float(s.value.iloc[-1]) if len(s) else float("nan")
+
+
+def mib(n: float) -> str:
+    return f"{n / MiB:.1f} MiB"
+
+
+def parse_bytes(q: Any) -> int:
+    from decimal import Decimal
+
+    from kubernetes.utils import parse_quantity
+
+    return int(Decimal(parse_quantity(q)))
+
+
+__all__ = ["Result", "cadvisor_after", "events", "metrics", "mib", "parse_bytes", "series_value", "wait_event"]

@@ -1,0 +1,356 @@
+"""01-foundations: code efficiency (memory, stack depth, data structures) and resource availability (CPU time,
+memory), each measured in pods on whatever cluster `cluster` points at."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from kubernetes.utils import parse_quantity
+
+from .. import figures, workloads
+from ..workspace import terminated
+from . import MiB, Result, cadvisor_after, events, mib, series_value, wait_event
+
+# -- CPU limits → throttling ------------------------------------------------------------------------------
+
+def _millicores(limit: str | None) -> float:
+    return math.nan if limit in (None, "none") else float(Decimal(parse_quantity(limit)) * 1000)
+
+
+def _allocatable_cores(cluster: Any) -> float:
+    nodes = cluster.node_objects()
+    return min(float(parse_quantity(n["status"]["allocatable"]["cpu"])) for n in nodes) if nodes else 1.0
+
+
+def cpu_limits(cluster: Any, limits: tuple[str, ...] = ("none", "1000m", "500m", "200m", "100m"), requests: int = 10,
+               work: int = 1_300_000, timeout: float = 180, progress: bool = True) -> Result:
+    """The same CPU-bound request (``work`` loop iterations, about 50 ms of one core) served under each CPU limit:
+    latency, throttled share of CFS periods, CPU used.
+
+    Pods run side by side when their limits fit on a node together (the unlimited one counted as one core), else
+    one after another, so they do not compete for CPU."""
+    demand = sum(1.0 if lim == "none" else _millicores(lim) / 1000 for lim in limits)
+    batches = [list(limits)] if demand <= _allocatable_cores(cluster) - 0.25 else [[lim] for lim in limits]
+    rows = []
+    with cluster.workspace("cpu-limits") as ws:
+        for batch in batches:
+            names = {}
+            for lim in batch:
+                name = f"limit-{lim.lower()}"
+                names[lim] = name
+                ws.create(workloads.cpu_requests(name, requests=requests, work=work, pause=0.02, hold=3600,
+                                                 cpu_limit=None if lim == "none" else lim))
+            done = {lim: wait_event(ws, n, "done", timeout, progress, f"{requests} requests") for lim, n in names.items()}
+            ends = max(next(e["t"] for e in evs if e["event"] == "done") for evs in done.values())
+            cad = cadvisor_after(cluster, ws, list(names.values()), ends,
+                                 ["container_cpu_usage_seconds_total", "container_cpu_cfs_periods_total",
+                                  "container_cpu_cfs_throttled_periods_total"], timeout=60)
+            for lim, name in names.items():
+                lat = [e["ms"] for e in done[lim] if e["event"] == "request"]
+                periods = series_value(cad, "container_cpu_cfs_periods_total", name)
+                throttled = series_value(cad, "container_cpu_cfs_throttled_periods_total", name)
+                rows.append({"limit": lim, "limit_millicores": _millicores(lim),
+                             "median_ms": float(pd.Series(lat).median()), "p90_ms": float(pd.Series(lat).quantile(0.9)),
+                             "max_ms": max(lat), "throttled_ratio": throttled / periods if periods and periods > 0 else math.nan,
+                             "cpu_seconds": series_value(cad, "container_cpu_usage_seconds_total", name)})
+    df = pd.DataFrame(rows)
+    base = df.median_ms.min()
+    df["slowdown"] = df.median_ms / base
+    limited = df.dropna(subset=["limit_millicores"])
+    low = limited.loc[limited.limit_millicores.idxmin()] if len(limited) else df.iloc[-1]
+    free = df[df.limit == "none"]
+    ref = free.iloc[0] if len(free) else df.loc[df.median_ms.idxmin()]
+    finding = (f"With a {low.limit} limit the median request took {low.median_ms / ref.median_ms:.1f}x as long as "
+               f"{'without a limit' if len(free) else 'under the loosest limit'} ({ref.median_ms:.0f} ms → {low.median_ms:.0f} ms); "
+               f"{low.throttled_ratio:.0%} of its CFS periods were throttled.")
+    fig = go.Figure(go.Bar(x=df.limit, y=df.median_ms, name="median", text=[f"{v:.0f} ms" for v in df.median_ms]))
+    fig.add_trace(go.Scatter(x=df.limit, y=df.p90_ms, name="p90", mode="markers", marker={"size": 10}))
+    fig.update_yaxes(title="request latency (ms)")
+    fig.update_xaxes(title="CPU limit")
+    return Result(df, figures._finish(fig, "The same CPU-bound request under different CPU limits"), finding)
+
+
+# -- memory limit → OOMKilled ----------------------------------------------------------------------------
+
+def memory_oom(cluster: Any, limit: str = "64Mi", step: int = 4 * MiB, pause: float = 1.0, timeout: float = 120,
+               progress: bool = True) -> Result:
+    """A pod grows its memory in steps under a limit until the kernel kills it; working set against the limit."""
+    import time
+
+    limit_bytes = int(Decimal(parse_quantity(limit)))
+    samples = []
+    with cluster.workspace("memory-oom") as ws:
+        name = "grow"
+        ws.create(workloads.memory_allocator(name, total=3 * limit_bytes, step=step, pause=pause, memory_limit=limit))
+        deadline = time.monotonic() + timeout
+        while True:
+            pod = ws.pod(name)
+            if pod.status.phase in ("Failed", "Succeeded"):
+                break
+            if pod.spec.node_name and pod.status.phase == "Running":
+                try:
+                    cad = cluster.cadvisor(pod.spec.node_name, ["container_memory_working_set_bytes"])
+                    mine = cad[(cad.namespace == ws.namespace) & (cad.pod == name) & (cad.container == "main")]
+                    samples += [{"time": r.timestamp, "bytes": r.value, "source": "working set (cAdvisor sample)"}
+                                for r in mine.itertuples()]
+                except Exception:  # noqa: BLE001 - a missed sample is fine, the kill is what we wait for
+                    pass
+            if time.monotonic() > deadline:
+                from ..errors import ExperimentFailed
+
+                raise ExperimentFailed("wait for the OOM kill", f"the pod is still {pod.status.phase} after {timeout:.0f} s")
+            time.sleep(0.5)
+        term = terminated(pod)
+        evs = events(ws, name)
+    allocated = [{"time": pd.Timestamp(e["t"], unit="s", tz="UTC"), "bytes": e["bytes"], "source": "allocated (the program says)"}
+                 for e in evs if e["event"] == "allocated"]
+    df = pd.DataFrame(allocated + samples).drop_duplicates().sort_values("time").reset_index(drop=True)
+    last_alloc = allocated[-1]["bytes"] if allocated else 0
+    ws_samples = df[df.source.str.startswith("working")]
+    last_ws = ws_samples.bytes.iloc[-1] if len(ws_samples) else math.nan
+    reason, code = (term.reason, term.exit_code) if term else ("unknown", None)
+    finding = (f"The container ended {reason} with exit code {code} after it reported {mib(last_alloc)} allocated under a "
+               f"{limit} limit ({mib(limit_bytes)}); the last working-set sample before the kill read "
+               f"{mib(last_ws) if not math.isnan(last_ws) else 'nothing (no sample landed in time)'}.")
+    fig = figures.timeseries(df.assign(MiB=df.bytes / MiB), "MiB", color="source", title="Memory against the limit until the kill",
+                             hlines={f"limit {limit}": limit_bytes / MiB})
+    return Result(df, fig, finding, {"reason": reason, "exit_code": code, "limit_bytes": limit_bytes, "last_allocated": last_alloc})
+
+
+# -- data structures -------------------------------------------------------------------------------------
+
+STRUCTURES = workloads._PRELUDE + """import array, resource
+kind, n = os.environ["KIND"], int(os.environ["N"])
+values = (i * 7919 % 2**31 for i in range(n))
+if kind == "list":
+    data = list(values)
+elif kind == "array":
+    data = array.array("i", values)
+elif kind == "bytes":
+    data = bytearray(4 * n)
+    view = memoryview(data).cast("i")
+    for i, v in enumerate(values):
+        view[i] = v
+elif kind == "numpy":
+    try:
+        import numpy as np
+    except ImportError:
+        emit(event="unavailable", why="this image has no NumPy")
+        sys.exit(0)
+    data = (np.arange(n, dtype=np.int64) * 7919 % 2**31).astype(np.int32)
+emit(event="built", elements=n, maxrss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+time.sleep(3600)
+"""
+
+
+def data_structures(cluster: Any, n: int = 2_000_000, limit: str = "64Mi", kinds: tuple[str, ...] = ("list", "array", "bytes", "numpy"),
+                    timeout: float = 120, progress: bool = True) -> Result:
+    """The same ``n`` 32-bit integers held as a list of Python ints, an array.array, a bytearray (packed) and a NumPy
+    array, each in a pod with the same memory limit: which fit, which were killed, and each one's working set."""
+    import time
+
+    rows = []
+    with cluster.workspace("data-structures") as ws:
+        for k in kinds:
+            ws.create(workloads.pod(f"hold-{k}", STRUCTURES, {"KIND": k, "N": n}, workload="data-structures", memory_limit=limit))
+        outcome: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout
+        while len(outcome) < len(kinds):
+            for k in kinds:
+                if k in outcome:
+                    continue
+                pod = ws.pod(f"hold-{k}")
+                evs = events(ws, f"hold-{k}") if pod.status.phase != "Pending" else []
+                built = next((e for e in evs if e["event"] in ("built", "unavailable")), None)
+                if built:
+                    outcome[k] = {"event": built["event"], "t": built["t"], "maxrss": built.get("maxrss"), "why": built.get("why")}
+                elif pod.status.phase in ("Failed", "Succeeded"):
+                    term = terminated(pod)
+                    outcome[k] = {"event": "killed", "reason": term.reason if term else pod.status.phase,
+                                  "exit_code": term.exit_code if term else None}
+            if time.monotonic() > deadline:
+                from ..errors import ExperimentFailed
+
+                raise ExperimentFailed("hold the data", f"no outcome for {sorted(set(kinds) - set(outcome))} after {timeout:.0f} s")
+            time.sleep(0.3)
+        fitted = [k for k, o in outcome.items() if o["event"] == "built"]
+        cad = cadvisor_after(cluster, ws, [f"hold-{k}" for k in fitted], max(outcome[k]["t"] for k in fitted),
+                             ["container_cpu_usage_seconds_total", "container_memory_working_set_bytes"]) if fitted else pd.DataFrame()
+    for k in kinds:
+        o = outcome[k]
+        wsb = series_value(cad, "container_memory_working_set_bytes", f"hold-{k}") if o["event"] == "built" else math.nan
+        rows.append({"structure": k, "fits": o["event"] == "built",
+                     "outcome": {"built": "held", "unavailable": o.get("why") or "unavailable"}.get(o["event"], o.get("reason")),
+                     "exit_code": o.get("exit_code"), "working_set_mib": wsb / MiB,
+                     "bytes_per_element": wsb / n})
+    df = pd.DataFrame(rows)
+    held = df[df.fits]
+    killed = df[df.outcome.isin(["OOMKilled"])]
+    best = held.loc[held.working_set_mib.idxmin()] if len(held) else None
+    if best is not None and len(killed):
+        finding = (f"Holding {n:,} integers under a {limit} limit, {', '.join(killed.structure)} "
+                   f"{'was' if len(killed) == 1 else 'were'} OOMKilled, while {best.structure} used {best.working_set_mib:.1f} MiB "
+                   f"of working set ({best.bytes_per_element:.1f} bytes per element).")
+    elif best is not None:
+        worst = held.loc[held.working_set_mib.idxmax()]
+        finding = (f"Holding {n:,} integers, {worst.structure} used {worst.working_set_mib:.1f} MiB and {best.structure} "
+                   f"{best.working_set_mib:.1f} MiB: {worst.working_set_mib / best.working_set_mib:.1f}x the memory for the same data.")
+    else:
+        finding = f"Every structure was killed under {limit}: try a smaller n or a larger limit."
+    plot = df.assign(label=[f"{s} ({o})" for s, o in zip(df.structure, df.outcome, strict=True)])
+    fig = px.bar(plot, x="label", y="working_set_mib", text=[f"{v:.1f}" if not math.isnan(v) else "killed" for v in df.working_set_mib])
+    fig.update_yaxes(title="working set (MiB)")
+    fig.update_xaxes(title=f"{n:,} integers held as …")
+    fig.add_hline(y=int(Decimal(parse_quantity(limit))) / MiB, line_dash="dash", annotation_text=f"limit {limit}")
+    return Result(df, figures._finish(fig, "Same data, different structures, same memory limit"), finding)
+
+
+# -- stack depth -----------------------------------------------------------------------------------------
+
+STACK = workloads._PRELUDE + """import resource, threading
+mode = os.environ["MODE"]
+depth = 0
+def rss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def python_level(n):
+    global depth
+    depth = n
+    if n % int(os.environ["EVERY"]) == 0:
+        emit(event="depth", depth=n, maxrss=rss())
+    return python_level(n + 1)
+def through_c(n):
+    if n % int(os.environ["EVERY"]) == 0:
+        emit(event="depth", depth=n, maxrss=rss())
+    return sum(map(through_c, (n + 1,)))  # map and sum call back from C: every level uses C stack
+if mode == "python":
+    emit(event="start", mode=mode, recursion_limit=sys.getrecursionlimit())
+    try:
+        python_level(1)
+    except RecursionError as exc:
+        emit(event="exception", type="RecursionError", depth=depth, message=str(exc))
+elif mode == "python-unlimited":
+    sys.setrecursionlimit(10**8)
+    emit(event="start", mode=mode, recursion_limit=sys.getrecursionlimit())
+    python_level(1)
+else:
+    sys.setrecursionlimit(10**8)
+    threading.stack_size(int(os.environ["STACK"]))
+    emit(event="start", mode=mode, stack_bytes=int(os.environ["STACK"]))
+    def run():
+        try:
+            through_c(1)
+        except RecursionError as exc:
+            emit(event="exception", type="RecursionError", depth=depth, message=str(exc))
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+"""
+
+
+def stack_depth(cluster: Any, stacks: tuple[int, ...] = (256 << 10, 1 << 20), memory_limit: str = "128Mi",
+                timeout: float = 120, progress: bool = True) -> Result:
+    """How deep recursion goes and how it fails: Python's recursion limit (an exception), the limit lifted (frames
+    fill memory until the limit), and recursion through C on a thread with a small stack (a crash)."""
+    import time
+
+    cases = [("python", "recursion limit", {"MODE": "python", "EVERY": 100})]
+    cases.append(("python-unlimited", "limit lifted, Python frames", {"MODE": "python-unlimited", "EVERY": 50_000}))
+    cases += [(f"c-{s >> 10}k", f"through C, {s >> 10} KiB stack", {"MODE": "c-stack", "STACK": s, "EVERY": 25}) for s in stacks]
+    with cluster.workspace("stack-depth") as ws:
+        for key, _, env in cases:
+            ws.create(workloads.pod(f"stack-{key}", STACK, env, workload="stack-depth", memory_limit=memory_limit))
+        pods = {}
+        deadline = time.monotonic() + timeout
+        while len(pods) < len(cases):
+            for key, _, _ in cases:
+                if key not in pods:
+                    pod = ws.pod(f"stack-{key}")
+                    if pod.status.phase in ("Failed", "Succeeded"):
+                        pods[key] = (pod, events(ws, f"stack-{key}"))
+            if time.monotonic() > deadline:
+                from ..errors import ExperimentFailed
+
+                raise ExperimentFailed("recurse", f"still running after {timeout:.0f} s: {sorted(set(k for k, _, _ in cases) - set(pods))}")
+            time.sleep(0.3)
+    rows = []
+    for key, label, env in cases:
+        pod, evs = pods[key]
+        term = terminated(pod)
+        exc = next((e for e in evs if e["event"] == "exception"), None)
+        depths = [e for e in evs if e["event"] == "depth"]
+        depth = exc["depth"] if exc else (depths[-1]["depth"] if depths else 0)
+        per_frame = math.nan
+        if env["MODE"] == "python-unlimited" and len(depths) >= 2 and depths[-1]["depth"] > depths[0]["depth"]:
+            per_frame = (depths[-1]["maxrss"] - depths[0]["maxrss"]) / (depths[-1]["depth"] - depths[0]["depth"])
+        if exc:
+            how = f"{exc['type']} (an exception the program caught)"
+        elif term and term.reason == "OOMKilled":
+            how = "OOMKilled: the frames filled the memory limit"
+        elif term and term.exit_code and term.exit_code > 128:
+            how = f"crashed by signal {term.exit_code - 128} ({'SIGSEGV: stack overflow' if term.exit_code == 139 else 'signal'})"
+        else:
+            how = f"exited {term.exit_code if term else '?'}"
+        rows.append({"case": label, "depth": depth, "outcome": how, "reason": term.reason if term else "",
+                     "exit_code": term.exit_code if term else None, "stack_bytes": env.get("STACK", math.nan),
+                     "bytes_per_frame": per_frame})
+    df = pd.DataFrame(rows)
+    py = df.iloc[0]
+    lifted = df.iloc[1]
+    c = df.iloc[2:]
+    parts = [f"With Python's default limit recursion stopped at depth {py.depth:,} with {py.outcome}."]
+    parts.append(f"With the limit lifted it reached depth {lifted.depth:,} and ended {lifted.reason or lifted.outcome} "
+                 f"(exit code {lifted.exit_code})" + (f", about {lifted.bytes_per_frame:.0f} bytes per frame." if not math.isnan(lifted.bytes_per_frame) else "."))
+    if len(c) >= 2 and c.depth.iloc[0] > 0:
+        parts.append(f"Through C code, a {int(c.stack_bytes.iloc[-1]) >> 10} KiB thread stack went {c.depth.iloc[-1] / c.depth.iloc[0]:.1f}x "
+                     f"as deep as a {int(c.stack_bytes.iloc[0]) >> 10} KiB one ({c.depth.iloc[0]:,} → {c.depth.iloc[-1]:,}) and ended: "
+                     f"{c.outcome.iloc[-1]}, exit code {c.exit_code.iloc[-1]}.")
+    fig = px.bar(df, x="case", y="depth", text="outcome", log_y=True)
+    fig.update_yaxes(title="recursion depth reached (log)")
+    return Result(df, figures._finish(fig, "How deep recursion gets, and how it ends"), " ".join(parts))
+
+
+# -- resource availability -------------------------------------------------------------------------------
+
+def availability(cluster: Any) -> Result:
+    """Each node's allocatable CPU and memory against what pods request and what is in use (metrics API)."""
+    nodes = cluster.node_objects()
+    try:
+        pods = cluster.core.list_pod_for_all_namespaces(_request_timeout=cluster.timeout).items
+    except Exception:  # noqa: BLE001 - without cluster-wide list, our own namespace is what we can see
+        pods = cluster.core.list_namespaced_pod(cluster.namespace, _request_timeout=cluster.timeout).items
+    req: dict[str, dict[str, float]] = {n["metadata"]["name"]: {"cpu": 0.0, "memory": 0.0} for n in nodes}
+    for p in pods:
+        if p.status.phase in ("Succeeded", "Failed") or p.spec.node_name not in req:
+            continue
+        for c in p.spec.containers:
+            r = (c.resources.requests if c.resources and c.resources.requests else {}) or {}
+            req[p.spec.node_name]["cpu"] += float(parse_quantity(r.get("cpu", "0")))
+            req[p.spec.node_name]["memory"] += float(parse_quantity(r.get("memory", "0")))
+    try:
+        top = cluster.top_nodes().set_index("name")
+    except Exception:  # noqa: BLE001 - no metrics API: the used bars are left out, and the finding says so
+        top = pd.DataFrame()
+    rows = []
+    for n in nodes:
+        name, st = n["metadata"]["name"], n["status"]
+        for res, unit, scale in (("cpu", "cores", 1), ("memory", "GiB", 1 / (1 << 30))):
+            used = (top.loc[name, "cpu_cores"] if res == "cpu" else top.loc[name, "memory_bytes"]) if name in top.index else math.nan
+            rows.append({"node": name, "resource": f"{res} ({unit})", "capacity": float(parse_quantity(st["capacity"][res])) * scale,
+                         "allocatable": float(parse_quantity(st["allocatable"][res])) * scale,
+                         "requested": req[name][res] * scale, "used": used * scale})
+    df = pd.DataFrame(rows)
+    long = df.melt(id_vars=["node", "resource"], value_vars=["allocatable", "requested", "used"], var_name="what", value_name="amount")
+    fig = px.bar(long, x="what", y="amount", color="node", facet_col="resource", barmode="group")
+    fig.update_yaxes(matches=None, showticklabels=True)
+    cpu = df[df.resource.str.startswith("cpu")].iloc[0]
+    mem = df[df.resource.str.startswith("memory")].iloc[0]
+    finding = (f"On {cpu.node}, pods request {cpu.requested:.2f} of {cpu.allocatable:.2f} allocatable cores while "
+               + (f"{cpu.used:.2f} are in use" if not math.isnan(cpu.used) else "usage is unknown (no metrics API)")
+               + f"; memory: {mem.requested:.2f} of {mem.allocatable:.2f} GiB requested"
+               + (f", {mem.used:.2f} GiB in use." if not math.isnan(mem.used) else "."))
+    return Result(df, figures._finish(fig, "Allocatable, requested and used, per node"), finding)
