@@ -47,8 +47,13 @@ class Sampler:
     # -- one round -----------------------------------------------------------------------------
     def _targets(self) -> dict[str, set[tuple[str, str]]]:
         """node → {(namespace, pod)} of the selected pods."""
-        pods = self.cluster.core.list_namespaced_pod(self.namespace, label_selector=self.selector or None,
-                                                     _request_timeout=self.cluster.timeout).items
+        from .cluster import translate
+
+        try:
+            pods = self.cluster.core.list_namespaced_pod(self.namespace, label_selector=self.selector or None,
+                                                         _request_timeout=self.cluster.timeout).items
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, self.cluster.conn.server, verb="list", resource=f"pods in {self.namespace}") from None
         out: dict[str, set[tuple[str, str]]] = {}
         for p in pods:
             if p.spec.node_name:

@@ -114,3 +114,17 @@ def test_clean_removes_what_a_dead_kernel_left(cluster, lab):
         time.sleep(0.2)
     assert gone(cluster, ws.namespace)
     ws.created = False
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed")
+def test_top_nodes_equals_kubectl_top_nodes(cluster, lab):
+    cols = ["name", "cpu_millicores", "cpu_percent", "memory_mib", "memory_percent"]
+    for _ in range(5):
+        before = cluster.top_nodes()[cols]
+        out = subprocess.run([KUBECTL, "top", "node", "--no-headers"], env=lab["env"], capture_output=True, text=True, timeout=30)
+        after = cluster.top_nodes()[cols]
+        if before.equals(after):
+            break
+    assert out.returncode == 0, out.stderr
+    ours = [f"{r.name} {r.cpu_millicores}m {r.cpu_percent}% {r.memory_mib}Mi {r.memory_percent}%" for r in after.itertuples()]
+    assert ours == [" ".join(line.split()) for line in out.stdout.splitlines()]
