@@ -230,7 +230,7 @@ def test_metrics_api_routes_and_errors(tree):
     assert {(r["name"], r["kind"], r["namespaced"]) for r in res} == {("nodes", "NodeMetrics", False), ("pods", "PodMetrics", True)}
     assert get("/apis/metrics.k8s.io/v1beta1/nodes").body["kind"] == "NodeMetricsList"
     r = get("/apis/metrics.k8s.io/v1/namespaces/ns/pods/nope")
-    assert r.code == 404 and r.body["message"] == 'podmetrics.metrics.k8s.io "nope" not found'
+    assert r.code == 404 and r.body["message"] == 'podmetrics.metrics.k8s.io "ns/nope" not found'
     assert get("/apis/metrics.k8s.io/v2/nodes").code == 404
     assert get("/apis/metrics.k8s.io/v1beta1/pods", labelSelector="a in (").code == 400
     assert api.handle(Request("DELETE", "/apis/metrics.k8s.io/v1beta1/nodes/n1", {}, {"authorization": "Bearer t"})).code == 405

@@ -227,8 +227,9 @@ class MetricsServer:
         items = self.node_metrics(version) if plural == "nodes" else self.pod_metrics(version, namespace)
         if len(rest) == 2:
             found = [i for i in items if i["metadata"]["name"] == rest[1]]
-            if not found:
-                raise errors.not_found(f"{'nodemetrics' if plural == 'nodes' else 'podmetrics'}", rest[1], GROUP)
+            if not found:  # metrics-server names a missing pod namespace/name
+                raise errors.not_found("nodemetrics" if plural == "nodes" else "podmetrics",
+                                       rest[1] if plural == "nodes" else f"{namespace}/{rest[1]}", GROUP)
             return Response(200, _table(found, plural) if _wants_table(req) else found[0])
         labels = parse_label_selector(req.q("labelSelector"))
         fields = parse_field_selector(req.q("fieldSelector"), frozenset({"metadata.name", "metadata.namespace"}))
