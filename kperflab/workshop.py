@@ -30,7 +30,7 @@ def run(kubeconfig: str | None, context: str | None, out: str = "out", quick: bo
         print(f"No reachable cluster ({exc.message}); starting the lab for this run.")
         from .lab import control
 
-        control.up()
+        control.up(metric_resolution="5s")  # the workshop samples faster than the default 15s
         started_lab = True
         kc = str(control.read_state()["kubeconfig"])  # type: ignore[index]
     failed = 0

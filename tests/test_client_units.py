@@ -113,3 +113,26 @@ def test_participant_rbac_loads_into_typed_models():
     assert ("", "nodes/proxy", "get") in granted and ("metrics.k8s.io", "pods", "list") in granted
     assert not any(v == "*" or r == "*" for _, r, v in granted), "least privilege: no wildcards"
     assert ("", "secrets", "get") not in granted
+
+
+def test_figures_and_headless_live_top(monkeypatch):
+    import plotly.graph_objects as go
+
+    from kperflab import figures, widgets
+
+    t0 = pd.Timestamp("2026-01-01T00:00:00Z")
+    df = pd.DataFrame([{"time": t0 + pd.Timedelta(seconds=5 * i), "pod": p, "cpu_cores": c, "throttled_ratio": r}
+                       for i in range(3) for p, c, r in (("a", 0.5, 0.9), ("b", 1.0, math.nan))])
+    for fig in (figures.timeseries(df, "cpu_cores", hlines={"limit": 0.5}), figures.throttling(df),
+                figures.latency(pd.DataFrame({"limit": [100, 500], "ms": [400, 50]}), "limit", "ms"),
+                figures.top_bars(pd.DataFrame({"name": ["a", "b"], "cpu_millicores": [5, 7]}))):
+        assert isinstance(fig, go.Figure) and fig.layout.title.text
+        assert fig.to_plotly_json()["data"], "a figure with no data"
+
+    class FakeCluster:
+        def top_pods(self, namespace=None, selector=None):
+            return pd.DataFrame({"name": ["web"], "cpu_millicores": [120], "memory_mib": [30]})
+
+    monkeypatch.setenv("KPERFLAB_HEADLESS", "1")
+    snap = widgets.live_top(FakeCluster())
+    assert isinstance(snap, go.Figure) and list(snap.data[0].y) == ["web"]

@@ -125,19 +125,16 @@ def changing_load(cluster: Any, ws: Any, phases: tuple[tuple[float, float], ...]
 
     name = "phases"
     ws.run(workloads.cpu_phases(name, phases, cpu_limit="1"), progress=progress)
-    node = ws.pod(name).spec.node_name
+    sampler = cluster.sampler(selector="app.kubernetes.io/name=cpu-phases", namespace=ws.namespace, interval=interval)
     total = sum(s for _, s in phases)
-    counter, api = {}, {}  # sample timestamp → value, and when we first saw that sample
-    seen_at: dict[tuple[str, Any], pd.Timestamp] = {}
+    api = {}  # PodMetrics timestamp → (cores, window)
+    seen_at: dict[tuple[str, Any], pd.Timestamp] = {}  # when a poll first saw each sample
     t_end = time.monotonic() + total + 2
     with tqdm(total=round(total), desc="sampling three ways", unit="s", disable=not progress, leave=False) as bar:
         while time.monotonic() < t_end:
-            cad = cluster.cadvisor(node, ["container_cpu_usage_seconds_total"])
-            row = cad[(cad.namespace == ws.namespace) & (cad.pod == name) & (cad.container == "main")]
             now = pd.Timestamp.now(tz="UTC")
-            if len(row):
-                counter[row.timestamp.iloc[0]] = float(row.value.iloc[0])
-                seen_at.setdefault(("c", row.timestamp.iloc[0]), now)
+            for row in sampler.read_once():
+                seen_at.setdefault(("c", row["time"]), now)
             for it in cluster.pod_metrics(ws.namespace):
                 if it["metadata"]["name"] == name:
                     api[pd.Timestamp(it["timestamp"])] = (metrics.top_frame([it]).cpu_cores.iloc[0], it["window"])
@@ -151,9 +148,9 @@ def changing_load(cluster: Any, ws: Any, phases: tuple[tuple[float, float], ...]
         if a["event"] == "phase":
             truth += [{"time": pd.Timestamp(a["t"], unit="s", tz="UTC"), "cores": a["cores"], "source": "what the program does"},
                       {"time": pd.Timestamp(b["t"], unit="s", tz="UTC"), "cores": a["cores"], "source": "what the program does"}]
-    ts = sorted(counter)
-    rates = [{"time": t2, "cores": (counter[t2] - counter[t1]) / (t2 - t1).total_seconds(), "source": "cgroup counters (cAdvisor)",
-              "seen": seen_at[("c", t2)]} for t1, t2 in zip(ts, ts[1:], strict=False) if (t2 - t1).total_seconds() > 0]
+    counted = sampler.frame().dropna(subset=["cpu_cores"])
+    rates = [{"time": r.time, "cores": r.cpu_cores, "source": "cgroup counters (cAdvisor)", "seen": seen_at[("c", r.time)]}
+             for r in counted.itertuples()]
     api_rows = [{"time": t, "cores": v, "source": f"metrics API (window {w})", "seen": seen_at[("a", t)]}
                 for t, (v, w) in sorted(api.items())]
     df = pd.DataFrame(truth + rates + [{**r, "source": "metrics API"} for r in api_rows])
