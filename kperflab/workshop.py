@@ -27,7 +27,7 @@ def run(kubeconfig: str | None, context: str | None, out: str = "out", quick: bo
     except KperflabError as exc:
         if kubeconfig:
             raise
-        print(f"No reachable cluster ({exc.message}); starting the lab for this run.")
+        print(f"No reachable cluster: {exc.message} Starting the lab for this run.")
         from .lab import control
 
         control.up(metric_resolution="5s")  # the workshop samples faster than the default 15s
