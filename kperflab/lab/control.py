@@ -254,7 +254,8 @@ def serve(port: int = 0, metric_resolution: str = "15s", kubeconfig: str | None 
         kc.write_text(kubeconfig_text(lab.port, (tls_dir / "ca.crt").read_bytes(), token))
         kc.chmod(0o600)
         (state_dir / STATE_FILE).write_text(json.dumps({"pid": os.getpid(), "port": lab.port, "lab_id": lab.lab_id,
-                                                        "kubeconfig": str(kc), "started": time.time()}))
+                                                        "kubeconfig": str(kc), "started": time.time(),
+                                                        "metric_resolution": metric_resolution}))
         logging.getLogger("kperflab.lab").info("lab ready on 127.0.0.1:%d (cgroups: %s)", lab.port,
                                                f"v{lab.driver.version}" if lab.driver else "off, not root")
         if announce:
@@ -304,6 +305,9 @@ def status() -> int:
     print(f"lab: {'healthy' if healthy else 'NOT answering'} at https://127.0.0.1:{st['port']} (pid {st['pid']}, "
           f"up {int(time.time() - st.get('started', time.time()))}s)")
     print(f"kubeconfig: {st.get('kubeconfig')}")
+    if st.get("metric_resolution"):
+        print(f"metrics: kubelet /stats/summary, /metrics/resource, /metrics/cadvisor and metrics.k8s.io v1/v1beta1, "
+              f"sampled every {st['metric_resolution']}")
     if not healthy:
         return 1
     from kubernetes import client, config
