@@ -13,8 +13,14 @@ import plotly.graph_objects as go
 from kubernetes.utils import parse_quantity
 
 from .. import figures, workloads
+from ..errors import MetricsUnavailable, PermissionDenied
 from ..workspace import terminated
 from . import MiB, Result, cadvisor_after, events, mib, series_value, wait_event
+
+
+def _no_samples() -> pd.DataFrame:
+    return pd.DataFrame(columns=["metric", "pod", "value", "timestamp"])
+
 
 # -- CPU limits → throttling ------------------------------------------------------------------------------
 
@@ -37,6 +43,7 @@ def cpu_limits(cluster: Any, limits: tuple[str, ...] = ("none", "1000m", "500m",
     demand = sum(1.0 if lim == "none" else _millicores(lim) / 1000 for lim in limits)
     batches = [list(limits)] if demand <= _allocatable_cores(cluster) - 0.25 else [[lim] for lim in limits]
     rows = []
+    unreadable = ""
     with cluster.workspace("cpu-limits") as ws:
         for batch in batches:
             names = {}
@@ -47,9 +54,12 @@ def cpu_limits(cluster: Any, limits: tuple[str, ...] = ("none", "1000m", "500m",
                                                  cpu_limit=None if lim == "none" else lim))
             done = {lim: wait_event(ws, n, "done", timeout, progress, f"{requests} requests") for lim, n in names.items()}
             ends = max(next(e["t"] for e in evs if e["event"] == "done") for evs in done.values())
-            cad = cadvisor_after(cluster, ws, list(names.values()), ends,
-                                 ["container_cpu_usage_seconds_total", "container_cpu_cfs_periods_total",
-                                  "container_cpu_cfs_throttled_periods_total"], timeout=60)
+            try:
+                cad = cadvisor_after(cluster, ws, list(names.values()), ends,
+                                     ["container_cpu_usage_seconds_total", "container_cpu_cfs_periods_total",
+                                      "container_cpu_cfs_throttled_periods_total"], timeout=60)
+            except (PermissionDenied, MetricsUnavailable) as exc:  # latency still teaches; throttling needs the kubelet
+                cad, unreadable = _no_samples(), exc.message
             for lim, name in names.items():
                 lat = [e["ms"] for e in done[lim] if e["event"] == "request"]
                 periods = series_value(cad, "container_cpu_cfs_periods_total", name)
@@ -67,7 +77,8 @@ def cpu_limits(cluster: Any, limits: tuple[str, ...] = ("none", "1000m", "500m",
     ref = free.iloc[0] if len(free) else df.loc[df.median_ms.idxmin()]
     finding = (f"With a {low.limit} limit the median request took {low.median_ms / ref.median_ms:.1f}x as long as "
                f"{'without a limit' if len(free) else 'under the loosest limit'} ({ref.median_ms:.0f} ms → {low.median_ms:.0f} ms); "
-               f"{low.throttled_ratio:.0%} of its CFS periods were throttled.")
+               + (f"{low.throttled_ratio:.0%} of its CFS periods were throttled." if not unreadable else
+                  f"the throttling counters could not be read here ({unreadable})"))
     fig = go.Figure(go.Bar(x=df.limit, y=df.median_ms, name="median", text=[f"{v:.0f} ms" for v in df.median_ms]))
     fig.add_trace(go.Scatter(x=df.limit, y=df.p90_ms, name="p90", mode="markers", marker={"size": 10}))
     fig.update_yaxes(title="request latency (ms)")
@@ -179,8 +190,11 @@ def data_structures(cluster: Any, n: int = 2_000_000, limit: str = "64Mi", kinds
                 raise ExperimentFailed("hold the data", f"no outcome for {sorted(set(kinds) - set(outcome))} after {timeout:.0f} s")
             time.sleep(0.3)
         fitted = [k for k, o in outcome.items() if o["event"] == "built"]
-        cad = cadvisor_after(cluster, ws, [f"hold-{k}" for k in fitted], max(outcome[k]["t"] for k in fitted),
-                             ["container_cpu_usage_seconds_total", "container_memory_working_set_bytes"]) if fitted else pd.DataFrame()
+        try:
+            cad = cadvisor_after(cluster, ws, [f"hold-{k}" for k in fitted], max(outcome[k]["t"] for k in fitted),
+                                 ["container_cpu_usage_seconds_total", "container_memory_working_set_bytes"]) if fitted else _no_samples()
+        except (PermissionDenied, MetricsUnavailable):  # which fit and which were killed still shows
+            cad = _no_samples()
     for k in kinds:
         o = outcome[k]
         wsb = series_value(cad, "container_memory_working_set_bytes", f"hold-{k}") if o["event"] == "built" else math.nan
