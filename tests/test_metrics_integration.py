@@ -129,6 +129,7 @@ def _cpu_milli(pm: dict[str, Any]) -> float:
 
 def test_cpu_limit_reads_its_quota_and_free_spinner_a_core(ground):
     pm = ground.steady
+    print(f"PodMetrics: spin-limited {_cpu_milli(pm['spin-limited']):.0f}m, spin-free {_cpu_milli(pm['spin-free']):.0f}m")
     assert 450 <= _cpu_milli(pm["spin-limited"]) <= 550, pm["spin-limited"]
     assert _cpu_milli(pm["spin-free"]) >= 850, pm["spin-free"]
     assert pm["spin-limited"]["containers"][0]["usage"]["cpu"].endswith(("n", "u", "m")) or pm["spin-limited"]["containers"][0]["usage"]["cpu"].isdigit()
@@ -142,6 +143,7 @@ def test_kubectl_top_pods_and_nodes(ground, lab):
                          text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     rows = {r.split()[0]: r.split() for r in out.stdout.splitlines()}
+    print("kubectl top:", {k: v[1:] for k, v in rows.items()})
     assert 450 <= int(rows["spin-limited"][1].rstrip("m")) <= 550, out.stdout
     assert int(rows["spin-free"][1].rstrip("m")) >= 850, out.stdout
     assert 180 <= int(rows["hold"][2].rstrip("Mi")) <= 220, out.stdout
@@ -160,6 +162,7 @@ def test_throttling_rises_only_with_a_limit(ground):
     deadline = time.time() + 15
     while time.time() < deadline and throttled().get("spin-limited", 0) <= first["spin-limited"]:
         time.sleep(0.5)
+    print(f"throttled periods of spin-limited: {first['spin-limited']:.0f} → {throttled()['spin-limited']:.0f}")
     assert throttled()["spin-limited"] > first["spin-limited"]
     quota = {s.labels["pod"]: s.value for s in ground.cadvisor("container_spec_cpu_quota") if s.labels["container"] == "main"}
     assert quota == {"spin-limited": 50_000}
@@ -167,6 +170,7 @@ def test_throttling_rises_only_with_a_limit(ground):
 
 def test_anonymous_memory_is_working_set_and_rss(ground):
     mem = ground.summary_pod("hold")["containers"][0]["memory"]
+    print(f"hold: working set {mem['workingSetBytes'] / MiB:.1f} MiB, rss {mem['rssBytes'] / MiB:.1f} MiB")
     assert abs(mem["workingSetBytes"] - 200 * MiB) <= 20 * MiB, mem
     assert abs(mem["rssBytes"] - 200 * MiB) <= 20 * MiB, mem
     assert mem["availableBytes"] == 512 * MiB - mem["workingSetBytes"]
@@ -177,6 +181,8 @@ def test_anonymous_memory_is_working_set_and_rss(ground):
 def test_page_cache_counts_in_usage_not_in_rss(ground):
     mem = ground.summary_pod("cache")["containers"][0]["memory"]
     cache = {s.labels["pod"]: s.value for s in ground.cadvisor("container_memory_cache") if s.labels["container"] == "main"}
+    print(f"cache: usage {mem['usageBytes'] / MiB:.1f} MiB, cache {cache['cache'] / MiB:.1f} MiB, rss {mem['rssBytes'] / MiB:.1f} MiB, "
+          f"working set {mem['workingSetBytes'] / MiB:.1f} MiB")
     assert mem["usageBytes"] >= 240 * MiB, mem
     assert cache["cache"] >= 240 * MiB, cache
     assert mem["rssBytes"] < 40 * MiB, mem
