@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 
-def check(answer: Any, expected: Any, *, tolerance: float = 0.0, unit: str = "", why: str = "", strict: bool = False) -> bool:
+def check(answer: Any, expected: Any, *, tolerance: float = 0.0, unit: str = "", why: str = "", strict: bool = False,
+          unavailable: str = "") -> bool:
+    """``expected`` None means this cluster could not measure it: say why (``unavailable``) instead of judging."""
+    if expected is None:
+        print(f"– Cannot check here: {unavailable or 'the measurement is not available on this cluster'}")
+        if strict:
+            raise AssertionError(f"nothing measured to check against: {unavailable}")
+        return False
     if answer is None:
         print("✎ Write your answer in the cell above (replace None), run it, then run this cell again.")
         if strict:

@@ -19,13 +19,15 @@ def headless() -> bool:
 
 
 def _snapshot(cluster: Any, kind: str, namespace: str | None, selector: str | None, value: str) -> Any:
-    if kind == "nodes":
-        df = cluster.top_nodes(selector)
-    else:
-        df = cluster.top_pods(namespace, selector)
-    if df.empty:
-        import plotly.graph_objects as go
+    import plotly.graph_objects as go
 
+    from .errors import KperflabError
+
+    try:
+        df = cluster.top_nodes(selector) if kind == "nodes" else cluster.top_pods(namespace, selector)
+    except KperflabError as exc:  # no metrics API here: the figure says so, the notebook goes on
+        return figures._finish(go.Figure(), str(exc))
+    if df.empty:
         return figures._finish(go.Figure(), f"no {kind} metrics yet (the metrics API needs two samples)")
     return figures.top_bars(df, value, title=f"top {kind}: {value}")
 

@@ -69,15 +69,8 @@ the real value."""),
     ("code", """answer_quota_us = None  # your answer, a number"""),
     ("solution", """if solutions:
     answer_quota_us = 250 / 1000 * 100_000  # millicores / 1000 × period (100 000 µs)"""),
-    ("code", """from kperflab import workloads
-from kperflab.experiments import cadvisor_after
-import time
-
-with cluster.workspace("exercise-quota") as ws:
-    ws.run(workloads.cpu_burner("quota", cores=0.1, cpu_limit="250m"))
-    cad = cadvisor_after(cluster, ws, ["quota"], time.time(), ["container_cpu_usage_seconds_total", "container_spec_cpu_quota"])
-    measured_quota = float(cad[cad.metric == "container_spec_cpu_quota"].value.iloc[0])
-exercises.check(answer_quota_us, measured_quota, unit="µs per 100 ms", strict=solutions,
+    ("code", """measured_quota, unavailable = foundations.measured_quota(cluster, "250m")  # starts the pod, reads cAdvisor
+exercises.check(answer_quota_us, measured_quota, unit="µs per 100 ms", strict=solutions, unavailable=unavailable,
                 why="The kubelet writes limits.cpu × 100 000 µs into the cgroup (cpu.cfs_quota_us, or cpu.max on cgroup v2).")"""),
     ("md", """## 2. Memory: a limit is a wall
 
@@ -99,10 +92,9 @@ From the table above: how many bytes of working set per integer did the **array*
 integers)? The whole process counts, interpreter included, so it is a bit more than 4."""),
     ("code", """answer_bytes_per_int = None  # a number"""),
     ("solution", """if solutions:
-    row = ds.frame.set_index("structure").loc["array"]
-    answer_bytes_per_int = row.working_set_mib * 2**20 / integers"""),
-    ("code", """array_row = ds.frame.set_index("structure").loc["array"]
-exercises.check(answer_bytes_per_int, array_row.bytes_per_element, tolerance=0.1, unit="bytes per integer", strict=solutions,
+    answer_bytes_per_int = ds.value("array", "working_set_mib") * 2**20 / integers"""),
+    ("code", """exercises.check(answer_bytes_per_int, ds.value("array", "bytes_per_element"), tolerance=0.1, unit="bytes per integer",
+                strict=solutions, unavailable=ds.skipped or "the array pod's working set could not be read",
                 why="4 bytes of data per integer; the rest is the interpreter itself, spread over the elements.")"""),
     ("md", """## 4. Stack depth: how recursion fails in a pod
 
@@ -168,6 +160,8 @@ A CPU burner uses half a core. Below: a few lines of what each stage serves for 
 tables. The values agree because each stage reads the one before it: the Summary and `/metrics/resource` share the
 kubelet's sample time; metrics-server turns two of those samples into a rate over its **window**."""),
     ("code", """st = measuring.stages(cluster, ws)
+if st.skipped:
+    display(Markdown(f"**Skipped here:** {st.skipped}"))
 for stage, text in st.raw.items():
     print(f"── {stage}"); print(text[:1500])"""),
     ("code", """for stage, frame in st.frames.items():
@@ -177,17 +171,17 @@ for stage, text in st.raw.items():
 `kubectl top` prints CPU as `MilliValue()` (rounded **up** to a millicore) and memory as bytes ÷ 2²⁰ rounded
 **down**. `top_pods()` does the same; here both read the metrics API at the same moment."""),
     ("code", """same = measuring.top_vs_kubectl(cluster, ws.namespace)
-display(same.frame); display(Markdown(f"**Measured:** {same.finding}"))"""),
+display(same.frame); display(Markdown(f"**{'Skipped here' if same.skipped else 'Measured'}:** {same.skipped or same.finding}"))"""),
     ("md", """### Exercise 1 — the Mi that kubectl prints
 The Summary above reports the burner's working set in bytes. What does `kubectl top` print in the MEMORY column for
 that many bytes (a whole number of Mi)?"""),
-    ("code", """ws_bytes = int(st.frames["/stats/summary"].memory_working_set_bytes.iloc[0])
+    ("code", """ws_bytes = st.working_set_bytes()
 print(f"working set: {ws_bytes} bytes")
 answer_mib = None  # a whole number"""),
     ("solution", """if solutions:
     answer_mib = ws_bytes // 2**20"""),
-    ("code", """exercises.check(answer_mib, ws_bytes // 2**20, unit="Mi", strict=solutions,
-                why="kubectl divides by 1024 × 1024 and drops the fraction.")"""),
+    ("code", """exercises.check(answer_mib, ws_bytes // 2**20 if ws_bytes is not None else None, unit="Mi", strict=solutions,
+                unavailable=st.skipped, why="kubectl divides by 1024 × 1024 and drops the fraction.")"""),
     ("md", """## 3. A changing load, seen three ways
 
 The pod below changes its CPU use in phases. We poll every second: what the program does (its own log), the cgroup
@@ -198,15 +192,14 @@ load.show()"""),
     ("md", """### Exercise 2 — a rate from two readings
 Two consecutive readings of the burner's `container_cpu_usage_seconds_total` (cumulative CPU seconds) with the
 kubelet's sample times are printed below. How many cores did it use between them?"""),
-    ("code", """samples = cluster.sampler(selector="app.kubernetes.io/name=cpu-burner", namespace=ws.namespace, interval=3).run(samples=4, progress=False)
-two = samples.dropna(subset=["cpu_cores"]).iloc[-1:]
-prev = samples[(samples.time < two.time.iloc[0])].iloc[-1]
-print(f"t1 = {prev.time}, cpu = {prev.cpu_seconds_total:.6f} s")
-print(f"t2 = {two.time.iloc[0]}, cpu = {two.cpu_seconds_total.iloc[0]:.6f} s")
+    ("code", """first, second, measured_cores, unavailable = measuring.two_readings(cluster, ws)
+if first is not None:
+    print(f"t1 = {first.time}, cpu = {first.cpu_seconds_total:.6f} s")
+    print(f"t2 = {second.time}, cpu = {second.cpu_seconds_total:.6f} s")
 answer_cores = None  # a number of cores"""),
     ("solution", """if solutions:
-    answer_cores = (two.cpu_seconds_total.iloc[0] - prev.cpu_seconds_total) / (two.time.iloc[0] - prev.time).total_seconds()"""),
-    ("code", """exercises.check(answer_cores, two.cpu_cores.iloc[0], tolerance=0.01, unit="cores", strict=solutions,
+    answer_cores = (second.cpu_seconds_total - first.cpu_seconds_total) / (second.time - first.time).total_seconds()"""),
+    ("code", """exercises.check(answer_cores, measured_cores, tolerance=0.01, unit="cores", strict=solutions, unavailable=unavailable,
                 why="Δ CPU seconds ÷ Δ seconds between the kubelet's sample times: the rate kubectl top and HPA see.")"""),
     ("md", """## 4. Working set, RSS and page cache
 

@@ -102,3 +102,33 @@ def test_sampler_reads_100_slow_nodes_concurrently(tmp_path, fake_api):
     assert len(rows) == 100 and {r["node"] for r in rows} == set(names)
     print(f"one round over 100 nodes at 100 ms each: {took:.2f} s")
     assert took <= 1.5, f"one round over 100 nodes at 100 ms each took {took:.2f} s"
+
+
+def test_without_a_metrics_api_the_lessons_carry_on(tmp_path, fake_api):
+    import plotly.graph_objects as go
+
+    from kperflab.experiments import Result, carry_on, foundations
+    from kperflab.widgets import live_top
+
+    nodes = {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": [
+        {"metadata": {"name": "n1"}, "spec": {"providerID": "kind://docker/kind/n1"},
+         "status": {"capacity": {"cpu": "4", "memory": "8Gi"}, "allocatable": {"cpu": "3800m", "memory": "7Gi"}}}]}
+    serve(fake_api, metrics=False, nodes=nodes)
+    fake_api.route("GET", "/api/v1/pods", 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [
+        {"metadata": {"name": "web", "namespace": "a"}, "spec": {"nodeName": "n1", "containers": [
+            {"name": "c", "image": "x", "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}}}]}, "status": {"phase": "Running"}}]})
+    c = kperflab.connect(fake_api.kubeconfig(tmp_path / "kc"))
+    r = foundations.availability(c)
+    assert not r.skipped and r.value("cpu (cores)", "requested", by="resource") == pytest.approx(0.25)
+    assert "usage is unknown (no metrics API)" in r.finding and "0.25 of 3.80 allocatable cores" in r.finding
+    fig = live_top(c, live=False)
+    assert isinstance(fig, go.Figure) and "--kubelet-insecure-tls" in fig.layout.title.text
+
+    @carry_on
+    def needs_node_stats() -> Result:
+        return c.summary("n1")  # 404 from this server: MetricsUnavailable
+
+    skipped = needs_node_stats()
+    assert skipped.skipped.startswith("Metrics are not available from /api/v1/nodes/n1/proxy/stats/summary (HTTP 404)")
+    saved = json.loads(r.save(tmp_path / "r.json").read_text())
+    assert saved["finding"] == r.finding and saved["frame"][0]["node"] == "n1"

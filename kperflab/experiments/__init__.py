@@ -3,25 +3,32 @@ interrupted) and returns a `Result`: a tidy frame, a figure and a finding comput
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from .. import metrics, workloads
-from ..errors import ExperimentFailed
+from ..errors import ExperimentFailed, MetricsUnavailable, PermissionDenied
 
 MiB = 1 << 20
 
 
 @dataclass
 class Result:
+    """What an experiment measured: ``frame`` (tidy, units in column names), ``figure`` (plotly), ``finding`` (a
+    sentence computed from the numbers). ``skipped`` holds the reason when this cluster could not run it."""
+
     frame: pd.DataFrame
     figure: Any  # plotly Figure
     finding: str
     data: dict[str, Any] = field(default_factory=dict)
+    skipped: str = ""
 
     def __repr__(self) -> str:
         return f"Result({len(self.frame)} rows) — {self.finding}"
@@ -30,10 +37,54 @@ class Result:
         """In a notebook: the figure, then the finding (and the table when asked)."""
         from IPython.display import Markdown, display
 
+        if self.skipped:
+            display(Markdown(f"**Skipped here:** {self.skipped}"))
+            return
         display(self.figure)
         display(Markdown(f"**Measured:** {self.finding}"))
         if table:
             display(self.frame)
+
+    def value(self, key: str, column: str, by: str | None = None) -> Any:
+        """One cell of the frame (row where column ``by`` — default the first column — equals ``key``), or None."""
+        if self.frame.empty:
+            return None
+        by = by or str(self.frame.columns[0])
+        rows = self.frame[self.frame[by] == key]
+        return None if rows.empty or column not in rows else rows[column].iloc[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"finding": self.finding, "skipped": self.skipped,
+                "frame": json.loads(self.frame.to_json(orient="records", date_format="iso")),
+                "data": json.loads(json.dumps(self.data, default=str))}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result as JSON (the figure is not included: it is rebuilt from the frame)."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def skip(cls, reason: str) -> Result:
+        import plotly.graph_objects as go
+
+        return cls(pd.DataFrame(), go.Figure(), f"Skipped: {reason}", skipped=reason)
+
+
+F = TypeVar("F", bound=Callable[..., Result])
+
+
+def carry_on(fn: F) -> F:
+    """A capability this cluster lacks (no metrics API, no nodes/proxy) makes the experiment a skipped `Result`
+    saying why and how to fix it, so the notebook goes on; anything else still raises."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kw: Any) -> Result:
+        try:
+            return fn(*args, **kw)
+        except (MetricsUnavailable, PermissionDenied) as exc:
+            return Result.skip(str(exc))
+
+    return wrapper  # type: ignore[return-value]
 
 
 def events(ws: Any, name: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from kubernetes.utils import parse_quantity
 from .. import figures, workloads
 from ..errors import MetricsUnavailable, PermissionDenied
 from ..workspace import terminated
-from . import MiB, Result, cadvisor_after, events, mib, series_value, wait_event
+from . import MiB, Result, cadvisor_after, carry_on, events, mib, series_value, wait_event
 
 
 def _no_samples() -> pd.DataFrame:
@@ -33,6 +33,7 @@ def _allocatable_cores(cluster: Any) -> float:
     return min(float(parse_quantity(n["status"]["allocatable"]["cpu"])) for n in nodes) if nodes else 1.0
 
 
+@carry_on
 def cpu_limits(cluster: Any, limits: tuple[str, ...] = ("none", "1000m", "500m", "200m", "100m"), requests: int = 10,
                work: int = 1_300_000, timeout: float = 180, progress: bool = True) -> Result:
     """The same CPU-bound request (``work`` loop iterations, about 50 ms of one core) served under each CPU limit:
@@ -88,6 +89,7 @@ def cpu_limits(cluster: Any, limits: tuple[str, ...] = ("none", "1000m", "500m",
 
 # -- memory limit → OOMKilled ----------------------------------------------------------------------------
 
+@carry_on
 def memory_oom(cluster: Any, limit: str = "64Mi", step: int = 4 * MiB, pause: float = 1.0, timeout: float = 120,
                progress: bool = True) -> Result:
     """A pod grows its memory in steps under a limit until the kernel kills it; working set against the limit."""
@@ -159,6 +161,7 @@ time.sleep(3600)
 """
 
 
+@carry_on
 def data_structures(cluster: Any, n: int = 2_000_000, limit: str = "64Mi", kinds: tuple[str, ...] = ("list", "array", "bytes", "numpy"),
                     timeout: float = 120, progress: bool = True) -> Result:
     """The same ``n`` 32-bit integers held as a list of Python ints, an array.array, a bytearray (packed) and a NumPy
@@ -266,6 +269,7 @@ else:
 """
 
 
+@carry_on
 def stack_depth(cluster: Any, stacks: tuple[int, ...] = (256 << 10, 1 << 20), memory_limit: str = "128Mi",
                 timeout: float = 120, progress: bool = True) -> Result:
     """How deep recursion goes and how it fails: Python's recursion limit (an exception), the limit lifted (frames
@@ -328,8 +332,23 @@ def stack_depth(cluster: Any, stacks: tuple[int, ...] = (256 << 10, 1 << 20), me
     return Result(df, figures._finish(fig, "How deep recursion gets, and how it ends"), " ".join(parts))
 
 
+def measured_quota(cluster: Any, limit: str = "250m") -> tuple[float | None, str]:
+    """The CFS quota (µs per period) the cgroup of a pod with ``limits.cpu: limit`` really gets, read from cAdvisor's
+    ``container_spec_cpu_quota``; ``(None, why)`` when this cluster does not let us read it."""
+    import time
+
+    try:
+        with cluster.workspace("quota") as ws:
+            ws.run(workloads.cpu_burner("quota", cores=0.1, cpu_limit=limit), progress=False)
+            cad = cadvisor_after(cluster, ws, ["quota"], time.time(), ["container_cpu_usage_seconds_total", "container_spec_cpu_quota"])
+            return float(cad[cad.metric == "container_spec_cpu_quota"].value.iloc[0]), ""
+    except (PermissionDenied, MetricsUnavailable) as exc:
+        return None, str(exc)
+
+
 # -- resource availability -------------------------------------------------------------------------------
 
+@carry_on
 def availability(cluster: Any) -> Result:
     """Each node's allocatable CPU and memory against what pods request and what is in use (metrics API)."""
     nodes = cluster.node_objects()

@@ -15,9 +15,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .. import figures, metrics, workloads
-from ..errors import ExperimentFailed
+from ..errors import ExperimentFailed, MetricsUnavailable, PermissionDenied
 from ..workspace import terminated
-from . import MiB, Result, cadvisor_after, mib, wait_event
+from . import MiB, Result, cadvisor_after, carry_on, mib, wait_event
 
 # -- the stages, raw and parsed ----------------------------------------------------------------------------
 
@@ -29,6 +29,29 @@ class Stages:
     node: str
     raw: dict[str, str] = field(default_factory=dict)  # stage → a few lines of what it serves
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    skipped: str = ""  # why this cluster could not show the stages
+
+
+    def working_set_bytes(self) -> int | None:
+        """The burner's working set as the Summary API reported it (None when skipped)."""
+        f = self.frames.get("/stats/summary")
+        return None if f is None or f.empty else int(f.memory_working_set_bytes.iloc[0])
+
+
+def two_readings(cluster: Any, ws: Any, selector: str = "app.kubernetes.io/name=cpu-burner", interval: float = 3,
+                 samples: int = 4) -> tuple[Any, Any, float | None, str]:
+    """Two consecutive kubelet samples of a workload's cumulative CPU and the rate between them:
+    ``(earlier row, later row, cores, "")``, or ``(None, None, None, why)`` when they cannot be read here."""
+    try:
+        df = cluster.sampler(selector=selector, namespace=ws.namespace, interval=interval).run(samples=samples, progress=False)
+    except (MetricsUnavailable, PermissionDenied) as exc:
+        return None, None, None, str(exc)
+    rated = df.dropna(subset=["cpu_cores"])
+    if rated.empty:
+        return None, None, None, "fewer than two kubelet samples landed; run the cell again"
+    last = rated.iloc[-1]
+    prev = df[(df.time < last.time) & (df.pod == last.pod) & (df.container == last.container)].iloc[-1]
+    return prev, last, float(last.cpu_cores), ""
 
 
 def _lines(text: str, needle: str, n: int) -> str:
@@ -54,7 +77,15 @@ def wait_for_metrics(cluster: Any, namespace: str, pods: list[str], timeout: flo
 
 
 def stages(cluster: Any, ws: Any, cores: float = 0.5, progress: bool = True) -> Stages:
-    """Run a CPU burner and read it at every stage: Summary API, /metrics/resource, /metrics/cadvisor, metrics.k8s.io."""
+    """Run a CPU burner and read it at every stage: Summary API, /metrics/resource, /metrics/cadvisor, metrics.k8s.io.
+    A stage this cluster does not let us read ends the reading there; ``skipped`` says why."""
+    try:
+        return _stages(cluster, ws, cores, progress)
+    except (MetricsUnavailable, PermissionDenied) as exc:
+        return Stages("pipeline", ws.namespace, "", skipped=str(exc))
+
+
+def _stages(cluster: Any, ws: Any, cores: float, progress: bool) -> Stages:
     name = "pipeline"
     ws.run(workloads.cpu_burner(name, cores=cores, cpu_limit="1", memory_limit="128Mi"), progress=progress)
     top = wait_for_metrics(cluster, ws.namespace, [name], progress=progress)
@@ -83,6 +114,7 @@ def stages(cluster: Any, ws: Any, cores: float = 0.5, progress: bool = True) -> 
     return st
 
 
+@carry_on
 def top_vs_kubectl(cluster: Any, namespace: str, attempts: int = 5) -> Result:
     """kperflab's `top_pods()` next to `kubectl top pods` for the same moment (read ours before and after kubectl)."""
     kubectl = shutil.which("kubectl")
@@ -117,6 +149,7 @@ def top_vs_kubectl(cluster: Any, namespace: str, attempts: int = 5) -> Result:
 
 # -- a changing load: counters vs the metrics API ----------------------------------------------------------
 
+@carry_on
 def changing_load(cluster: Any, ws: Any, phases: tuple[tuple[float, float], ...] = ((0.2, 15), (1.0, 15), (0.3, 15)),
                   interval: float = 1.0, progress: bool = True) -> Result:
     """A pod whose CPU use steps up and down, read three ways every ``interval``: what it does (its own log), the
@@ -181,6 +214,7 @@ def changing_load(cluster: Any, ws: Any, phases: tuple[tuple[float, float], ...]
 
 # -- working set vs RSS vs cache ---------------------------------------------------------------------------
 
+@carry_on
 def page_cache(cluster: Any, ws: Any, size: int = 256 * MiB, progress: bool = True) -> Result:
     """A pod fills page cache by writing and reading a file: usage and cache rise, RSS does not, and the working set
     (what the metrics API and eviction use) counts the active part of the cache."""
@@ -205,6 +239,7 @@ def page_cache(cluster: Any, ws: Any, size: int = 256 * MiB, progress: bool = Tr
 
 # -- a spike between samples -----------------------------------------------------------------------------
 
+@carry_on
 def short_spike(cluster: Any, ws: Any, base: int = 16 * MiB, limit: str = "64Mi", spike: int = 128 * MiB,
                 timeout: float = 120, progress: bool = True) -> Result:
     """A pod that holds a little memory, shows up in the metrics API, then spikes past its limit at once: OOMKilled,
