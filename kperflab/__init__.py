@@ -6,6 +6,7 @@ The public surface is small; heavy modules load only when used, so ``kperflab --
 from __future__ import annotations
 
 from .errors import (
+    BadInput,
     ClusterUnreachable,
     ConfigError,
     ExperimentFailed,
@@ -26,6 +27,7 @@ def __getattr__(name: str):  # connect and Cluster import pandas and the client:
 
 
 __all__ = [
+    "BadInput",
     "Cluster",
     "connect",
     "ClusterUnreachable",

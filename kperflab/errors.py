@@ -70,5 +70,9 @@ class ExperimentFailed(KperflabError):
         super().__init__(f"The experiment failed at '{step}': {detail}.", hint=hint or "Run `kperflab doctor` to check the cluster.")
 
 
+class BadInput(KperflabError, ValueError):
+    """An argument that cannot work (a negative size, a CPU limit that is not a quantity)."""
+
+
 class LabError(KperflabError):
     """The embedded lab could not start, stop or answer."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .errors import BadInput
+
 IMAGE = "python:3.12-slim"
 Obj = dict[str, Any]
 
@@ -163,9 +165,33 @@ finally:
 """
 
 
+def _positive(**values: float) -> None:
+    for name, v in values.items():
+        if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
+            raise BadInput(f"{name} must be a positive number, not {v!r}.", hint=f"Pass for example {name}=1.")
+
+
+def quantity(value: Any, what: str) -> Any:
+    """Check a Kubernetes quantity (``"500m"``, ``"64Mi"``) before it goes into a manifest."""
+    if value is None:
+        return None
+    from kubernetes.utils import parse_quantity
+
+    try:
+        if parse_quantity(value) <= 0:
+            raise ValueError
+    except (ValueError, TypeError, ArithmeticError):
+        raise BadInput(f"{what} {value!r} is not a positive Kubernetes quantity.",
+                       hint='Write CPU like "500m" or "1", memory like "64Mi" or "1Gi".') from None
+    return value
+
+
 def _resources(cpu_limit: str | None = None, memory_limit: str | None = None, cpu_request: str | None = None,
                memory_request: str | None = None) -> Obj:
     res: Obj = {}
+    for what, v in (("cpu_limit", cpu_limit), ("memory_limit", memory_limit), ("cpu_request", cpu_request),
+                    ("memory_request", memory_request)):
+        quantity(v, what)
     lim = {k: v for k, v in (("cpu", cpu_limit), ("memory", memory_limit)) if v is not None}
     req = {k: v for k, v in (("cpu", cpu_request), ("memory", memory_request)) if v is not None}
     if lim:
@@ -192,6 +218,7 @@ def pod(name: str, script: str, env: dict[str, Any], *, workload: str, restart: 
 
 def cpu_burner(name: str = "cpu-burner", cores: float = 1.0, seconds: float = 0, **kw: Any) -> Obj:
     """Keeps ``cores`` CPUs busy (fractions by duty cycle in 10 ms slices) for ``seconds`` (0: until deleted)."""
+    _positive(cores=cores)
     return pod(name, CPU_BURNER, {"CORES": cores, "SECONDS": seconds}, workload="cpu-burner", **kw)
 
 
@@ -199,6 +226,7 @@ def cpu_requests(name: str = "cpu-requests", requests: int = 20, work: int = 300
                  **kw: Any) -> Obj:
     """Serves ``requests`` CPU-bound "requests" one after another and reports each one's latency (ms); then stays
     ``hold`` seconds so that its cgroup counters can still be read."""
+    _positive(requests=requests, work=work)
     return pod(name, CPU_REQUESTS, {"WORK": work, "REQUESTS": requests, "PAUSE": pause, "HOLD": hold},
                workload="cpu-requests", **kw)
 
@@ -206,12 +234,15 @@ def cpu_requests(name: str = "cpu-requests", requests: int = 20, work: int = 300
 def memory_allocator(name: str = "memory-allocator", total: int = 64 << 20, step: int = 8 << 20, pause: float = 0.2,
                      hold: float = 3600, **kw: Any) -> Obj:
     """Allocates and touches ``total`` bytes in ``step``s, ``pause`` s apart, then holds them ``hold`` s."""
+    _positive(total=total, step=step)
     return pod(name, MEMORY_ALLOCATOR, {"TOTAL": total, "STEP": step, "PAUSE": pause, "HOLD": hold},
                workload="memory-allocator", **kw)
 
 
 def http_echo(name: str = "http-echo", port: int = 8080, **kw: Any) -> Obj:
     """An HTTP server that answers every GET with its path and host name as JSON."""
+    if not isinstance(port, int) or not 1 <= port <= 65535:
+        raise BadInput(f"port must be 1–65535, not {port!r}.", hint="Pass for example port=8080.")
     manifest = pod(name, HTTP_ECHO, {"PORT": port}, workload="http-echo", restart=kw.pop("restart", "Always"), **kw)
     manifest["spec"]["containers"][0]["ports"] = [{"containerPort": port, "protocol": "TCP"}]
     return manifest
@@ -220,21 +251,28 @@ def http_echo(name: str = "http-echo", port: int = 8080, **kw: Any) -> Obj:
 def cpu_phases(name: str = "cpu-phases", phases: tuple[tuple[float, float], ...] = ((0.2, 15), (1.0, 15), (0.3, 15)),
                **kw: Any) -> Obj:
     """Changes its CPU use over time: each phase is (cores ≤ 1, seconds); reports when each phase starts."""
+    if not phases:
+        raise BadInput("phases is empty.", hint="Pass phases like ((0.2, 10), (1.0, 10)).")
+    for c, sec in phases:
+        _positive(cores=c, seconds=sec)
     return pod(name, CPU_PHASES, {"PHASES": ",".join(f"{c}:{s}" for c, s in phases)}, workload="cpu-phases", **kw)
 
 
 def memory_spike(name: str = "memory-spike", base: int = 16 << 20, spike: int = 128 << 20, after: float = 20, **kw: Any) -> Obj:
     """Holds ``base`` bytes, then after ``after`` seconds allocates ``spike`` more at once (a short spike)."""
+    _positive(base=base, spike=spike)
     return pod(name, MEMORY_SPIKE, {"BASE": base, "SPIKE": spike, "AFTER": after}, workload="memory-spike", **kw)
 
 
 def page_cache(name: str = "page-cache", size: int = 256 << 20, directory: str = "", **kw: Any) -> Obj:
     """Writes ``size`` bytes to an unlinked temporary file and reads them back twice: page cache, not RSS."""
+    _positive(size=size)
     return pod(name, PAGE_CACHE, {"SIZE": size, "DIR": directory}, workload="page-cache", **kw)
 
 
 def io_probe(name: str = "io-probe", size: int = 64 << 20, block: int = 1 << 20, directory: str = "", **kw: Any) -> Obj:
     """Writes ``size`` bytes with fsync, reads them back, reports MiB/s, removes its file."""
+    _positive(size=size, block=block)
     return pod(name, IO_PROBE, {"SIZE": size, "BLOCK": block, "DIR": directory}, workload="io-probe", **kw)
 
 

@@ -136,3 +136,16 @@ def test_figures_and_headless_live_top(monkeypatch):
     monkeypatch.setenv("KPERFLAB_HEADLESS", "1")
     snap = widgets.live_top(FakeCluster())
     assert isinstance(snap, go.Figure) and list(snap.data[0].y) == ["web"]
+
+
+def test_bad_input_is_one_sentence_with_the_next_step():
+    from kperflab import BadInput
+    from kperflab.experiments import foundations
+
+    for call in (lambda: workloads.cpu_burner(cores=-1), lambda: workloads.memory_allocator(total=0),
+                 lambda: workloads.cpu_burner(cpu_limit="fast"), lambda: workloads.http_echo(port=70000),
+                 lambda: workloads.cpu_phases(phases=()), lambda: foundations.cpu_limits(None, limits=("none", "lots")),
+                 lambda: foundations.data_structures(None, kinds=("tree",))):
+        with pytest.raises(BadInput) as err:
+            call()
+        assert err.value.hint and "\n" not in str(err.value)

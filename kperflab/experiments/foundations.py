@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from kubernetes.utils import parse_quantity
 
 from .. import figures, workloads
-from ..errors import MetricsUnavailable, PermissionDenied
+from ..errors import BadInput, MetricsUnavailable, PermissionDenied
 from ..workspace import terminated
 from . import MiB, Result, cadvisor_after, carry_on, events, mib, series_value, wait_event
 
@@ -41,6 +41,11 @@ def cpu_limits(cluster: Any, limits: tuple[str, ...] = ("none", "1000m", "500m",
 
     Pods run side by side when their limits fit on a node together (the unlimited one counted as one core), else
     one after another, so they do not compete for CPU."""
+    if not limits:
+        raise BadInput("limits is empty.", hint='Pass CPU limits like ("none", "500m", "100m").')
+    for lim in limits:
+        if lim != "none":
+            workloads.quantity(lim, "CPU limit")
     demand = sum(1.0 if lim == "none" else _millicores(lim) / 1000 for lim in limits)
     batches = [list(limits)] if demand <= _allocatable_cores(cluster) - 0.25 else [[lim] for lim in limits]
     rows = []
@@ -95,7 +100,7 @@ def memory_oom(cluster: Any, limit: str = "64Mi", step: int = 4 * MiB, pause: fl
     """A pod grows its memory in steps under a limit until the kernel kills it; working set against the limit."""
     import time
 
-    limit_bytes = int(Decimal(parse_quantity(limit)))
+    limit_bytes = int(Decimal(parse_quantity(workloads.quantity(limit, "memory limit"))))
     samples = []
     with cluster.workspace("memory-oom") as ws:
         name = "grow"
@@ -168,6 +173,11 @@ def data_structures(cluster: Any, n: int = 2_000_000, limit: str = "64Mi", kinds
     array, each in a pod with the same memory limit: which fit, which were killed, and each one's working set."""
     import time
 
+    workloads.quantity(limit, "memory limit")
+    unknown = set(kinds) - {"list", "array", "bytes", "numpy"}
+    if unknown or not kinds:
+        raise BadInput(f"unknown structures {sorted(unknown)}." if unknown else "kinds is empty.",
+                       hint='Choose from "list", "array", "bytes", "numpy".')
     rows = []
     with cluster.workspace("data-structures") as ws:
         for k in kinds:
