@@ -243,3 +243,31 @@ def test_formats():
     assert memory_quantity(512) == "512" and memory_quantity(64 * MiB) == "64Mi"
     assert [promtext.go_float(x) for x in (0.0, 1.0, 1.253376e+07, 357.35491, 100000.0, 1e-05)] == \
         ["0", "1", "1.253376e+07", "357.35491", "100000", "1e-05"]
+
+
+def test_without_cgroups_a_container_is_its_process_session(tmp_path):
+    """Not root: the lab reads each container's session from /proc, so kubectl top still has numbers."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass\n"
+            "b = bytearray(48 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ready', flush=True)\ntime.sleep(30)")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert p.stdout.readline().strip() == b"ready"
+        clock = Clock(time.time())
+        pods = [PodTarget("u9", "ns", "web", "nocgroup/podu9",
+                          clock.t, (ContainerTarget("main", "nocgroup/podu9/c9", "c9", "python", clock.t, 0, p.pid),))]
+        sampler = Sampler(None, lambda: pods, clock)
+        sampler.sample()
+        raw = sampler.snapshot.last("nocgroup/podu9/c9").raw
+        assert raw["process_count"] == 1 and raw["cpu_usage_ns"] >= 300_000_000
+        assert abs(raw["memory_rss"] - (48 << 20)) < (8 << 20), raw
+        assert sampler.snapshot.last("nocgroup/podu9").raw["memory_rss"] == raw["memory_rss"]  # the pod sums its containers
+        srv = KubeletServer(Store(clock), sampler, "n1", tmp_path, clock.t, {}, lambda: [])
+        c = srv.summary()["pods"][0]["containers"][0]
+        assert c["memory"]["workingSetBytes"] >= raw["memory_rss"] and "availableBytes" not in c["memory"]
+    finally:
+        p.kill()
+        p.wait()

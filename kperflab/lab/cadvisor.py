@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cgroups import LAB_ROOT, Driver
+from .cgroups import CLK_TCK, LAB_ROOT, Driver
 
 UNLIMITED = 1 << 62  # the kubelet's isMemoryUnlimited: anything above is "no limit"
 
@@ -31,6 +31,7 @@ class ContainerTarget:
     image: str
     started: float  # epoch seconds of the current run
     past_oom_events: int = 0  # OOM kills of earlier runs, whose cgroups are gone
+    pid: int | None = None  # without cgroups (not root): the container's session, read from /proc
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,17 @@ class Sampler:
                 fresh[p.cgroup]["process_count"] = self.driver.count_procs(p.cgroup)
                 for c in p.containers:
                     fresh[c.cgroup] = self.driver.stats(c.cgroup)
+        else:  # no cgroups: each container is a session of processes; the pod is the sum of its containers
+            per = session_stats({c.pid for p in pods for c in p.containers if c.pid}, self.proc)
+            for p in pods:
+                total: dict[str, int] = {}
+                for c in p.containers:
+                    if c.pid in per and per[c.pid]["process_count"]:
+                        fresh[c.cgroup] = dict(per[c.pid])
+                        for k, v in per[c.pid].items():
+                            total[k] = total.get(k, 0) + v
+                if total:
+                    fresh[p.cgroup] = total
         with self._lock:
             for key in list(self._hist):
                 if key not in fresh:
@@ -193,6 +205,41 @@ def self_raw(proc: Path = Path("/proc")) -> dict[str, int]:
     if len(statm) > 1:
         rss = int(statm[1]) * os.sysconf("SC_PAGE_SIZE")
     return {"cpu_usage_ns": int((t.user + t.system) * 1e9), "memory_usage": rss, "memory_rss": rss}
+
+
+def session_stats(sids: set[int], proc: Path = Path("/proc")) -> dict[int, dict[str, int]]:
+    """Counters per session id, from /proc, for a lab without cgroups: CPU of the live processes plus what they reaped
+    (cutime/cstime), resident memory split into anonymous (RSS) and file-backed (cache), and the process count."""
+    out = {sid: {"cpu_usage_ns": 0, "memory_usage": 0, "memory_rss": 0, "memory_cache": 0, "memory_inactive_file": 0,
+                 "process_count": 0} for sid in sids}
+    if not sids:
+        return out
+    try:
+        entries = [e.name for e in os.scandir(proc) if e.name.isdigit()]
+    except OSError:
+        return out
+    for pid in entries:
+        stat = _read(proc / pid / "stat")
+        if not stat:
+            continue
+        f = stat.rsplit(")", 1)[1].split()
+        try:
+            sid = int(f[3])
+        except (IndexError, ValueError):
+            continue
+        if sid not in out:
+            continue
+        o = out[sid]
+        ticks = sum(int(x) for x in f[11:15])  # utime stime cutime cstime
+        o["cpu_usage_ns"] += ticks * 1_000_000_000 // CLK_TCK
+        status = _kv(_read(proc / pid / "status"))
+        anon = status.get("RssAnon", 0) * 1024
+        file = (status.get("RssFile", 0) + status.get("RssShmem", 0)) * 1024
+        o["memory_usage"] += anon + file
+        o["memory_rss"] += anon
+        o["memory_cache"] += file
+        o["process_count"] += 1
+    return out
 
 
 def working_set(raw: dict[str, int]) -> int | None:

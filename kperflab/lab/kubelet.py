@@ -383,15 +383,19 @@ class Kubelet:
 
     # -- what cAdvisor samples ---------------------------------------------------------------------
     def stat_targets(self) -> list[PodTarget]:
-        """The pods with a cgroup, and their running containers: what the lab's cAdvisor samples."""
+        """The running pods and their running containers: what the lab's cAdvisor samples. Without cgroups (not
+        root) a container is its process session, keyed ``nocgroup/pod<uid>/<id>``."""
         with self._lock:
             out = []
             for rec in self.pods.values():
-                if rec.cgroup is None or rec.finished:
+                if rec.finished or (rec.cgroup is None and self.runtime.driver is not None):
                     continue
-                cs = tuple(ContainerTarget(c.name, c.cgroup, c.containerID, c.spec.get("image", ""), c.started, c.oom_events)
-                           for c in rec.containers if c.proc is not None and c.cgroup)
-                out.append(PodTarget(rec.uid, rec.namespace, rec.name, rec.cgroup, rec.started, cs,
+                pod_key = rec.cgroup or f"nocgroup/pod{rec.uid}"
+                cs = tuple(ContainerTarget(c.name, c.cgroup or f"{pod_key}/{c.containerID}", c.containerID,
+                                           c.spec.get("image", ""), c.started, c.oom_events,
+                                           None if c.cgroup else c.proc.pid)
+                           for c in rec.containers if c.proc is not None)
+                out.append(PodTarget(rec.uid, rec.namespace, rec.name, pod_key, rec.started, cs,
                                      self.state_dir / "pods" / f"{rec.namespace}_{rec.name}_{rec.uid}",
                                      sum(c.oom_events for c in rec.all)))
             return out
