@@ -69,9 +69,10 @@ def wait_for_metrics(cluster: Any, namespace: str, pods: list[str], timeout: flo
             top = cluster.top_pods(namespace)
             if len(top) and set(pods) <= set(top.name):
                 return top
-            if time.monotonic() > deadline:
-                raise ExperimentFailed("wait for PodMetrics", f"no metrics for {', '.join(pods)} after {timeout:.0f} s",
-                                       hint="Check `kubectl top pods -n " + namespace + "` and metrics-server's logs.")
+            if time.monotonic() > deadline:  # served but silent about these pods: as good as unavailable for the lesson
+                raise MetricsUnavailable(f"metrics.k8s.io (no PodMetrics for {', '.join(pods)} after {timeout:.0f} s)", None,
+                                         hint=f"Check `kubectl top pods -n {namespace}` and metrics-server's logs "
+                                              "(`kubectl -n kube-system logs deploy/metrics-server`).")
             bar.update(0)
             time.sleep(0.5)
 
