@@ -49,3 +49,20 @@ def test_no_cgroups_lab_serves_pod_metrics(tmp_path, monkeypatch):
         assert any(e["reason"] == "LimitsNotEnforced" for e in events)
     finally:
         lab.stop()
+    time.sleep(1.5)  # a kubelet pass racing the stop would have started a container by now
+    assert _processes_of(lab.lab_id) == [], "the stopped lab left pod processes running"
+
+
+def _processes_of(lab_id: str) -> list[int]:
+    from pathlib import Path
+
+    mark = f"KPERFLAB_LAB={lab_id}".encode()
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if mark in (d / "environ").read_bytes().split(b"\0"):
+                    found.append(int(d.name))
+            except OSError:
+                pass
+    return found

@@ -160,6 +160,8 @@ class Kubelet:
         while not stop.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
+            if stop.is_set():
+                break
             try:
                 self.sync()
             except Exception:  # noqa: BLE001 - the loop must survive any one pod's failure

@@ -209,6 +209,9 @@ class Lab:
     def stop(self) -> None:
         self._ready = False
         self.stop_event.set()
+        self.kubelet.wake()
+        for t in self._threads:  # a kubelet sync still running could start a container after the shutdown below
+            t.join(timeout=10)
         self.store.close()
         self.kubelet.shutdown()
         self.server.shutdown()
