@@ -138,7 +138,7 @@ MEASURING = [
 4. tell working set, RSS and page cache apart — and why `kubectl top` can show little before an `OOMKilled`.
 
 **Time:** about 30 minutes. **Needs:** a cluster with `metrics.k8s.io` (metrics-server, or the lab) and `nodes/proxy`
-for the kubelet endpoints. Facts below are for Kubernetes 1.37 (metrics.k8s.io v1 is GA there; metrics-server 0.8
+for the kubelet endpoints. Facts below are for Kubernetes 1.37 (metrics.k8s.io v1 is GA there; metrics-server 0.9
 serves v1beta1). **Previous:** 03 · Networking."""),
     ("params", """# Parameters (papermill injects its own values after this cell)
 kubeconfig = None
