@@ -25,7 +25,12 @@ def connect(kubeconfig: str | os.PathLike[str] | None = None, context: str | Non
             timeout: float = 10.0) -> Cluster:
     """Load a kubeconfig (or the in-cluster config), check that the API server answers, and learn what it is.
 
-    With nothing configured this raises `ConfigError` saying how to start the lab or point at a cluster."""
+    With nothing configured this raises `ConfigError` saying how to start the lab or point at a cluster.
+
+        >>> cluster = kperflab.connect()                  # doctest: +SKIP
+        >>> cluster.flavour, cluster.metrics_api          # doctest: +SKIP
+        ('kperflab-lab', 'v1')
+    """
     conn = cl.load(kubeconfig, context, timeout)
     return Cluster(conn, namespace=namespace, timeout=timeout)
 
@@ -115,7 +120,11 @@ class Cluster:
 
     # -- workspaces ----------------------------------------------------------------------------
     def workspace(self, name: str, **kw: Any) -> Any:
-        """``with cluster.workspace("foundations") as ws:`` — a namespace of its own, deleted on exit."""
+        """A namespace of its own, deleted on exit, on error and on Ctrl-C.
+
+            >>> with cluster.workspace("foundations") as ws:                       # doctest: +SKIP
+            ...     ws.run(workloads.cpu_burner(cores=1, cpu_limit="500m"))
+        """
         from .workspace import Workspace
 
         return Workspace(self, name, **kw)
@@ -183,19 +192,33 @@ class Cluster:
         return self._metrics_list(f"namespaces/{ns}/pods" if ns else "pods", selector)
 
     def top_nodes(self, selector: str | None = None) -> pd.DataFrame:
-        """What ``kubectl top nodes`` shows, same numbers after the same rounding (plus the exact values)."""
+        """What ``kubectl top nodes`` shows, same numbers after the same rounding (plus the exact values).
+
+            >>> cluster.top_nodes()[["name", "cpu_millicores", "cpu_percent", "memory_mib"]]   # doctest: +SKIP
+                       name  cpu_millicores  cpu_percent  memory_mib
+            0  kperflab-lab             529           26         273
+        """
         alloc = {n["metadata"]["name"]: n["status"]["allocatable"] for n in self.node_objects()}
         return metrics.top_frame(self.node_metrics(selector), alloc)
 
     def top_pods(self, namespace: str | None = None, selector: str | None = None, all_namespaces: bool = False,
                  containers: bool = False) -> pd.DataFrame:
-        """What ``kubectl top pods`` shows (``containers=True``: ``--containers``)."""
+        """What ``kubectl top pods`` shows (``containers=True``: ``--containers``).
+
+            >>> cluster.top_pods("default")[["name", "cpu_millicores", "memory_mib"]]   # doctest: +SKIP
+               name  cpu_millicores  memory_mib
+            0  burn             501           2
+        """
         items = self.pod_metrics(namespace, selector, all_namespaces)
         return metrics.container_frame(items) if containers else metrics.top_frame(items)
 
     # -- sampling ------------------------------------------------------------------------------
     def sampler(self, **kw: Any) -> Any:
-        """A `kperflab.sampler.Sampler` over this cluster (pods by label selector, or nodes)."""
+        """A `kperflab.sampler.Sampler` over this cluster (pods by label selector, or nodes).
+
+            >>> df = cluster.sampler(selector="app=web", interval=5).run(duration=30)   # doctest: +SKIP
+            >>> df[["time", "pod", "cpu_cores", "throttled_ratio"]].tail(1)            # doctest: +SKIP
+        """
         from .sampler import Sampler
 
         return Sampler(self, **kw)
