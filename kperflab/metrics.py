@@ -162,7 +162,8 @@ def top_frame(items: list[Obj], allocatable: dict[str, Obj] | None = None) -> pd
             row["cpu_percent"] = int(milli_value(cpu) / milli_value(alloc["cpu"]) * 100)
             row["memory_percent"] = int(milli_value(mem) / milli_value(alloc["memory"]) * 100)
         rows.append(row)
-    return pd.DataFrame(rows)
+    cols = ["name", "cpu_millicores", "memory_mib", "cpu_cores", "memory_bytes", "window_seconds", "timestamp"]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)  # empty, but with the columns callers select
 
 
 def container_frame(items: list[Obj]) -> pd.DataFrame:
@@ -174,7 +175,8 @@ def container_frame(items: list[Obj]) -> pd.DataFrame:
             rows.append({"namespace": it["metadata"].get("namespace", ""), "pod": it["metadata"]["name"], "container": c["name"],
                          "cpu_millicores": milli_value(cpu), "memory_mib": int(mem) // MiB, "cpu_cores": float(cpu),
                          "memory_bytes": int(mem)})
-    return pd.DataFrame(rows)
+    cols = ["namespace", "pod", "container", "cpu_millicores", "memory_mib", "cpu_cores", "memory_bytes"]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
 
 
 def kubectl_top_lines(df: pd.DataFrame) -> list[str]:

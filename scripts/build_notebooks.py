@@ -153,7 +153,7 @@ live_seconds = 60                            # how long the live dashboard keeps
     phases, cache_mib = ((0.2, 8), (1.0, 10), (0.3, 5)), 128
 """ + CONNECT + """
 from kperflab.experiments import measuring
-ws = cluster.workspace("measuring").open()  # deleted in the last cell (and by `kperflab clean` if the kernel dies)"""),
+ws = cluster.workspace("measuring").open()  # for the burner several cells read; deleted in the last cell (or at kernel exit, or by `kperflab clean`)"""),
     ("md", """## 1. One workload, every stage
 
 A CPU burner uses half a core. Below: a few lines of what each stage serves for it, raw, then the same parsed into
@@ -187,7 +187,7 @@ answer_mib = None  # a whole number"""),
 The pod below changes its CPU use in phases. We poll every second: what the program does (its own log), the cgroup
 counter as a rate between two kubelet samples, and the metrics API. The API's value is an average over its window
 and only changes once per resolution, so it lags behind the counters."""),
-    ("code", """load = measuring.changing_load(cluster, ws, phases=phases)
+    ("code", """load = measuring.changing_load(cluster, phases=phases)  # in a workspace of its own
 load.show()"""),
     ("md", """### Exercise 2 — a rate from two readings
 Two consecutive readings of the burner's `container_cpu_usage_seconds_total` (cumulative CPU seconds) with the
@@ -205,13 +205,13 @@ answer_cores = None  # a number of cores"""),
 
 `kubectl top` and the eviction manager use the **working set**: memory usage minus *inactive* page cache. Page cache
 that was read more than once is *active* and counts. The pod below writes a file and reads it twice."""),
-    ("code", """cache = measuring.page_cache(cluster, ws, size=cache_mib * 2**20)
+    ("code", """cache = measuring.page_cache(cluster, size=cache_mib * 2**20)
 cache.show(table=True)"""),
     ("md", """## 5. OOMKilled although `kubectl top` showed little
 
 The metrics API samples; a spike between two samples is invisible to it. The cgroup counts every OOM kill, though:
 cAdvisor exposes that as `container_oom_events_total`, and the pod's status says `OOMKilled`."""),
-    ("code", """spike = measuring.short_spike(cluster, ws)
+    ("code", """spike = measuring.short_spike(cluster)
 spike.show()"""),
     ("md", """## 6. A live dashboard
 

@@ -62,6 +62,8 @@ def test_top_rounds_like_kubectl():
     assert (pods.loc["web", "cpu_millicores"], pods.loc["web", "memory_mib"]) == (401, 1)
     assert pods.loc["web", "window_seconds"] == pytest.approx(15.953)
     assert metrics.kubectl_top_lines(metrics.top_frame(api["pods"]["items"][:1])) == ["kube-scheduler-minikube 10m 21Mi"]
+    assert {"name", "cpu_millicores", "memory_mib"} <= set(metrics.top_frame([]).columns), "empty, but selectable"
+    assert metrics.top_frame([]).empty and "pod" in metrics.container_frame([]).columns
     cs = metrics.container_frame(api["pods"]["items"])
     assert list(cs[cs.pod == "web"].container) == ["app", "sidecar"]
 

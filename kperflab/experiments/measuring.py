@@ -54,6 +54,13 @@ def two_readings(cluster: Any, ws: Any, selector: str = "app.kubernetes.io/name=
     return prev, last, float(last.cpu_cores), ""
 
 
+def _own(cluster: Any, ws: Any, name: str) -> Any:
+    """The caller's workspace, or one of the experiment's own (deleted when it ends, fails or is interrupted)."""
+    import contextlib
+
+    return contextlib.nullcontext(ws) if ws is not None else cluster.workspace(name)
+
+
 def _lines(text: str, needle: str, n: int) -> str:
     out = [ln for ln in text.splitlines() if needle in ln and not ln.startswith("#")]
     return "\n".join(out[:n])
@@ -151,143 +158,146 @@ def top_vs_kubectl(cluster: Any, namespace: str, attempts: int = 5) -> Result:
 # -- a changing load: counters vs the metrics API ----------------------------------------------------------
 
 @carry_on
-def changing_load(cluster: Any, ws: Any, phases: tuple[tuple[float, float], ...] = ((0.2, 15), (1.0, 15), (0.3, 15)),
+def changing_load(cluster: Any, ws: Any = None, phases: tuple[tuple[float, float], ...] = ((0.2, 15), (1.0, 15), (0.3, 15)),
                   interval: float = 1.0, progress: bool = True) -> Result:
     """A pod whose CPU use steps up and down, read three ways every ``interval``: what it does (its own log), the
     cgroup counters (cAdvisor, as a rate between kubelet samples) and the metrics API (window, resolution)."""
-    from tqdm.auto import tqdm
+    with _own(cluster, ws, "changing-load") as ws:
+        from tqdm.auto import tqdm
 
-    name = "phases"
-    ws.run(workloads.cpu_phases(name, phases, cpu_limit="1"), progress=progress)
-    sampler = cluster.sampler(selector="app.kubernetes.io/name=cpu-phases", namespace=ws.namespace, interval=interval)
-    total = sum(s for _, s in phases)
-    api = {}  # PodMetrics timestamp → (cores, window)
-    seen_at: dict[tuple[str, Any], pd.Timestamp] = {}  # when a poll first saw each sample
-    t_end = time.monotonic() + total + 2
-    with tqdm(total=round(total), desc="sampling three ways", unit="s", disable=not progress, leave=False) as bar:
-        while time.monotonic() < t_end:
-            now = pd.Timestamp.now(tz="UTC")
-            for row in sampler.read_once():
-                seen_at.setdefault(("c", row["time"]), now)
-            for it in cluster.pod_metrics(ws.namespace):
-                if it["metadata"]["name"] == name:
-                    api[pd.Timestamp(it["timestamp"])] = (metrics.top_frame([it]).cpu_cores.iloc[0], it["window"])
-                    seen_at.setdefault(("a", pd.Timestamp(it["timestamp"])), now)
-            bar.n = min(round(total), round(total - (t_end - time.monotonic()) + 2))
-            bar.refresh()
-            time.sleep(interval)
-    evs = [e for e in workloads.read_events(ws.logs(name)) if e["event"] in ("phase", "done")]
-    truth = []
-    for a, b in zip(evs, evs[1:], strict=False):
-        if a["event"] == "phase":
-            truth += [{"time": pd.Timestamp(a["t"], unit="s", tz="UTC"), "cores": a["cores"], "source": "what the program does"},
-                      {"time": pd.Timestamp(b["t"], unit="s", tz="UTC"), "cores": a["cores"], "source": "what the program does"}]
-    counted = sampler.frame().dropna(subset=["cpu_cores"])
-    rates = [{"time": r.time, "cores": r.cpu_cores, "source": "cgroup counters (cAdvisor)", "seen": seen_at[("c", r.time)]}
-             for r in counted.itertuples()]
-    api_rows = [{"time": t, "cores": v, "source": f"metrics API (window {w})", "seen": seen_at[("a", t)]}
-                for t, (v, w) in sorted(api.items())]
-    df = pd.DataFrame(truth + rates + [{**r, "source": "metrics API"} for r in api_rows])
-    up = next(((a, b) for a, b in zip(phases, phases[1:], strict=False) if b[0] > a[0]), None)
-    finding = "The load never rose, so there is no lag to measure."
-    if up and len(evs) >= 2:
-        i = [p for p in phases].index(up[1])
-        change = pd.Timestamp(evs[i]["t"], unit="s", tz="UTC")
-        mid = (up[0][0] + up[1][0]) / 2
+        name = "phases"
+        ws.run(workloads.cpu_phases(name, phases, cpu_limit="1"), progress=progress)
+        sampler = cluster.sampler(selector="app.kubernetes.io/name=cpu-phases", namespace=ws.namespace, interval=interval)
+        total = sum(s for _, s in phases)
+        api = {}  # PodMetrics timestamp → (cores, window)
+        seen_at: dict[tuple[str, Any], pd.Timestamp] = {}  # when a poll first saw each sample
+        t_end = time.monotonic() + total + 2
+        with tqdm(total=round(total), desc="sampling three ways", unit="s", disable=not progress, leave=False) as bar:
+            while time.monotonic() < t_end:
+                now = pd.Timestamp.now(tz="UTC")
+                for row in sampler.read_once():
+                    seen_at.setdefault(("c", row["time"]), now)
+                for it in cluster.pod_metrics(ws.namespace):
+                    if it["metadata"]["name"] == name:
+                        api[pd.Timestamp(it["timestamp"])] = (metrics.top_frame([it]).cpu_cores.iloc[0], it["window"])
+                        seen_at.setdefault(("a", pd.Timestamp(it["timestamp"])), now)
+                bar.n = min(round(total), round(total - (t_end - time.monotonic()) + 2))
+                bar.refresh()
+                time.sleep(interval)
+        evs = [e for e in workloads.read_events(ws.logs(name)) if e["event"] in ("phase", "done")]
+        truth = []
+        for a, b in zip(evs, evs[1:], strict=False):
+            if a["event"] == "phase":
+                truth += [{"time": pd.Timestamp(a["t"], unit="s", tz="UTC"), "cores": a["cores"], "source": "what the program does"},
+                          {"time": pd.Timestamp(b["t"], unit="s", tz="UTC"), "cores": a["cores"], "source": "what the program does"}]
+        counted = sampler.frame().dropna(subset=["cpu_cores"])
+        rates = [{"time": r.time, "cores": r.cpu_cores, "source": "cgroup counters (cAdvisor)", "seen": seen_at[("c", r.time)]}
+                 for r in counted.itertuples()]
+        api_rows = [{"time": t, "cores": v, "source": f"metrics API (window {w})", "seen": seen_at[("a", t)]}
+                    for t, (v, w) in sorted(api.items())]
+        df = pd.DataFrame(truth + rates + [{**r, "source": "metrics API"} for r in api_rows])
+        up = next(((a, b) for a, b in zip(phases, phases[1:], strict=False) if b[0] > a[0]), None)
+        finding = "The load never rose, so there is no lag to measure."
+        if up and len(evs) >= 2:
+            i = [p for p in phases].index(up[1])
+            change = pd.Timestamp(evs[i]["t"], unit="s", tz="UTC")
+            mid = (up[0][0] + up[1][0]) / 2
 
-        def first_seen(rows: list[dict[str, Any]]) -> float:
-            """Seconds from the change until a reader polling every `interval` first saw it."""
-            return next(((r["seen"] - change).total_seconds() for r in rows if r["seen"] > change and r["cores"] >= mid), math.nan)
+            def first_seen(rows: list[dict[str, Any]]) -> float:
+                """Seconds from the change until a reader polling every `interval` first saw it."""
+                return next(((r["seen"] - change).total_seconds() for r in rows if r["seen"] > change and r["cores"] >= mid), math.nan)
 
-        lag_c, lag_a = first_seen(rates), first_seen(api_rows)
-        window = api_rows[-1]["source"].split("window ")[1].rstrip(")") if api_rows else "?"
-        finding = (f"The load stepped from {up[0][0]:g} to {up[1][0]:g} cores; polling every {interval:g} s, the cgroup counters showed it "
-                   + (f"{lag_c:.1f} s later" if not math.isnan(lag_c) else "not within the run")
-                   + ", the metrics API " + (f"{lag_a:.1f} s later" if not math.isnan(lag_a) else "not within the run")
-                   + f" (its window: {window}).")
-    fig = go.Figure()
-    for src, part in df.groupby("source", sort=False):
-        fig.add_trace(go.Scatter(x=part.time, y=part.cores, name=src, mode="lines" if src.startswith("what") else "lines+markers",
-                                 line={"shape": "hv"} if not src.startswith("what") else {"dash": "dot"}))
-    fig.update_yaxes(title="CPU (cores)")
-    return Result(df, figures._finish(fig, "One load, three ways of seeing it"), finding)
+            lag_c, lag_a = first_seen(rates), first_seen(api_rows)
+            window = api_rows[-1]["source"].split("window ")[1].rstrip(")") if api_rows else "?"
+            finding = (f"The load stepped from {up[0][0]:g} to {up[1][0]:g} cores; polling every {interval:g} s, the cgroup counters showed it "
+                       + (f"{lag_c:.1f} s later" if not math.isnan(lag_c) else "not within the run")
+                       + ", the metrics API " + (f"{lag_a:.1f} s later" if not math.isnan(lag_a) else "not within the run")
+                       + f" (its window: {window}).")
+        fig = go.Figure()
+        for src, part in df.groupby("source", sort=False):
+            fig.add_trace(go.Scatter(x=part.time, y=part.cores, name=src, mode="lines" if src.startswith("what") else "lines+markers",
+                                     line={"shape": "hv"} if not src.startswith("what") else {"dash": "dot"}))
+        fig.update_yaxes(title="CPU (cores)")
+        return Result(df, figures._finish(fig, "One load, three ways of seeing it"), finding)
 
 
 # -- working set vs RSS vs cache ---------------------------------------------------------------------------
 
 @carry_on
-def page_cache(cluster: Any, ws: Any, size: int = 256 * MiB, progress: bool = True) -> Result:
+def page_cache(cluster: Any, ws: Any = None, size: int = 256 * MiB, progress: bool = True) -> Result:
     """A pod fills page cache by writing and reading a file: usage and cache rise, RSS does not, and the working set
     (what the metrics API and eviction use) counts the active part of the cache."""
-    name = "cache"
-    ws.create(workloads.page_cache(name, size, memory_limit=f"{max(512, 2 * size // MiB)}Mi"))
-    evs = wait_event(ws, name, "ready", 120, progress, "fill the page cache")
-    ready = next(e["t"] for e in evs if e["event"] == "ready")
-    fams = ["container_cpu_usage_seconds_total", "container_memory_usage_bytes", "container_memory_working_set_bytes",
-            "container_memory_rss", "container_memory_cache", "container_memory_total_inactive_file_bytes"]
-    cad = cadvisor_after(cluster, ws, [name], ready, fams)
-    vals = {m: float(cad[cad.metric == m].value.iloc[-1]) for m in fams[1:] if (cad.metric == m).any()}
-    df = pd.DataFrame([{"metric": k.removeprefix("container_memory_").removesuffix("_bytes"), "MiB": v / MiB} for k, v in vals.items()])
-    rss, cache = vals.get("container_memory_rss", math.nan), vals.get("container_memory_cache", math.nan)
-    wsb, usage = vals.get("container_memory_working_set_bytes", math.nan), vals.get("container_memory_usage_bytes", math.nan)
-    finding = (f"After writing and reading a {mib(size)} file, the container's memory usage is {mib(usage)}: {mib(cache)} of page "
-               f"cache and {mib(rss)} of RSS. Its working set, the number kubectl top shows, is {mib(wsb)}: "
-               + ("most of the cache counts, because the file was read twice (active pages)." if wsb > rss + size / 2
-                  else "the cache is mostly inactive, so the working set stays near RSS."))
-    fig = figures.top_bars(df, "MiB", "metric", title=f"One container's memory after reading a {size // MiB} MiB file")
-    return Result(df, fig, finding, {"size": size, **vals})
+    with _own(cluster, ws, "page-cache") as ws:
+        name = "cache"
+        ws.create(workloads.page_cache(name, size, memory_limit=f"{max(512, 2 * size // MiB)}Mi"))
+        evs = wait_event(ws, name, "ready", 120, progress, "fill the page cache")
+        ready = next(e["t"] for e in evs if e["event"] == "ready")
+        fams = ["container_cpu_usage_seconds_total", "container_memory_usage_bytes", "container_memory_working_set_bytes",
+                "container_memory_rss", "container_memory_cache", "container_memory_total_inactive_file_bytes"]
+        cad = cadvisor_after(cluster, ws, [name], ready, fams)
+        vals = {m: float(cad[cad.metric == m].value.iloc[-1]) for m in fams[1:] if (cad.metric == m).any()}
+        df = pd.DataFrame([{"metric": k.removeprefix("container_memory_").removesuffix("_bytes"), "MiB": v / MiB} for k, v in vals.items()])
+        rss, cache = vals.get("container_memory_rss", math.nan), vals.get("container_memory_cache", math.nan)
+        wsb, usage = vals.get("container_memory_working_set_bytes", math.nan), vals.get("container_memory_usage_bytes", math.nan)
+        finding = (f"After writing and reading a {mib(size)} file, the container's memory usage is {mib(usage)}: {mib(cache)} of page "
+                   f"cache and {mib(rss)} of RSS. Its working set, the number kubectl top shows, is {mib(wsb)}: "
+                   + ("most of the cache counts, because the file was read twice (active pages)." if wsb > rss + size / 2
+                      else "the cache is mostly inactive, so the working set stays near RSS."))
+        fig = figures.top_bars(df, "MiB", "metric", title=f"One container's memory after reading a {size // MiB} MiB file")
+        return Result(df, fig, finding, {"size": size, **vals})
 
 
 # -- a spike between samples -----------------------------------------------------------------------------
 
 @carry_on
-def short_spike(cluster: Any, ws: Any, base: int = 16 * MiB, limit: str = "64Mi", spike: int = 128 * MiB,
+def short_spike(cluster: Any, ws: Any = None, base: int = 16 * MiB, limit: str = "64Mi", spike: int = 128 * MiB,
                 timeout: float = 120, progress: bool = True) -> Result:
     """A pod that holds a little memory, shows up in the metrics API, then spikes past its limit at once: OOMKilled,
     although no PodMetrics reading came near the limit. The cgroup's OOM counter caught it."""
-    from tqdm.auto import tqdm
+    with _own(cluster, ws, "short-spike") as ws:
+        from tqdm.auto import tqdm
 
-    from . import parse_bytes
+        from . import parse_bytes
 
-    window = cluster.top_nodes().window_seconds.max()
-    after = max(10.0, 2.5 * (window if window == window else 15))  # long enough for readings at the baseline
-    name = "spike"
-    ws.run(workloads.memory_spike(name, base, spike, after, memory_limit=limit, restart="Always"), progress=progress)
-    seen = []
-    deadline = time.monotonic() + after + timeout
-    term = None
-    with tqdm(desc="watching kubectl top until the spike", bar_format="{desc} {elapsed}", disable=not progress, leave=False) as bar:
-        while time.monotonic() < deadline:
-            top = cluster.top_pods(ws.namespace)
-            if name in set(top.name):
-                r = top.set_index("name").loc[name]
-                seen.append({"time": r.timestamp, "bytes": r.memory_bytes, "source": "metrics API (kubectl top)"})
-            term = terminated(ws.pod(name))
-            if term is not None and term.reason == "OOMKilled":
-                break
-            bar.update(0)
+        window = cluster.top_nodes().window_seconds.max()
+        after = max(10.0, 2.5 * (window if window == window else 15))  # long enough for readings at the baseline
+        name = "spike"
+        ws.run(workloads.memory_spike(name, base, spike, after, memory_limit=limit, restart="Always"), progress=progress)
+        seen = []
+        deadline = time.monotonic() + after + timeout
+        term = None
+        with tqdm(desc="watching kubectl top until the spike", bar_format="{desc} {elapsed}", disable=not progress, leave=False) as bar:
+            while time.monotonic() < deadline:
+                top = cluster.top_pods(ws.namespace)
+                if name in set(top.name):
+                    r = top.set_index("name").loc[name]
+                    seen.append({"time": r.timestamp, "bytes": r.memory_bytes, "source": "metrics API (kubectl top)"})
+                term = terminated(ws.pod(name))
+                if term is not None and term.reason == "OOMKilled":
+                    break
+                bar.update(0)
+                time.sleep(0.5)
+        if term is None or term.reason != "OOMKilled":
+            raise ExperimentFailed("wait for the spike", f"no OOM kill within {after + timeout:.0f} s")
+        node = ws.pod(name).spec.node_name
+        ooms = 0.0
+        t_end = time.monotonic() + 30
+        while time.monotonic() < t_end and ooms < 1:
+            cad = cluster.cadvisor(node, ["container_oom_events_total"])
+            mine = cad[(cad.namespace == ws.namespace) & (cad.pod == name)]
+            ooms = float(mine.value.max()) if len(mine) else 0.0
             time.sleep(0.5)
-    if term is None or term.reason != "OOMKilled":
-        raise ExperimentFailed("wait for the spike", f"no OOM kill within {after + timeout:.0f} s")
-    node = ws.pod(name).spec.node_name
-    ooms = 0.0
-    t_end = time.monotonic() + 30
-    while time.monotonic() < t_end and ooms < 1:
-        cad = cluster.cadvisor(node, ["container_oom_events_total"])
-        mine = cad[(cad.namespace == ws.namespace) & (cad.pod == name)]
-        ooms = float(mine.value.max()) if len(mine) else 0.0
-        time.sleep(0.5)
-    evs = [e for e in workloads.read_events(ws.logs(name)) if e["event"] in ("baseline", "spike")]
-    if not any(e["event"] == "spike" for e in evs):  # it has restarted since: the killed run is the previous one
-        evs = [e for e in workloads.read_events(ws.logs(name, previous=True)) if e["event"] in ("baseline", "spike")]
-    program = [{"time": pd.Timestamp(e["t"], unit="s", tz="UTC"), "bytes": base + (spike if e["event"] == "spike" else 0),
-                "source": "what the program asked for"} for e in evs]
-    df = pd.DataFrame(program + seen).drop_duplicates(subset=["time", "source"]).sort_values("time")
-    top_max = max((s["bytes"] for s in seen), default=math.nan)
-    limit_b = parse_bytes(limit)
-    finding = (f"kubectl top never showed more than {mib(top_max)} for this pod ({top_max / limit_b:.0%} of its {limit} limit), yet its "
-               f"container was {term.reason} (exit code {term.exit_code}): the spike to {mib(base + spike)} lasted less than one "
-               f"sampling interval. The cgroup's OOM counter, container_oom_events_total, reads {ooms:.0f}.")
-    fig = figures.timeseries(df.assign(MiB=df.bytes / MiB), "MiB", color="source", title="A spike between two samples",
-                             hlines={f"limit {limit}": limit_b / MiB})
-    return Result(df, fig, finding, {"oom_events": ooms, "top_max": top_max, "exit_code": term.exit_code})
+        evs = [e for e in workloads.read_events(ws.logs(name)) if e["event"] in ("baseline", "spike")]
+        if not any(e["event"] == "spike" for e in evs):  # it has restarted since: the killed run is the previous one
+            evs = [e for e in workloads.read_events(ws.logs(name, previous=True)) if e["event"] in ("baseline", "spike")]
+        program = [{"time": pd.Timestamp(e["t"], unit="s", tz="UTC"), "bytes": base + (spike if e["event"] == "spike" else 0),
+                    "source": "what the program asked for"} for e in evs]
+        df = pd.DataFrame(program + seen).drop_duplicates(subset=["time", "source"]).sort_values("time")
+        top_max = max((s["bytes"] for s in seen), default=math.nan)
+        limit_b = parse_bytes(limit)
+        finding = (f"kubectl top never showed more than {mib(top_max)} for this pod ({top_max / limit_b:.0%} of its {limit} limit), yet its "
+                   f"container was {term.reason} (exit code {term.exit_code}): the spike to {mib(base + spike)} lasted less than one "
+                   f"sampling interval. The cgroup's OOM counter, container_oom_events_total, reads {ooms:.0f}.")
+        fig = figures.timeseries(df.assign(MiB=df.bytes / MiB), "MiB", color="source", title="A spike between two samples",
+                                 hlines={f"limit {limit}": limit_b / MiB})
+        return Result(df, fig, finding, {"oom_events": ooms, "top_max": top_max, "exit_code": term.exit_code})
