@@ -89,8 +89,6 @@ class Sampler:
         for r in df.to_dict("records"):
             if (r.get("namespace"), r.get("pod")) not in pods or not r.get("container") or not r.get("image"):
                 continue  # the pod-cgroup and pause series would count twice (the mixin's image!="" rule)
-            if r["metric"] == "container_memory_failures_total":
-                continue
             key = (r["namespace"], r["pod"], r["container"])
             row = out.setdefault(key, {"node": node, "namespace": key[0], "pod": key[1], "container": key[2], "time": pd.NaT})
             col = POD_FAMILIES[r["metric"]]

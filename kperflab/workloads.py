@@ -15,8 +15,8 @@ Obj = dict[str, Any]
 
 _PRELUDE = "import json, os, sys, time\ndef emit(**kw):\n    print(json.dumps({**kw, 't': time.time()}), flush=True)\n"
 
-CPU_BURNER = _PRELUDE + """import multiprocessing as mp
-def burn(share, seconds):
+# Busy for `share` of every 10 ms slice, for `seconds` (0: for ever): the one way the workloads burn CPU.
+_BURN = """def burn(share, seconds):
     end = time.monotonic() + seconds if seconds > 0 else float("inf")
     while time.monotonic() < end:
         t0 = time.perf_counter()
@@ -24,6 +24,9 @@ def burn(share, seconds):
             pass
         if share < 1:
             time.sleep(0.01 * (1 - share))
+"""
+
+CPU_BURNER = _PRELUDE + _BURN + """import multiprocessing as mp
 cores, seconds = float(os.environ["CORES"]), float(os.environ["SECONDS"])
 shares = [1.0] * int(cores) + ([cores - int(cores)] if cores - int(cores) > 0.001 else [])
 emit(event="start", cores=cores, seconds=seconds)
@@ -60,15 +63,7 @@ emit(event="done", median_ms=lat[len(lat) // 2], p90_ms=lat[int(len(lat) * 0.9) 
 time.sleep(float(os.environ.get("HOLD", "0")))
 """
 
-CPU_PHASES = _PRELUDE + """phases = [(float(c), float(s)) for c, s in (p.split(":") for p in os.environ["PHASES"].split(","))]
-def burn(share, seconds):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < 0.01 * share:
-            pass
-        if share < 1:
-            time.sleep(0.01 * (1 - share))
+CPU_PHASES = _PRELUDE + _BURN + """phases = [(float(c), float(s)) for c, s in (p.split(":") for p in os.environ["PHASES"].split(","))]
 for cores, seconds in phases:
     emit(event="phase", cores=cores, seconds=seconds)
     burn(min(cores, 1.0), seconds)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from kperflab.lab import cgroups, pki, server
+from kperflab.lab import cgroups, control, pki, server
 from kperflab.lab.apiserver import Request
 
 pytestmark = pytest.mark.lab
@@ -50,19 +50,5 @@ def test_no_cgroups_lab_serves_pod_metrics(tmp_path, monkeypatch):
     finally:
         lab.stop()
     time.sleep(1.5)  # a kubelet pass racing the stop would have started a container by now
-    assert _processes_of(lab.lab_id) == [], "the stopped lab left pod processes running"
+    assert control.lab_processes(lab.lab_id) == [], "the stopped lab left pod processes running"
 
-
-def _processes_of(lab_id: str) -> list[int]:
-    from pathlib import Path
-
-    mark = f"KPERFLAB_LAB={lab_id}".encode()
-    found = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if mark in (d / "environ").read_bytes().split(b"\0"):
-                    found.append(int(d.name))
-            except OSError:
-                pass
-    return found

@@ -17,6 +17,8 @@ from kubernetes import client, config
 from kubernetes.utils import parse_quantity
 from prometheus_client.parser import text_string_to_metric_families
 
+from kperflab.lab.metrics_server import cpu_quantity
+
 from .conftest import needs_root
 
 pytestmark = [pytest.mark.lab, needs_root]
@@ -132,7 +134,8 @@ def test_cpu_limit_reads_its_quota_and_free_spinner_a_core(ground):
     print(f"PodMetrics: spin-limited {_cpu_milli(pm['spin-limited']):.0f}m, spin-free {_cpu_milli(pm['spin-free']):.0f}m")
     assert 450 <= _cpu_milli(pm["spin-limited"]) <= 550, pm["spin-limited"]
     assert _cpu_milli(pm["spin-free"]) >= 850, pm["spin-free"]
-    assert pm["spin-limited"]["containers"][0]["usage"]["cpu"].endswith(("n", "u", "m")) or pm["spin-limited"]["containers"][0]["usage"]["cpu"].isdigit()
+    cpu = pm["spin-limited"]["containers"][0]["usage"]["cpu"]
+    assert cpu == cpu_quantity(int(parse_quantity(cpu) * 10**9)), f"{cpu} is not in canonical form"
     v1 = ground.pod_metrics("v1")
     assert v1["spin-limited"]["apiVersion"] == "metrics.k8s.io/v1"
 

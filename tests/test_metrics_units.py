@@ -78,7 +78,7 @@ def test_summary_rates_working_set_and_omission(tree, tmp_path):
     root, clock, pods, sampler = tree
     set_pod(root, pods, clock, cpu_usec=1_000_000)
     sampler.sample()
-    srv = KubeletServer(Store(clock), sampler, "n1", tmp_path, clock.t - 1000, {}, lambda: [])
+    srv = KubeletServer(sampler, "n1", tmp_path, clock.t - 1000, {}, lambda: [])
     one = srv.summary()
     c = one["pods"][0]["containers"][0]
     assert "usageNanoCores" not in c["cpu"], "a rate needs two samples"
@@ -112,7 +112,7 @@ def test_working_set_floors_at_zero(tree, tmp_path):
     set_pod(root, pods, clock)
     write_cg(root, CTR, usage_usec=5, current=MiB, inactive=2 * MiB)
     sampler.sample()
-    srv = KubeletServer(Store(clock), sampler, "n1", tmp_path, clock.t, {}, lambda: [])
+    srv = KubeletServer(sampler, "n1", tmp_path, clock.t, {}, lambda: [])
     assert srv.summary()["pods"][0]["containers"][0]["memory"]["workingSetBytes"] == 0
 
 
@@ -120,7 +120,7 @@ def test_resource_metrics_format_and_parse(tree, tmp_path):
     root, clock, pods, sampler = tree
     set_pod(root, pods, clock, cpu_usec=4_710_169)
     sampler.sample()
-    srv = KubeletServer(Store(clock), sampler, "n1", tmp_path, clock.t, {}, lambda: [])
+    srv = KubeletServer(sampler, "n1", tmp_path, clock.t, {}, lambda: [])
     text = resource_metrics(srv.summary(True))
     names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
     assert names == sorted(names)
@@ -265,7 +265,7 @@ def test_without_cgroups_a_container_is_its_process_session(tmp_path):
         assert raw["process_count"] == 1 and raw["cpu_usage_ns"] >= 300_000_000
         assert abs(raw["memory_rss"] - (48 << 20)) < (8 << 20), raw
         assert sampler.snapshot.last("nocgroup/podu9").raw["memory_rss"] == raw["memory_rss"]  # the pod sums its containers
-        srv = KubeletServer(Store(clock), sampler, "n1", tmp_path, clock.t, {}, lambda: [])
+        srv = KubeletServer(sampler, "n1", tmp_path, clock.t, {}, lambda: [])
         c = srv.summary()["pods"][0]["containers"][0]
         assert c["memory"]["workingSetBytes"] >= raw["memory_rss"] and "availableBytes" not in c["memory"]
     finally:

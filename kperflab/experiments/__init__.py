@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from .. import metrics, workloads
+from .. import workloads
 from ..errors import ExperimentFailed, MetricsUnavailable, PermissionDenied
 
 MiB = 1 << 20
@@ -157,4 +157,4 @@ def parse_bytes(q: Any) -> int:
     return int(Decimal(parse_quantity(q)))
 
 
-__all__ = ["Result", "cadvisor_after", "events", "metrics", "mib", "parse_bytes", "series_value", "wait_event"]
+__all__ = ["Result", "cadvisor_after", "carry_on", "events", "mib", "parse_bytes", "series_value", "wait_event"]

@@ -15,7 +15,7 @@ from kubernetes.utils import parse_quantity
 from .. import figures, workloads
 from ..errors import BadInput, MetricsUnavailable, PermissionDenied
 from ..workspace import terminated
-from . import MiB, Result, cadvisor_after, carry_on, events, mib, series_value, wait_event
+from . import MiB, Result, cadvisor_after, carry_on, events, mib, parse_bytes, series_value, wait_event
 
 
 def _no_samples() -> pd.DataFrame:
@@ -75,12 +75,11 @@ def cpu_limits(cluster: Any, limits: tuple[str, ...] = ("none", "1000m", "500m",
                              "max_ms": max(lat), "throttled_ratio": throttled / periods if periods and periods > 0 else math.nan,
                              "cpu_seconds": series_value(cad, "container_cpu_usage_seconds_total", name)})
     df = pd.DataFrame(rows)
-    base = df.median_ms.min()
-    df["slowdown"] = df.median_ms / base
     limited = df.dropna(subset=["limit_millicores"])
     low = limited.loc[limited.limit_millicores.idxmin()] if len(limited) else df.iloc[-1]
     free = df[df.limit == "none"]
     ref = free.iloc[0] if len(free) else df.loc[df.median_ms.idxmin()]
+    df["slowdown"] = df.median_ms / ref.median_ms  # against the same reference as the finding
     finding = (f"With a {low.limit} limit the median request took {low.median_ms / ref.median_ms:.1f}x as long as "
                f"{'without a limit' if len(free) else 'under the loosest limit'} ({ref.median_ms:.0f} ms → {low.median_ms:.0f} ms); "
                + (f"{low.throttled_ratio:.0%} of its CFS periods were throttled." if not unreadable else
@@ -100,7 +99,7 @@ def memory_oom(cluster: Any, limit: str = "64Mi", step: int = 4 * MiB, pause: fl
     """A pod grows its memory in steps under a limit until the kernel kills it; working set against the limit."""
     import time
 
-    limit_bytes = int(Decimal(parse_quantity(workloads.quantity(limit, "memory limit"))))
+    limit_bytes = parse_bytes(workloads.quantity(limit, "memory limit"))
     samples = []
     with cluster.workspace("memory-oom") as ws:
         name = "grow"
@@ -233,7 +232,7 @@ def data_structures(cluster: Any, n: int = 2_000_000, limit: str = "64Mi", kinds
     fig = px.bar(plot, x="label", y="working_set_mib", text=[f"{v:.1f}" if not math.isnan(v) else "killed" for v in df.working_set_mib])
     fig.update_yaxes(title="working set (MiB)")
     fig.update_xaxes(title=f"{n:,} integers held as …")
-    fig.add_hline(y=int(Decimal(parse_quantity(limit))) / MiB, line_dash="dash", annotation_text=f"limit {limit}")
+    fig.add_hline(y=parse_bytes(limit) / MiB, line_dash="dash", annotation_text=f"limit {limit}")
     return Result(df, figures._finish(fig, "Same data, different structures, same memory limit"), finding)
 
 

@@ -193,9 +193,9 @@ def changing_load(cluster: Any, ws: Any = None, phases: tuple[tuple[float, float
         counted = sampler.frame().dropna(subset=["cpu_cores"])
         rates = [{"time": r.time, "cores": r.cpu_cores, "source": "cgroup counters (cAdvisor)", "seen": seen_at[("c", r.time)]}
                  for r in counted.itertuples()]
-        api_rows = [{"time": t, "cores": v, "source": f"metrics API (window {w})", "seen": seen_at[("a", t)]}
+        api_rows = [{"time": t, "cores": v, "source": "metrics API", "window": w, "seen": seen_at[("a", t)]}
                     for t, (v, w) in sorted(api.items())]
-        df = pd.DataFrame(truth + rates + [{**r, "source": "metrics API"} for r in api_rows])
+        df = pd.DataFrame(truth + rates + api_rows)
         up = next(((a, b) for a, b in zip(phases, phases[1:], strict=False) if b[0] > a[0]), None)
         finding = "The load never rose, so there is no lag to measure."
         if up and len(evs) >= 2:
@@ -208,7 +208,7 @@ def changing_load(cluster: Any, ws: Any = None, phases: tuple[tuple[float, float
                 return next(((r["seen"] - change).total_seconds() for r in rows if r["seen"] > change and r["cores"] >= mid), math.nan)
 
             lag_c, lag_a = first_seen(rates), first_seen(api_rows)
-            window = api_rows[-1]["source"].split("window ")[1].rstrip(")") if api_rows else "?"
+            window = api_rows[-1]["window"] if api_rows else "?"
             finding = (f"The load stepped from {up[0][0]:g} to {up[1][0]:g} cores; polling every {interval:g} s, the cgroup counters showed it "
                        + (f"{lag_c:.1f} s later" if not math.isnan(lag_c) else "not within the run")
                        + ", the metrics API " + (f"{lag_a:.1f} s later" if not math.isnan(lag_a) else "not within the run")

@@ -10,6 +10,7 @@ cgroup has no ``memory.current``; runc falls back to /proc/meminfo the same way)
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -174,12 +175,12 @@ def node_raw(driver: Driver | None, proc: Path = Path("/proc")) -> dict[str, int
     if root.get("cpu_usage_ns"):
         raw["cpu_usage_ns"] = root["cpu_usage_ns"]
     else:
-        fields = _read(proc / "stat").splitlines()[0].split()[1:] if _read(proc / "stat") else []
+        stat = _read(proc / "stat")
+        fields = stat.splitlines()[0].split()[1:] if stat else []
         if fields:
-            ticks = os.sysconf("SC_CLK_TCK")
             # user nice system idle iowait irq softirq steal: busy = all but idle and iowait
             busy = sum(int(x) for i, x in enumerate(fields[:8]) if i not in (3, 4))
-            raw["cpu_usage_ns"] = busy * 1_000_000_000 // ticks
+            raw["cpu_usage_ns"] = busy * 1_000_000_000 // CLK_TCK
     if root.get("memory_usage") and driver is not None and driver.version == 1:
         for k in ("memory_usage", "memory_inactive_file", "memory_active_file", "memory_rss", "memory_cache"):
             raw[k] = root.get(k, 0)
@@ -249,6 +250,7 @@ def working_set(raw: dict[str, int]) -> int | None:
     return max(0, raw["memory_usage"] - raw.get("memory_inactive_file", 0))
 
 
+@functools.lru_cache(maxsize=4)
 def boot_time(proc: Path = Path("/proc")) -> float:
     for line in _read(proc / "stat").splitlines():
         if line.startswith("btime "):

@@ -68,10 +68,11 @@ def _healthy(port: int, ca: Path, timeout: float = 2.0) -> bool:
 
 # -- census and cleanup ----------------------------------------------------------------------------
 
-def lab_processes() -> list[int]:
-    """Every process on this machine that a lab started for a pod (they carry KPERFLAB_LAB in their env)."""
+def lab_processes(lab_id: str | None = None) -> list[int]:
+    """Every process on this machine that a lab (or the lab ``lab_id``) started for a pod: they carry KPERFLAB_LAB
+    in their environment."""
     pids = []
-    marker = f"{LAB_ENV}=".encode()
+    marker = f"{LAB_ENV}={lab_id}".encode() if lab_id else f"{LAB_ENV}=".encode()
     for d in Path("/proc").iterdir():
         if not d.name.isdigit() or int(d.name) == os.getpid():
             continue
@@ -79,7 +80,7 @@ def lab_processes() -> list[int]:
             env = (d / "environ").read_bytes()
         except OSError:
             continue
-        if any(item.startswith(marker) for item in env.split(b"\0")):
+        if any(item == marker if lab_id else item.startswith(marker) for item in env.split(b"\0")):
             pids.append(int(d.name))
     return sorted(pids)
 

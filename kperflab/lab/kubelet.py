@@ -59,7 +59,6 @@ class ContainerRec:
     runs: int = 0  # how many times it was started (log file index)
     done: bool = False  # exited and will not be restarted
     oom_events: int = 0  # OOM kills in this container's earlier runs (its cgroups are gone)
-    started: float = 0.0  # epoch seconds of the current run
 
     @property
     def name(self) -> str:
@@ -81,8 +80,7 @@ class PodRec:
     inits: list[ContainerRec]
     cgroup: str | None = None
     sandbox: Process | None = None
-    start_time: str = ""
-    started: float = 0.0
+    started: float = 0.0  # epoch seconds, when the kubelet first saw the pod
     killing: bool = False
     kill_deadline: float = 0.0
     finished: bool = False
@@ -198,7 +196,7 @@ class Kubelet:
             rec = PodRec(uid, pod["metadata"]["namespace"], pod["metadata"]["name"],
                          [ContainerRec(c) for c in spec.get("containers") or []],
                          [ContainerRec(c, init=True) for c in spec.get("initContainers") or []],
-                         start_time=rfc3339(now), started=now)
+                         started=now)
             self.pods[uid] = rec
             if not self.enforced:
                 self.recorder.event(pod, "Warning", "LimitsNotEnforced",
@@ -314,7 +312,7 @@ class Kubelet:
         if c.runs > 0:
             c.restartCount += 1
         c.runs += 1
-        c.proc, c.cgroup, c.containerID, c.started = proc, cgroup, cid, proc.started
+        c.proc, c.cgroup, c.containerID = proc, cgroup, cid
         c.stage, c.reason, c.message = "running", "", ""
         c.startedAt, c.finishedAt, c.exitCode, c.signal, c.oomKilled = rfc3339(proc.started), None, 0, 0, False
         threading.Thread(target=self._await_exit, args=(proc,), daemon=True, name="await-exit").start()
@@ -394,7 +392,7 @@ class Kubelet:
                     continue
                 pod_key = rec.cgroup or f"nocgroup/pod{rec.uid}"
                 cs = tuple(ContainerTarget(c.name, c.cgroup or f"{pod_key}/{c.containerID}", c.containerID,
-                                           c.spec.get("image", ""), c.started, c.oom_events,
+                                           c.spec.get("image", ""), c.proc.started, c.oom_events,
                                            None if c.cgroup else c.proc.pid)
                            for c in rec.containers if c.proc is not None)
                 out.append(PodTarget(rec.uid, rec.namespace, rec.name, pod_key, rec.started, cs,
@@ -453,7 +451,7 @@ class Kubelet:
                                                [c.name for c in rec.inits if not (c.done and c.exitCode == 0)]),
             "hostIP": self.host_ip, "hostIPs": [{"ip": self.host_ip}],
             "podIP": self.host_ip, "podIPs": [{"ip": self.host_ip}],
-            "startTime": rec.start_time,
+            "startTime": rfc3339(rec.started),
             "containerStatuses": main_st,
             "qosClass": old.get("qosClass", "BestEffort"),
         }

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from .cadvisor import (
     working_set,
 )
 from .promtext import Family
-from .store import Store, rfc3339
+from .store import rfc3339
 
 Obj = dict[str, Any]
 NOT_FOUND = Response(404, "404 page not found\n", "text/plain; charset=utf-8")
@@ -82,8 +81,8 @@ def _swap(p: Point | None) -> Obj | None:
     return out
 
 
-def _fs(path: Path, t: float, used: int | None = None, inodes_used: int | None = None) -> Obj:
-    st = os.statvfs(path)
+def _fs(st: os.statvfs_result, t: float, used: int | None = None, inodes_used: int | None = None) -> Obj:
+    """FsStats of the lab's filesystem (``st``: one statvfs per summary) with what this user of it takes."""
     out: Obj = {"time": t, "availableBytes": st.f_bavail * st.f_frsize, "capacityBytes": st.f_blocks * st.f_frsize}
     if used is not None:
         out["usedBytes"] = used
@@ -166,6 +165,7 @@ def _system_container(snap: Snapshot, key: str, name: str, start: float) -> Obj 
 
 def summary(snap: Snapshot, node_name: str, fs_path: Path, lab_started: float, pods_cgroup_started: float,
             only_cpu_and_memory: bool = False) -> Obj:
+    st = os.statvfs(fs_path)
     node: Obj = {"nodeName": node_name}
     systems = [c for c in (_system_container(snap, KUBELET, "kubelet", lab_started),
                            _system_container(snap, PODS, "pods", pods_cgroup_started)) if c]
@@ -177,17 +177,17 @@ def summary(snap: Snapshot, node_name: str, fs_path: Path, lab_started: float, p
     _section(node, "memory", _memory(last))
     if not only_cpu_and_memory:
         _section(node, "network", _network(snap.t))
-        node["fs"] = _fs(fs_path, snap.t, used=shutil.disk_usage(fs_path).used)
+        node["fs"] = _fs(st, snap.t, used=(st.f_blocks - st.f_bfree) * st.f_frsize)
         images_used, images_inodes = _du(fs_path / "images")
-        node["runtime"] = {"imageFs": _fs(fs_path, snap.t, images_used, images_inodes),
-                           "containerFs": _fs(fs_path, snap.t, images_used, images_inodes)}
+        node["runtime"] = {"imageFs": _fs(st, snap.t, images_used, images_inodes),
+                           "containerFs": _fs(st, snap.t, images_used, images_inodes)}
         node["rlimit"] = _rlimit(snap.t)
         _section(node, "swap", _swap(last))
-    pods = [_pod(snap, p, fs_path, only_cpu_and_memory) for p in snap.pods]
+    pods = [_pod(snap, p, st, only_cpu_and_memory) for p in snap.pods]
     return {"node": node, "pods": [p for p in pods if p is not None]}
 
 
-def _pod(snap: Snapshot, p: PodTarget, fs_path: Path, only_cpu_and_memory: bool) -> Obj | None:
+def _pod(snap: Snapshot, p: PodTarget, st: os.statvfs_result, only_cpu_and_memory: bool) -> Obj | None:
     last = snap.last(p.cgroup)
     if last is None:
         return None
@@ -205,14 +205,14 @@ def _pod(snap: Snapshot, p: PodTarget, fs_path: Path, only_cpu_and_memory: bool)
             used, inodes = _du(p.log_dir / c.name) if p.log_dir else (0, 0)
             logs_total += used
             logs_inodes += inodes
-            co["logs"] = _fs(fs_path, cp.t, used, inodes)
+            co["logs"] = _fs(st, cp.t, used, inodes)
             _section(co, "swap", _swap(cp))
         containers.append(co)
     out["containers"] = containers
     _section(out, "cpu", _cpu(snap, p.cgroup))
     _section(out, "memory", _memory(last))
     if not only_cpu_and_memory:
-        out["ephemeral-storage"] = _fs(fs_path, last.t, logs_total, logs_inodes)
+        out["ephemeral-storage"] = _fs(st, last.t, logs_total, logs_inodes)
         if "process_count" in last.raw:
             out["process_stats"] = {"process_count": last.raw["process_count"]}
         _section(out, "swap", _swap(last))
@@ -394,9 +394,8 @@ def cadvisor_metrics(snap: Snapshot, machine: dict[str, str]) -> str:
 class KubeletServer:
     """What ``/api/v1/nodes/<node>/proxy/<path>`` reaches."""
 
-    def __init__(self, store: Store, sampler: Sampler, node_name: str, fs_path: Path, started: float,
+    def __init__(self, sampler: Sampler, node_name: str, fs_path: Path, started: float,
                  machine: dict[str, str], pods_of_node: Callable[[], list[Obj]]) -> None:
-        self.store = store
         self.sampler = sampler
         self.node_name = node_name
         self.fs_path = fs_path

@@ -101,7 +101,6 @@ class MetricsServer:
         self.nodes: dict[str, tuple[MPoint | None, MPoint]] = {}
         self.containers: dict[tuple[str, str], dict[str, tuple[MPoint | None, MPoint]]] = {}  # (ns, pod) → name → points
         self.pod_uids: dict[tuple[str, str], str] = {}
-        self.scrapes = 0
 
     # -- scraping --------------------------------------------------------------------------------
     def scrape(self) -> None:
@@ -145,7 +144,6 @@ class MetricsServer:
                 if key not in seen:
                     del self.containers[key]
                     self.pod_uids.pop(key, None)
-            self.scrapes += 1
 
     # -- API -------------------------------------------------------------------------------------
     def node_metrics(self, version: str) -> list[Obj]:

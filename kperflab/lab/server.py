@@ -139,7 +139,7 @@ class Lab:
         self.controllers = Controllers(self.store, NODE_NAME)
         self.started = time.time()
         self.sampler = Sampler(self.driver, self.kubelet.stat_targets)
-        self.kubelet_server = KubeletServer(self.store, self.sampler, NODE_NAME, state_dir, self.started,
+        self.kubelet_server = KubeletServer(self.sampler, NODE_NAME, state_dir, self.started,
                                             _machine_labels(), self._pods_of_node)
         self.metrics_server = MetricsServer(self.store, lambda: self.sampler.snapshot, NODE_NAME, metric_resolution)
         self.api.node_proxy = self.kubelet_server.handle
