@@ -41,16 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--kubeconfig", help="where to write the kubeconfig (default ~/.kube/kperflab-lab.yaml)")
     up.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops the lab")
     up.add_argument("--port", type=int, default=0, help="API server port on 127.0.0.1 (default: a free one)")
-    up.add_argument("--metric-resolution", default="15s", help="metrics API resolution (default 15s)")
+    up.add_argument("--metric-resolution", help="metrics API resolution (default 15s)")
     up.add_argument("--timeout", type=float, default=30.0, help="seconds to wait until the lab is ready")
+    up.add_argument("--no-limits", action="store_true",
+                    help="run pods without cgroup limits, as the lab must without root (to see what such a laptop shows)")
     labsub.add_parser("down", help="stop the lab and remove everything it made")
-    labsub.add_parser("status", help="show the lab's health, node and pods")
+    labsub.add_parser("status", help="list every lab on this machine; this one's health, node and pods")
     logs = labsub.add_parser("logs", help="show the lab's own log")
     logs.add_argument("--tail", type=int, default=100, help="lines from the end (0: all)")
     serve = labsub.add_parser("serve", help=argparse.SUPPRESS)
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--metric-resolution", default="15s")
     serve.add_argument("--kubeconfig")
+    serve.add_argument("--no-limits", action="store_true")
 
     p = sub.add_parser("clean", help="delete namespaces kperflab created that were left behind")
     _add_cluster_args(p)
@@ -79,7 +82,7 @@ def _lab(args: argparse.Namespace) -> int:
 
     if args.lab_command == "up":
         return control.up(kubeconfig=args.kubeconfig, foreground=args.foreground, port=args.port,
-                          metric_resolution=args.metric_resolution, timeout=args.timeout)
+                          metric_resolution=args.metric_resolution, timeout=args.timeout, limits=not args.no_limits)
     if args.lab_command == "down":
         return control.down()
     if args.lab_command == "status":
@@ -87,7 +90,8 @@ def _lab(args: argparse.Namespace) -> int:
     if args.lab_command == "logs":
         return control.logs(args.tail)
     if args.lab_command == "serve":
-        return control.serve(port=args.port, metric_resolution=args.metric_resolution, kubeconfig=args.kubeconfig)
+        return control.serve(port=args.port, metric_resolution=args.metric_resolution, kubeconfig=args.kubeconfig,
+                             limits=not args.no_limits)
     raise AssertionError(args.lab_command)
 
 

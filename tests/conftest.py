@@ -117,8 +117,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     up = kperflab(home, "lab", "up", "--metric-resolution", "5s")
     assert up.returncode == 0, up.stdout + up.stderr
     kubeconfig = home / "kubeconfig.yaml"
+    lab_id = json.loads((home / "lab" / "lab.json").read_text())["lab_id"]
     try:
-        yield {"home": home, "kubeconfig": kubeconfig, "env": {**lab_env(home), "KUBECONFIG": str(kubeconfig)}}
+        yield {"home": home, "kubeconfig": kubeconfig, "lab_id": lab_id,
+               "env": {**lab_env(home), "KUBECONFIG": str(kubeconfig)}}
     finally:
         down = kperflab(home, "lab", "down")
         assert down.returncode == 0, down.stdout + down.stderr

@@ -13,7 +13,7 @@ import pytest
 
 import kperflab
 from kperflab import ExperimentFailed, workloads
-from kperflab.lab import control
+from kperflab.lab import labs
 
 from .conftest import kperflab as kperflab_cli
 from .conftest import needs_root
@@ -29,6 +29,19 @@ def cluster(lab: dict[str, Any]):
 
 def gone(c, ns: str) -> bool:
     return ns not in [n.metadata.name for n in c.core.list_namespace().items]
+
+
+def pod_processes(lab: dict[str, Any], uids: set[str]) -> list[int]:
+    """The session lab's processes that belong to these pods (their cgroup path names the pod), whatever else runs."""
+    out = []
+    for pid in labs.lab_processes(lab["lab_id"]):
+        try:
+            cg = open(f"/proc/{pid}/cgroup").read()
+        except OSError:
+            continue
+        if any(f"pod{u}" in cg for u in uids):
+            out.append(pid)
+    return out
 
 
 def test_connect_to_the_lab(cluster):
@@ -61,33 +74,35 @@ def test_top_pods_equals_kubectl_top(cluster, lab):
         assert 200 <= row["cpu_millicores"] <= 400
 
 
-def test_workspace_is_deleted_on_error(cluster):
-    before = len(control.lab_processes())
+def test_workspace_is_deleted_on_error(cluster, lab):
+    uids = set()
     with pytest.raises(ExperimentFailed) as err:
         with cluster.workspace("error") as ws:
             ns = ws.namespace
-            ws.run(workloads.cpu_burner("burn", cores=0.1))
+            uids.add(ws.run(workloads.cpu_burner("burn", cores=0.1)).metadata.uid)
+            assert pod_processes(lab, uids), "the burner's processes should be found while it runs"
             ws.run(workloads.pod("bad", "raise SystemExit(3)", {}, workload="bad"), until="Succeeded", timeout=20)
     assert "ended Failed" in str(err.value)
     assert gone(cluster, ns)
-    assert len(control.lab_processes()) == before
+    assert pod_processes(lab, uids) == []
 
 
-def test_interrupted_experiment_leaves_nothing(cluster):
-    before = len(control.lab_processes())
+def test_interrupted_experiment_leaves_nothing(cluster, lab):
     ns = None
+    uids = set()
     with pytest.raises(KeyboardInterrupt):
         with cluster.workspace("interrupt") as ws:
             ns = ws.namespace
-            ws.run(workloads.memory_allocator("mem", total=32 << 20, step=8 << 20, pause=0.1))
-            ws.run(workloads.cpu_burner("burn", cores=0.2))
+            uids.add(ws.run(workloads.memory_allocator("mem", total=32 << 20, step=8 << 20, pause=0.1)).metadata.uid)
+            uids.add(ws.run(workloads.cpu_burner("burn", cores=0.2)).metadata.uid)
+            assert pod_processes(lab, uids)
             threading.Timer(1.0, _thread.interrupt_main).start()
             ws.wait_for("burn", lambda p: False, timeout=60, what="interrupted")  # Ctrl-C lands here
     assert ns and gone(cluster, ns)
     deadline = time.time() + 10
-    while time.time() < deadline and len(control.lab_processes()) != before:
+    while time.time() < deadline and pod_processes(lab, uids):
         time.sleep(0.2)
-    assert len(control.lab_processes()) == before
+    assert pod_processes(lab, uids) == []
 
 
 def test_sampler_turns_counters_into_rates(cluster):

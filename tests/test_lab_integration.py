@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, watch
 
-from kperflab.lab import control
+from kperflab.lab import labs
 
 from .conftest import kperflab, needs_root
 
@@ -202,27 +202,86 @@ def test_lab_up_twice_changes_nothing(lab):
     assert again.returncode == 0 and "already up" in again.stdout
 
 
+def _pod_pids(lab_id: str, uid: str) -> list[int]:
+    """A lab's processes that belong to one pod (its cgroup path, or for the sandbox its session, names the pod)."""
+    out = []
+    for pid in labs.lab_processes(lab_id):
+        try:
+            if f"pod{uid}" in Path(f"/proc/{pid}/cgroup").read_text():
+                out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
 @needs_root
-def test_sigkill_then_up_cleans_leftovers(tmp_path_factory, lab):
-    """A second, private lab: run a pod, SIGKILL the lab, `lab up` again removes what it left, `down` leaves nothing."""
-    home = tmp_path_factory.mktemp("kill-home")
-    assert kperflab(home, "lab", "up").returncode == 0
+def test_two_labs_side_by_side_and_a_killed_one_recovers(tmp_path_factory, lab, k8s, namespace):
+    """A second lab starts, runs a pod, is SIGKILLed and recovered; the first lab's pod never notices."""
+    k8s.create_namespaced_pod(namespace, py_pod("steady", "import time; time.sleep(600)"))
+    uid = wait_phase(k8s, namespace, "steady", ("Running",)).metadata.uid
+    a_pids = _pod_pids(lab["lab_id"], uid)
+    assert a_pids
+
+    home = tmp_path_factory.mktemp("lab-b")
+    up = kperflab(home, "lab", "up")
+    assert up.returncode == 0 and "Removed" not in up.stdout, up.stdout + up.stderr
     from kubernetes import config
 
-    kc = home / "kubeconfig.yaml"
-    k8s = client.CoreV1Api(config.new_client_from_config(str(kc)))
-    k8s.create_namespaced_pod("default", py_pod("orphan", "import time; time.sleep(300)"))
-    wait_phase(k8s, "default", "orphan", ("Running",))
-    state = json.loads((home / "lab" / "lab.json").read_text())
-    orphan_pids = [p for p in control.lab_processes() if _lab_of(p) == state["lab_id"]]
-    assert orphan_pids
-    os.kill(state["pid"], signal.SIGKILL)
-    time.sleep(0.5)
-    assert all(_alive(p) for p in orphan_pids), "pod processes should survive a SIGKILLed lab"
-    up = kperflab(home, "lab", "up")
-    assert up.returncode == 0 and "Removed what a previous lab left" in up.stdout, up.stdout + up.stderr
-    assert not any(_alive(p) for p in orphan_pids)
+    kb = client.CoreV1Api(config.new_client_from_config(str(home / "kubeconfig.yaml")))
+    kb.create_namespaced_pod("default", py_pod("orphan", "import time; time.sleep(300)"))
+    wait_phase(kb, "default", "orphan", ("Running",))
+    b = json.loads((home / "lab" / "lab.json").read_text())
+    assert b["lab_id"] != lab["lab_id"]
+    b_pids = labs.lab_processes(b["lab_id"])
+    assert b_pids and not set(b_pids) & set(a_pids)
+    listed = kperflab(home, "lab", "status").stdout
+    assert f"{lab['lab_id']}  running" in listed and f"{b['lab_id']}  running" in listed, listed
+
+    os.kill(b["pid"], signal.SIGKILL)
+    deadline = time.time() + 10
+    while labs.state_dir_locked(home / "lab") and time.time() < deadline:
+        time.sleep(0.05)
+    assert all(_alive(p) for p in b_pids), "pod processes survive a SIGKILLed lab until recovery"
+    seen = kperflab(lab["home"], "lab", "status").stdout
+    assert f"{b['lab_id']}  dead" in seen and f"{lab['lab_id']}  running" in seen, seen
+
+    again = kperflab(home, "lab", "up")
+    assert again.returncode == 0 and f"Removed what a dead lab ({b['lab_id']}) left" in again.stdout, again.stdout + again.stderr
+    assert not any(_alive(p) for p in b_pids)
+    assert labs.census(b["lab_id"], home / "lab").empty()
+    pod = k8s.read_namespaced_pod("steady", namespace)
+    assert pod.status.phase == "Running" and pod.status.container_statuses[0].restart_count == 0
+    assert all(_alive(p) for p in a_pids) and sorted(_pod_pids(lab["lab_id"], uid)) == sorted(a_pids), \
+        "the first lab's pod processes were touched"
+    b2 = json.loads((home / "lab" / "lab.json").read_text())["lab_id"]
     assert kperflab(home, "lab", "down").returncode == 0
+    assert labs.census(b2, home / "lab").empty() and labs.census(b2).record is None
+
+
+@needs_root
+def test_a_killed_sandbox_is_replaced_and_reaped(lab, k8s, namespace):
+    """The pod's sandbox killed from outside: the kubelet reaps it (no zombie), makes a new one and restarts the
+    container by its restart policy, with the kubelet's SandboxChanged event."""
+    k8s.create_namespaced_pod(namespace, py_pod("sbx", "import time; time.sleep(600)", restart="Always"))
+    uid = wait_phase(k8s, namespace, "sbx", ("Running",)).metadata.uid
+    lab_pid = json.loads((lab["home"] / "lab" / "lab.json").read_text())["pid"]
+    (sandbox,) = [p for p in _pod_pids(lab["lab_id"], uid)
+                  if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"infinity"]]
+    os.kill(sandbox, signal.SIGKILL)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        pod = k8s.read_namespaced_pod("sbx", namespace)
+        if pod.status.phase == "Running" and pod.status.container_statuses[0].restart_count == 1 \
+                and pod.status.container_statuses[0].state.running:
+            break
+        time.sleep(0.2)
+    assert pod.status.container_statuses[0].restart_count == 1, pod.status
+    reasons = [e.reason for e in k8s.list_namespaced_event(namespace).items if e.involved_object.name == "sbx"]
+    assert "SandboxChanged" in reasons, reasons
+    zombies = [line for line in subprocess.run(["ps", "--ppid", str(lab_pid), "-o", "pid=,stat="], capture_output=True,
+                                               text=True).stdout.splitlines() if line.split()[1].startswith("Z")]
+    assert zombies == []
+    assert sandbox not in _pod_pids(lab["lab_id"], uid)
 
 
 def _lab_of(pid: int) -> str:

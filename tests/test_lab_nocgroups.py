@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from kperflab.lab import cgroups, control, pki, server
+from kperflab.lab import cgroups, labs, pki, server
 from kperflab.lab.apiserver import Request
 
 pytestmark = pytest.mark.lab
@@ -50,5 +50,5 @@ def test_no_cgroups_lab_serves_pod_metrics(tmp_path, monkeypatch):
     finally:
         lab.stop()
     time.sleep(1.5)  # a kubelet pass racing the stop would have started a container by now
-    assert control.lab_processes(lab.lab_id) == [], "the stopped lab left pod processes running"
+    assert labs.lab_processes(lab.lab_id) == [], "the stopped lab left pod processes running"
 

@@ -155,15 +155,23 @@ def test_cgroup_v2_driver_writes_kubelet_values(tmp_path: Path):
 def test_cgroup_v1_driver_on_fake_mounts(tmp_path: Path):
     mounts = {c: tmp_path / c for c in ("cpu", "cpuacct", "memory", "pids")}
     drv = cgroups.V1(mounts)
-    drv.create("kperflab/pod1", cgroups.Limits(cpu_limit_milli=500, memory_limit=1 << 30))
-    assert (tmp_path / "cpu/kperflab/pod1/cpu.cfs_quota_us").read_text() == "50000"
-    assert (tmp_path / "cpu/kperflab/pod1/cpu.shares").read_text() == "2"
-    assert (tmp_path / "memory/kperflab/pod1/memory.limit_in_bytes").read_text() == str(1 << 30)
-    (tmp_path / "memory/kperflab/pod1/memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
-    assert drv.oom_kills("kperflab/pod1") == 2
-    assert len(drv.lab_dirs()) == 4
-    drv.remove("kperflab")
-    assert drv.lab_dirs() == []
+    a, b = "0123456789abcdef", "fedcba9876543210"
+    pod = f"{cgroups.pods_root(a)}/pod1"
+    drv.create(pod, cgroups.Limits(cpu_limit_milli=500, memory_limit=1 << 30))
+    drv.create(cgroups.pods_root(b), cgroups.Limits())
+    assert (tmp_path / f"cpu/{pod}/cpu.cfs_quota_us").read_text() == "50000"
+    assert (tmp_path / f"cpu/{pod}/cpu.shares").read_text() == "2"
+    assert (tmp_path / f"memory/{pod}/memory.limit_in_bytes").read_text() == str(1 << 30)
+    (tmp_path / f"memory/{pod}/memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert drv.oom_kills(pod) == 2
+    assert drv.lab_ids() == {a, b}
+    assert len(drv.lab_dirs(a)) == 4
+    drv.remove(cgroups.lab_root(a))  # one lab's subtree goes, the other's stays
+    drv.remove_parent_if_empty()
+    assert drv.lab_dirs(a) == [] and len(drv.lab_dirs(b)) == 4 and drv.lab_ids() == {b}
+    drv.remove(cgroups.lab_root(b))
+    drv.remove_parent_if_empty()
+    assert drv.lab_ids() == set() and not (tmp_path / "cpu/kperflab").exists()
 
 
 def test_cgroup_v1_mount_discovery(tmp_path: Path):

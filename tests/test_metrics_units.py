@@ -17,7 +17,8 @@ from kperflab.lab.metrics_server import MetricsServer, cpu_quantity, go_duration
 from kperflab.lab.store import Store
 
 MiB = 1024 * 1024
-POD = "kperflab/kubepods/burstable/podu1"
+PODS = "kperflab/0123456789abcdef/kubepods"
+POD = f"{PODS}/burstable/podu1"
 CTR = f"{POD}/c1"
 CTR2 = f"{POD}/c2"
 START = 1_700_000_000.0 - 100  # when the fake pod and its containers started
@@ -53,10 +54,10 @@ def tree(tmp_path: Path):
     root.mkdir()
     (root / "cgroup.controllers").write_text("cpu memory pids\n")
     write_cg(root, "", usage_usec=10_000_000, current=0)
-    write_cg(root, "kperflab/kubepods", usage_usec=0, current=MiB)
+    write_cg(root, PODS, usage_usec=0, current=MiB)
     clock = Clock()
     pods: list[PodTarget] = []
-    sampler = Sampler(cgroups.V2(root), lambda: pods, clock)
+    sampler = Sampler(cgroups.V2(root), lambda: pods, clock, pods_cgroup=PODS)
     return root, clock, pods, sampler
 
 
@@ -259,7 +260,7 @@ def test_without_cgroups_a_container_is_its_process_session(tmp_path):
         clock = Clock(time.time())
         pods = [PodTarget("u9", "ns", "web", "nocgroup/podu9",
                           clock.t, (ContainerTarget("main", "nocgroup/podu9/c9", "c9", "python", clock.t, 0, p.pid),))]
-        sampler = Sampler(None, lambda: pods, clock)
+        sampler = Sampler(None, lambda: pods, clock, pods_cgroup=PODS)
         sampler.sample()
         raw = sampler.snapshot.last("nocgroup/podu9/c9").raw
         assert raw["process_count"] == 1 and raw["cpu_usage_ns"] >= 300_000_000

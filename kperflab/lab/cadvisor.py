@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cgroups import CLK_TCK, LAB_ROOT, Driver
+from .cgroups import CLK_TCK, Driver
 
 UNLIMITED = 1 << 62  # the kubelet's isMemoryUnlimited: anything above is "no limit"
 
@@ -59,6 +59,7 @@ class Snapshot:
 
     t: float = 0.0
     pods: list[PodTarget] = field(default_factory=list)
+    pods_cgroup: str = ""  # the lab's kubepods cgroup (its history key, and cAdvisor's id label)
     history: dict[str, tuple[Point, ...]] = field(default_factory=dict)  # key → (older, newer) or (only,)
 
     def last(self, key: str) -> Point | None:
@@ -77,7 +78,6 @@ class Snapshot:
 
 
 NODE = "/"
-PODS = f"{LAB_ROOT}/kubepods"
 KUBELET = "kubelet"  # the lab process itself
 
 
@@ -85,14 +85,15 @@ class Sampler:
     """Housekeeping: ``sample()`` reads every target once; the pipeline thread calls it on an interval."""
 
     def __init__(self, driver: Driver | None, targets: Callable[[], list[PodTarget]],
-                 clock: Callable[[], float] = time.time, proc: Path = Path("/proc")) -> None:
+                 clock: Callable[[], float] = time.time, proc: Path = Path("/proc"), *, pods_cgroup: str) -> None:
         self.driver = driver
+        self.pods_cgroup = pods_cgroup
         self.targets = targets
         self.clock = clock
         self.proc = proc
         self._hist: dict[str, deque[Point]] = {}
         self._lock = threading.Lock()
-        self._snap = Snapshot()
+        self._snap = Snapshot(pods_cgroup=pods_cgroup)
         self.rounds = 0
         self.last_duration = 0.0  # wall seconds of the last round
         self.cpu_seconds = 0.0  # CPU time of this thread spent sampling, all rounds
@@ -108,7 +109,7 @@ class Sampler:
         now = self.clock()
         fresh: dict[str, dict[str, int]] = {NODE: node_raw(self.driver, self.proc), KUBELET: self_raw(self.proc)}
         if self.driver is not None:
-            fresh[PODS] = self.driver.stats(PODS)
+            fresh[self.pods_cgroup] = self.driver.stats(self.pods_cgroup)
             for p in pods:
                 fresh[p.cgroup] = self.driver.stats(p.cgroup)
                 fresh[p.cgroup]["process_count"] = self.driver.count_procs(p.cgroup)
@@ -134,7 +135,7 @@ class Sampler:
                     self._hist.pop(key, None)  # the cgroup vanished between listing and reading
                     continue
                 self._hist.setdefault(key, deque(maxlen=2)).append(Point(now, raw))
-            self._snap = Snapshot(now, pods, {k: tuple(v) for k, v in self._hist.items()})
+            self._snap = Snapshot(now, pods, self.pods_cgroup, {k: tuple(v) for k, v in self._hist.items()})
             self.rounds += 1
         self.last_duration = time.perf_counter() - started
         self.cpu_seconds += time.thread_time() - cpu0

@@ -1,7 +1,8 @@
 """cgroup v1 and v2 for the lab's pods: create with limits, join, read counters, kill, remove.
 
 Both drivers take their filesystem roots as arguments, so tests run them on a fake cgroupfs tree.
-Paths handed around are relative to the hierarchy root, e.g. ``kperflab/kubepods/burstable/pod<uid>/<id>``.
+Paths handed around are relative to the hierarchy root. Each lab owns the subtree ``kperflab/<lab id>/`` (see
+`labs`), e.g. ``kperflab/0123456789abcdef/kubepods/burstable/pod<uid>/<container id>``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ MIN_QUOTA_US = 1_000
 MIN_SHARES = 2
 MAX_SHARES = 262_144
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
+
+
+def lab_root(lab_id: str) -> str:
+    """The cgroup subtree a lab owns (in every hierarchy)."""
+    return f"{LAB_ROOT}/{lab_id}"
+
+
+def pods_root(lab_id: str) -> str:
+    """The lab's ``kubepods`` cgroup: the parent of every pod cgroup, as on a kubelet with the cgroupfs driver."""
+    return f"{lab_root(lab_id)}/kubepods"
 
 
 @dataclass(frozen=True)
@@ -100,7 +111,29 @@ class Driver:
     def oom_kills(self, rel: str) -> int: ...
     def stats(self, rel: str) -> dict[str, int]: ...
     def remove(self, rel: str) -> None: ...
-    def lab_dirs(self) -> list[Path]: ...
+    def roots(self) -> list[Path]: ...
+
+    def lab_ids(self) -> set[str]:
+        """The lab ids that have a subtree under ``kperflab/`` in any hierarchy."""
+        ids: set[str] = set()
+        for root in self.roots():
+            try:
+                ids |= {p.name for p in (root / LAB_ROOT).iterdir() if p.is_dir()}
+            except OSError:
+                pass
+        return ids
+
+    def lab_dirs(self, lab_id: str) -> list[Path]:
+        """The lab's subtree in each hierarchy where it exists."""
+        return [d for d in dict.fromkeys(r / lab_root(lab_id) for r in self.roots()) if d.is_dir()]
+
+    def remove_parent_if_empty(self) -> None:
+        """rmdir ``kperflab/`` where no lab has a subtree left (another lab may be creating one: then it stays)."""
+        for root in dict.fromkeys(self.roots()):
+            try:
+                (root / LAB_ROOT).rmdir()
+            except OSError:
+                pass
 
     def kill_all(self, rel: str, timeout: float = 5.0) -> None:
         """SIGKILL every process in the cgroup (and below) until it is empty."""
@@ -150,7 +183,7 @@ class V1(Driver):
 
     def create(self, rel: str, limits: Limits) -> None:
         for d in self._dirs(rel):
-            d.mkdir(parents=True, exist_ok=True)
+            _mkdirs(d)
         if "cpu" in self.mounts:
             cpu = self.path("cpu", rel)
             _write(cpu / "cpu.shares", str(shares_from_milli(limits.cpu_request_milli)))
@@ -224,8 +257,8 @@ class V1(Driver):
         for d in self._dirs(rel):
             _rmtree(d)
 
-    def lab_dirs(self) -> list[Path]:
-        return [d for d in self._dirs(LAB_ROOT) if d.exists()]
+    def roots(self) -> list[Path]:
+        return [self.mounts[c] for c in V1_CONTROLLERS if c in self.mounts]
 
 
 class V2(Driver):
@@ -251,7 +284,7 @@ class V2(Driver):
                     _write(parent / "cgroup.subtree_control", enable)
                 except OSError:
                     pass  # a controller the parent cannot delegate: limits for it stay off
-            cur.mkdir(exist_ok=True)
+            _mkdirs(cur)
         d = self.root / rel
         _write(d / "cpu.weight", str(weight_from_shares(shares_from_milli(limits.cpu_request_milli))))
         if limits.cpu_limit_milli:
@@ -326,9 +359,19 @@ class V2(Driver):
     def remove(self, rel: str) -> None:
         _rmtree(self.root / rel)
 
-    def lab_dirs(self) -> list[Path]:
-        d = self.root / LAB_ROOT
-        return [d] if d.exists() else []
+    def roots(self) -> list[Path]:
+        return [self.root]
+
+
+def _mkdirs(d: Path) -> None:
+    """mkdir -p, retried when another lab removes an empty ``kperflab/`` parent at the same moment."""
+    for attempt in range(5):
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            return
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
 
 
 def _rmtree(d: Path) -> None:

@@ -1,16 +1,22 @@
-"""`kperflab lab up|down|status|logs`: start the lab in the background, stop it, and clean up after a dead one.
+"""`kperflab lab up|down|status|logs`: start the lab in the background, stop it, list the labs on this machine, and
+clean up after dead ones.
 
-State lives in ``$KPERFLAB_HOME/lab`` (default ``~/.kperflab/lab``): lab.json (pid, port), lab.log, tls/, pods/.
+State lives in ``$KPERFLAB_HOME/lab`` (default ``~/.kperflab/lab``): lab.json (pid, port, id), lab.lock (held while the
+lab runs), lab.log, tls/, token, pods/ (logs) and run/<id>/ (kernel-backed files). Several labs may run side by side
+from different KPERFLAB_HOMEs; each owns its kernel state by its id (see `labs`), and recovery only ever removes what a
+dead lab left.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import logging
 import os
 import secrets
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -23,11 +29,11 @@ import yaml
 
 from .. import paths
 from ..errors import LabError
-from . import cgroups
+from . import labs
 from .pki import make_server_tls, write_tls
-from .runtime import LAB_ENV
 
 STATE_FILE = "lab.json"
+DEFAULT_RESOLUTION = "15s"
 
 
 def _state_dir() -> Path:
@@ -44,91 +50,31 @@ def read_state() -> dict[str, Any] | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+def running() -> dict[str, Any] | None:
+    """This KPERFLAB_HOME's lab when it is alive (it holds its state dir's lock), else None."""
+    st = read_state()
+    return st if st and labs.state_dir_locked(paths.lab_state_dir()) else None
 
 
 def _healthy(port: int, ca: Path, timeout: float = 2.0) -> bool:
-    ctx = ssl.create_default_context(cafile=str(ca))
     try:
+        ctx = ssl.create_default_context(cafile=str(ca))
         with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=ctx, timeout=timeout) as r:
             return r.status == 200
-    except (OSError, ValueError):
+    except (OSError, ValueError, ssl.SSLError):
         return False
 
 
-# -- census and cleanup ----------------------------------------------------------------------------
-
-def lab_processes(lab_id: str | None = None) -> list[int]:
-    """Every process on this machine that a lab (or the lab ``lab_id``) started for a pod: they carry KPERFLAB_LAB
-    in their environment."""
-    pids = []
-    marker = f"{LAB_ENV}={lab_id}".encode() if lab_id else f"{LAB_ENV}=".encode()
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
-            continue
-        try:
-            env = (d / "environ").read_bytes()
-        except OSError:
-            continue
-        if any(item == marker if lab_id else item.startswith(marker) for item in env.split(b"\0")):
-            pids.append(int(d.name))
-    return sorted(pids)
-
-
-def lab_mounts() -> list[str]:
-    root = str(paths.lab_state_dir())
-    out = []
+def _home_lab_id(state_dir: Path) -> str | None:
+    """The id of the lab that last ran from this state dir: lab.json, else the lock file's note."""
+    st = read_state()
+    if st and st.get("lab_id"):
+        return str(st["lab_id"])
     try:
-        for line in Path("/proc/self/mounts").read_text().splitlines():
-            target = line.split()[1].replace("\\040", " ")
-            if target.startswith(root + "/"):
-                out.append(target)
-    except OSError:
-        pass
-    return sorted(out, key=len, reverse=True)
-
-
-def census() -> dict[str, list[Any]]:
-    """What the lab has on this machine now: processes, cgroup directories, mounts."""
-    drv = cgroups.detect()
-    return {"processes": lab_processes(), "cgroups": [str(d) for d in drv.lab_dirs()] if drv else [],
-            "mounts": lab_mounts()}
-
-
-def cleanup() -> dict[str, int]:
-    """Remove whatever a lab left on this machine: kill its pod processes, remove its cgroups and mounts."""
-    killed = 0
-    for _ in range(20):
-        pids = lab_processes()
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except (ProcessLookupError, PermissionError):
-                pass
-        time.sleep(0.05)
-    drv = cgroups.detect()
-    removed = 0
-    if drv is not None:
-        removed = len(drv.lab_dirs())
-        drv.kill_all(cgroups.LAB_ROOT)
-        drv.remove(cgroups.LAB_ROOT)
-    mounts = lab_mounts()
-    for m in mounts:
-        subprocess.run(["umount", "-l", m], capture_output=True)
-    return {"processes": killed, "cgroups": removed, "mounts": len(mounts)}
+        first = (state_dir / "lab.lock").read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+    return first if labs.ID_RE.match(first) else None
 
 
 # -- kubeconfig ------------------------------------------------------------------------------------
@@ -146,6 +92,12 @@ def kubeconfig_text(port: int, ca_pem: bytes, token: str) -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
+def _write_kubeconfig(kc: Path, port: int, state_dir: Path) -> None:
+    kc.parent.mkdir(parents=True, exist_ok=True)
+    kc.write_text(kubeconfig_text(port, (state_dir / "tls" / "ca.crt").read_bytes(), (state_dir / "token").read_text().strip()))
+    kc.chmod(0o600)
+
+
 def _is_ours(path: Path) -> bool:
     try:
         data = yaml.safe_load(path.read_text())
@@ -154,64 +106,10 @@ def _is_ours(path: Path) -> bool:
         return False
 
 
-# -- commands --------------------------------------------------------------------------------------
+# -- checks before starting ------------------------------------------------------------------------
 
-def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, metric_resolution: str = "15s",
-       timeout: float = 30.0) -> int:
-    state_dir = _state_dir()
-    kc = Path(kubeconfig).expanduser() if kubeconfig else paths.lab_kubeconfig()
-    st = read_state()
-    if st and _alive(st["pid"]) and _healthy(st["port"], state_dir / "tls" / "ca.crt"):
-        print(f"The lab is already up at https://127.0.0.1:{st['port']} (pid {st['pid']}); nothing changed.")
-        print(f"export KUBECONFIG={st.get('kubeconfig', kc)}")
-        return 0
-    if kc.exists() and not _is_ours(kc):
-        raise LabError(f"{kc} exists and is not the lab's kubeconfig; it was left untouched.",
-                       hint="Choose another path with --kubeconfig.")
-    if st and _alive(st["pid"]):
-        os.kill(st["pid"], signal.SIGKILL)  # alive but not answering: a hung lab
-    left = census()
-    if st or any(left.values()):
-        done = cleanup()
-        if any(done.values()):
-            print(f"Removed what a previous lab left: {done['processes']} process(es), {done['cgroups']} cgroup tree(s), "
-                  f"{done['mounts']} mount(s).")
-    (state_dir / STATE_FILE).unlink(missing_ok=True)
-    _parse_resolution(metric_resolution)
-    tls = make_server_tls()
-    write_tls(tls, state_dir / "tls")
-    token = secrets.token_urlsafe(32)
-    (state_dir / "token").write_text(token)
-    (state_dir / "token").chmod(0o600)
-    args = [sys.executable, "-m", "kperflab.cli", "lab", "serve", "--port", str(port),
-            "--metric-resolution", metric_resolution, "--kubeconfig", str(kc)]
-    if foreground:
-        return serve(port=port, metric_resolution=metric_resolution, kubeconfig=str(kc), announce=True)
-    logf = open(state_dir / "lab.log", "ab")
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
-                            cwd=str(state_dir))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise LabError(f"The lab exited while starting (code {proc.returncode}): {_tail(state_dir / 'lab.log', 5)}",
-                           hint="See `kperflab lab logs`.")
-        st = read_state()
-        if st and st.get("pid") == proc.pid and _healthy(st["port"], state_dir / "tls" / "ca.crt", 1.0):
-            break
-        time.sleep(0.1)
-    else:
-        proc.kill()
-        cleanup()
-        raise LabError(f"The lab did not become ready within {timeout:.0f}s.", hint="See `kperflab lab logs`.")
-    enforced = cgroups.detect() is not None
-    print(f"The lab is up at https://127.0.0.1:{st['port']} (pid {proc.pid}); kubeconfig: {kc}")
-    if not enforced:
-        print("Note: not running as root, so pods run without CPU and memory limits (the lab says so on its node).")
-    print(f"export KUBECONFIG={kc}")
-    return 0
-
-
-def _parse_resolution(text: str) -> float:
+def parse_resolution(text: str) -> float:
+    """``--metric-resolution``: a duration of 1 s to 10 m."""
     units = {"ms": 0.001, "s": 1, "m": 60}
     for u in ("ms", "s", "m"):
         if text.endswith(u):
@@ -228,14 +126,129 @@ def _parse_resolution(text: str) -> float:
     raise LabError(f"--metric-resolution {text!r} is not a duration.", hint="Use a value like 15s or 5s.")
 
 
-def _tail(path: Path, n: int) -> str:
+def _check_port(port: int) -> None:
+    """Fail early, with one sentence, when the port is taken (the lab would fail the same way, later)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise _port_error(port, exc) from None
+
+
+def _port_error(port: int, exc: OSError) -> LabError:
+    if exc.errno == errno.EADDRINUSE:
+        return LabError(f"Port {port} on 127.0.0.1 is already in use by another program.",
+                        hint="Choose another with --port, or leave --port out for a free one.")
+    if exc.errno == errno.EACCES:
+        return LabError(f"Port {port} needs root to listen on.", hint="Use a port above 1023, or leave --port out.")
+    return LabError(f"Cannot listen on 127.0.0.1:{port}: {exc.strerror}.", hint="Choose another port with --port.")
+
+
+def _report_dead(found: list[labs.Census]) -> None:
+    for c in found:
+        if not c.empty():
+            print(f"Removed what a dead lab ({c.lab_id}) left: {c.describe()}.")
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, metric_resolution: str | None = None,
+       timeout: float = 30.0, limits: bool = True) -> int:
+    resolution = metric_resolution or DEFAULT_RESOLUTION
+    parse_resolution(resolution)
+    if not 0 <= port <= 65535:
+        raise LabError(f"--port {port} is not a TCP port.", hint="Use 1-65535, or leave --port out for a free one.")
+    state_dir = _state_dir()
+    kc = Path(kubeconfig).expanduser() if kubeconfig else paths.lab_kubeconfig()
+    st = read_state()
+    if labs.state_dir_locked(state_dir):
+        if st and _healthy(st["port"], state_dir / "tls" / "ca.crt"):
+            return _already_up(st, kubeconfig, kc, port, metric_resolution, limits, state_dir)
+        if st:  # alive but not answering: a hung lab of this home
+            _stop_pid(st["pid"], state_dir, grace=5.0)
+        if labs.state_dir_locked(state_dir):
+            raise LabError(f"A lab from {state_dir} holds its lock but does not answer.",
+                           hint="Stop it with `kperflab lab down`.")
+    if kc.exists() and not _is_ours(kc):
+        raise LabError(f"{kc} exists and is not the lab's kubeconfig; it was left untouched.",
+                       hint="Choose another path with --kubeconfig.")
+    _report_dead(labs.remove_dead(state_dir))
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+    _check_port(port)
+    write_tls(make_server_tls(), state_dir / "tls")
+    token_file = state_dir / "token"
+    token_file.write_text(secrets.token_urlsafe(32))
+    token_file.chmod(0o600)
+    if foreground:
+        return serve(port=port, metric_resolution=resolution, kubeconfig=str(kc), announce=True, limits=limits)
+    args = [sys.executable, "-m", "kperflab.cli", "lab", "serve", "--port", str(port),
+            "--metric-resolution", resolution, "--kubeconfig", str(kc)] + ([] if limits else ["--no-limits"])
+    with open(state_dir / "lab.log", "ab") as logf:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+                                cwd=str(state_dir))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LabError(f"The lab exited while starting: {_last_error(state_dir / 'lab.log')}",
+                           hint="See `kperflab lab logs`.")
+        st = read_state()
+        if st and st.get("pid") == proc.pid and _healthy(st["port"], state_dir / "tls" / "ca.crt", 1.0):
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        proc.wait()
+        lab_id = _home_lab_id(state_dir)
+        if lab_id:
+            labs.remove(lab_id, state_dir)
+        raise LabError(f"The lab did not become ready within {timeout:.0f}s.", hint="See `kperflab lab logs`.")
+    print(f"The lab is up at https://127.0.0.1:{st['port']} (pid {proc.pid}, id {st['lab_id']}); kubeconfig: {kc}")
+    if not st.get("limits_enforced", True):
+        why = "as asked (--no-limits)" if not limits else "because it is not running as root"
+        print(f"Note: pods run without CPU and memory limits {why}; the lab says so on its node.")
+    print(f"export KUBECONFIG={kc}")
+    return 0
+
+
+def _already_up(st: dict[str, Any], kubeconfig: str | None, kc: Path, port: int, metric_resolution: str | None,
+                limits: bool, state_dir: Path) -> int:
+    differ = []
+    if metric_resolution and parse_resolution(metric_resolution) != parse_resolution(st.get("metric_resolution", DEFAULT_RESOLUTION)):
+        differ.append(f"--metric-resolution {st.get('metric_resolution')} (you asked for {metric_resolution})")
+    if port and port != st["port"]:
+        differ.append(f"port {st['port']} (you asked for {port})")
+    if not limits and st.get("limits_enforced"):
+        differ.append("limits enforced (you asked for --no-limits)")
+    if differ:
+        raise LabError(f"The lab is already up (pid {st['pid']}) with {' and '.join(differ)}; nothing changed.",
+                       hint="Run `kperflab lab down` first to start it again with other settings.")
+    recorded = Path(st.get("kubeconfig") or kc)
+    target = kc if kubeconfig else recorded
+    print(f"The lab is already up at https://127.0.0.1:{st['port']} (pid {st['pid']}); nothing changed.")
+    if not target.exists():
+        _write_kubeconfig(target, st["port"], state_dir)
+        print(f"Its kubeconfig was missing; wrote it again: {target}")
+    print(f"export KUBECONFIG={target}")
+    return 0
+
+
+def _last_error(log: Path) -> str:
+    """The last meaningful line of the lab's log (the error a failed start printed)."""
     try:
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-n:])
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
-        return ""
+        return "no log"
+    for ln in reversed(lines):
+        if ln.startswith("kperflab:") or "Error" in ln:
+            return ln.removeprefix("kperflab: ")
+    return lines[-1] if lines else "no log"
 
 
-def serve(port: int = 0, metric_resolution: str = "15s", kubeconfig: str | None = None, announce: bool = False) -> int:
+def serve(port: int = 0, metric_resolution: str = DEFAULT_RESOLUTION, kubeconfig: str | None = None,
+          announce: bool = False, limits: bool = True) -> int:
     """Run the lab in this process until SIGTERM/SIGINT (what `lab up` starts in the background)."""
     from .server import Lab
 
@@ -243,91 +256,155 @@ def serve(port: int = 0, metric_resolution: str = "15s", kubeconfig: str | None 
     state_dir = _state_dir()
     kc = Path(kubeconfig).expanduser() if kubeconfig else paths.lab_kubeconfig()
     tls_dir = state_dir / "tls"
-    if not (tls_dir / "server.crt").exists():
+    if not (tls_dir / "server.crt").exists() or not (state_dir / "token").exists():
         write_tls(make_server_tls(), tls_dir)
         (state_dir / "token").write_text(secrets.token_urlsafe(32))
+        (state_dir / "token").chmod(0o600)
     token = (state_dir / "token").read_text().strip()
-    lab = Lab(state_dir, token, (str(tls_dir / "server.crt"), str(tls_dir / "server.key")), port,
-              metric_resolution=_parse_resolution(metric_resolution))
+    try:
+        lab = Lab(state_dir, token, (str(tls_dir / "server.crt"), str(tls_dir / "server.key")), port,
+                  metric_resolution=parse_resolution(metric_resolution), limits=limits)
+    except OSError as exc:
+        raise _port_error(port, exc) from None
+    log = logging.getLogger("kperflab.lab")
     try:
         lab.start()
-        kc.parent.mkdir(parents=True, exist_ok=True)
-        kc.write_text(kubeconfig_text(lab.port, (tls_dir / "ca.crt").read_bytes(), token))
-        kc.chmod(0o600)
-        (state_dir / STATE_FILE).write_text(json.dumps({"pid": os.getpid(), "port": lab.port, "lab_id": lab.lab_id,
-                                                        "kubeconfig": str(kc), "started": time.time(),
-                                                        "metric_resolution": metric_resolution}))
-        logging.getLogger("kperflab.lab").info("lab ready on 127.0.0.1:%d (cgroups: %s)", lab.port,
-                                               f"v{lab.driver.version}" if lab.driver else "off, not root")
+        _write_kubeconfig(kc, lab.port, state_dir)
+        lab.registration.update(kubeconfig=str(kc), home=str(paths.home()))
+        (state_dir / STATE_FILE).write_text(json.dumps({
+            "pid": os.getpid(), "port": lab.port, "lab_id": lab.lab_id, "kubeconfig": str(kc), "started": time.time(),
+            "metric_resolution": metric_resolution, "limits_enforced": lab.driver is not None}))
+        log.info("lab %s ready on 127.0.0.1:%d (cgroups: %s)", lab.lab_id, lab.port,
+                 f"v{lab.driver.version}" if lab.driver else ("off, as asked" if not limits else "off, not root"))
         if announce:
             print(f"The lab is up at https://127.0.0.1:{lab.port}; Ctrl-C stops it.\nexport KUBECONFIG={kc}", flush=True)
         lab.wait()
     finally:
         lab.stop()
-        cleanup()
         (state_dir / STATE_FILE).unlink(missing_ok=True)
         if _is_ours(kc):
             kc.unlink(missing_ok=True)
-        logging.getLogger("kperflab.lab").info("lab stopped")
+        log.info("lab %s stopped", lab.lab_id)
     return 0
 
 
+def _stop_pid(pid: int, state_dir: Path, grace: float) -> None:
+    """SIGTERM the lab process of this state dir, SIGKILL after ``grace`` seconds; wait until its lock is free."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while labs.state_dir_locked(state_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if labs.state_dir_locked(state_dir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 5
+        while labs.state_dir_locked(state_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 def down(timeout: float = 40.0) -> int:
+    state_dir = paths.lab_state_dir()
     st = read_state()
-    if st and _alive(st["pid"]):
-        os.kill(st["pid"], signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(st["pid"]) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(st["pid"]):
-            os.kill(st["pid"], signal.SIGKILL)
-    done = cleanup()
-    (paths.lab_state_dir() / STATE_FILE).unlink(missing_ok=True)
+    was_up = labs.state_dir_locked(state_dir)
+    lab_id = _home_lab_id(state_dir)
+    if was_up:
+        pid = st["pid"] if st else next((r.info.get("pid") for r in labs.records()
+                                         if r.alive and r.state_dir == state_dir), None)
+        if pid is None:
+            raise LabError(f"A lab holds {state_dir}/lab.lock but its pid is unknown.", hint="Find it with `kperflab lab status`.")
+        _stop_pid(int(pid), state_dir, timeout)
+    # this home's lab, and any earlier lab of this home that died leaving its run dir
+    ids = {lab_id} if lab_id else set()
+    if (state_dir / "run").is_dir():
+        ids |= {p.name for p in (state_dir / "run").iterdir() if labs.ID_RE.match(p.name)}
+    live = {r.lab_id for r in labs.records() if r.alive}
+    left = [labs.remove(i, state_dir) for i in sorted(ids - live)]
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
     kc = Path(st["kubeconfig"]) if st and st.get("kubeconfig") else paths.lab_kubeconfig()
     if kc.exists() and _is_ours(kc):
         kc.unlink()
-    left = census()
-    if any(left.values()):
-        raise LabError(f"Some of the lab's things could not be removed: {left}.", hint="Run `kperflab lab down` as root.")
-    if st:
-        extra = f" (and removed {done['processes']} leftover process(es))" if done["processes"] else ""
-        print(f"The lab is down{extra}.")
-    else:
-        print("The lab was not running; nothing of it is left on this machine.")
+    if lab_id:
+        rest = labs.census(lab_id, state_dir)
+        if not rest.empty():
+            raise LabError(f"Some of the lab's things could not be removed: {rest.describe()}.",
+                           hint="Run `kperflab lab down` as root.")
+    removed = [c for c in left if not c.empty()]
+    extra = f" (and removed what it left: {'; '.join(c.describe() for c in removed)})" if removed else ""
+    print(f"The lab is down{extra}." if was_up or removed else "The lab was not running; nothing of it is left on this machine.")
     return 0
 
 
 def status() -> int:
+    """Every lab on this machine, then this KPERFLAB_HOME's lab in detail."""
+    state_dir = paths.lab_state_dir()
+    recs = labs.records()
+    dead = {c.lab_id: c for c in labs.dead_labs(state_dir)}
+    mine = None
+    if recs or dead:
+        print("labs on this machine:")
+        for r in recs:
+            here = r.state_dir == state_dir
+            mine = r if here and r.alive else mine
+            where = f"https://127.0.0.1:{r.info['port']}" if r.info.get("port") else "starting"
+            age = f"up {_age(time.time() - r.info.get('started', time.time()))}"
+            state = (f"running  pid {r.info.get('pid')}  {where}  {age}" if r.alive
+                     else f"dead     left {dead[r.lab_id].describe() if r.lab_id in dead else 'nothing'}")
+            print(f"  {r.lab_id}  {state}  home {r.info.get('home') or r.state_dir}{'  (this KPERFLAB_HOME)' if here else ''}")
+        for lab_id, c in dead.items():
+            if c.record is None:
+                print(f"  {lab_id}  dead     left {c.describe()} (no record)")
+        if dead:
+            print("  what dead labs left is removed by the next `kperflab lab up` (or `kperflab lab down` in their home).")
     st = read_state()
-    if not st or not _alive(st["pid"]):
-        print("The lab is not running. Start it with `kperflab lab up`.")
+    if mine is None or not st:
+        print(f"The lab of KPERFLAB_HOME={paths.home()} is not running. Start it with `kperflab lab up`.")
         return 1
-    healthy = _healthy(st["port"], paths.lab_state_dir() / "tls" / "ca.crt")
-    print(f"lab: {'healthy' if healthy else 'NOT answering'} at https://127.0.0.1:{st['port']} (pid {st['pid']}, "
-          f"up {int(time.time() - st.get('started', time.time()))}s)")
-    print(f"kubeconfig: {st.get('kubeconfig')}")
+    ca = state_dir / "tls" / "ca.crt"
+    healthy = _healthy(st["port"], ca)
+    print(f"this lab: {'healthy' if healthy else 'NOT answering'} at https://127.0.0.1:{st['port']} (pid {st['pid']}, "
+          f"id {st.get('lab_id')}, up {_age(time.time() - st.get('started', time.time()))})")
+    kc = Path(st.get("kubeconfig") or paths.lab_kubeconfig())
+    print(f"kubeconfig: {kc}" + ("" if kc.exists() else " (missing: `kperflab lab up` writes it again)"))
     if st.get("metric_resolution"):
         print(f"metrics: kubelet /stats/summary, /metrics/resource, /metrics/cadvisor and metrics.k8s.io v1/v1beta1, "
               f"sampled every {st['metric_resolution']}")
     if not healthy:
         return 1
-    from kubernetes import client, config
+    from kubernetes import client
 
-    api = config.new_client_from_config(st["kubeconfig"])
-    v1 = client.CoreV1Api(api)
-    for node in v1.list_node().items:
-        ready = next((c.status for c in node.status.conditions if c.type == "Ready"), "Unknown")
-        print(f"node: {node.metadata.name} Ready={ready} cpu={node.status.capacity['cpu']} "
+    cfg = client.Configuration()
+    cfg.host = f"https://127.0.0.1:{st['port']}"
+    cfg.ssl_ca_cert = str(ca)
+    cfg.api_key = {"authorization": "Bearer " + (state_dir / "token").read_text().strip()}
+    cfg.retries = 0
+    v1 = client.CoreV1Api(client.ApiClient(cfg))
+    for node in v1.list_node(_request_timeout=10).items:
+        conds = {c.type: c.status for c in node.status.conditions}
+        pressure = [t for t in ("MemoryPressure", "DiskPressure", "PIDPressure") if conds.get(t) == "True"]
+        print(f"node: {node.metadata.name} Ready={conds.get('Ready', 'Unknown')} cpu={node.status.capacity['cpu']} "
               f"memory={node.status.capacity['memory']} limits-enforced="
-              f"{(node.metadata.annotations or {}).get('kperflab.dev/limits-enforced')}")
-    pods = v1.list_pod_for_all_namespaces().items
+              f"{(node.metadata.annotations or {}).get('kperflab.dev/limits-enforced')}"
+              + (f" pressure={','.join(pressure)}" if pressure else ""))
+    pods = v1.list_pod_for_all_namespaces(_request_timeout=10).items
     print(f"pods: {len(pods)}")
     for p in pods:
         print(f"  {p.metadata.namespace}/{p.metadata.name}: {p.status.phase}")
     return 0
 
 
+def _age(seconds: float) -> str:
+    s = int(max(0, seconds))
+    return f"{s // 3600}h{s % 3600 // 60}m" if s >= 3600 else (f"{s // 60}m{s % 60}s" if s >= 60 else f"{s}s")
+
+
 def logs(tail: int = 100) -> int:
+    if tail < 0:
+        raise LabError(f"--tail {tail} is negative.", hint="Use a number of lines from the end, or 0 for the whole log.")
     path = paths.lab_state_dir() / "lab.log"
     if not path.exists():
         print("The lab has no log yet (it has never been started here).")
@@ -335,3 +412,4 @@ def logs(tail: int = 100) -> int:
     lines = path.read_text(errors="replace").splitlines()
     print("\n".join(lines[-tail:] if tail else lines))
     return 0
+

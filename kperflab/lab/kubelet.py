@@ -7,6 +7,7 @@ module only does the side effects (cgroups, processes, logs, events) and writes 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import threading
@@ -18,7 +19,7 @@ from typing import Any
 
 from . import errors, lifecycle, quantity
 from .cadvisor import ContainerTarget, PodTarget
-from .cgroups import LAB_ROOT, Limits
+from .cgroups import Limits, pods_root
 from .events import Recorder
 from .runtime import (
     NOBODY,
@@ -84,6 +85,7 @@ class PodRec:
     killing: bool = False
     kill_deadline: float = 0.0
     finished: bool = False
+    sandbox_lost: bool = False  # died with restartPolicy Never: no new one
     warned: set[str] = field(default_factory=set)
 
     @property
@@ -140,6 +142,7 @@ class Kubelet:
         self._wake = threading.Event()
         self._lock = threading.RLock()
         self.enforced = runtime.driver is not None
+        self.pods_cgroup = pods_root(runtime.lab_id)
 
     # -- loop ------------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -200,7 +203,8 @@ class Kubelet:
             self.pods[uid] = rec
             if not self.enforced:
                 self.recorder.event(pod, "Warning", "LimitsNotEnforced",
-                                    "The lab is not running as root: CPU and memory limits of this pod are not enforced")
+                                    f"{self.runtime.unenforced[:1].upper()}{self.runtime.unenforced[1:]}: CPU and memory "
+                                    "limits of this pod are not enforced")
         return rec
 
     def sync_pod(self, pod: dict[str, Any]) -> None:
@@ -210,7 +214,9 @@ class Kubelet:
             return
         if rec.finished:
             return
-        if rec.sandbox is None:
+        if rec.sandbox is not None and rec.sandbox.popen.poll() is not None:
+            self._sandbox_died(pod, rec)
+        if rec.sandbox is None and not rec.sandbox_lost:
             self._start_sandbox(pod, rec)
         init_done = True
         for c in rec.inits:
@@ -233,13 +239,32 @@ class Kubelet:
         tier = "" if qos == "Guaranteed" else f"/{qos.lower()}"
         driver = self.runtime.driver
         if driver is not None:
-            rec.cgroup = f"{LAB_ROOT}/kubepods{tier}/pod{rec.uid}"
-            driver.create(f"{LAB_ROOT}/kubepods", Limits())
+            rec.cgroup = f"{self.pods_cgroup}{tier}/pod{rec.uid}"
+            driver.create(self.pods_cgroup, Limits())
             if tier:
-                driver.create(f"{LAB_ROOT}/kubepods{tier}", Limits())
+                driver.create(f"{self.pods_cgroup}{tier}", Limits())
             driver.create(rec.cgroup, pod_limits(pod))
             driver.create(f"{rec.cgroup}/sandbox", Limits())
         rec.sandbox = self.runtime.start_sandbox(f"{rec.cgroup}/sandbox" if rec.cgroup else None)
+        threading.Thread(target=self._await_exit, args=(rec.sandbox,), daemon=True, name="await-sandbox").start()
+
+    def _sandbox_died(self, pod: dict[str, Any], rec: PodRec) -> None:
+        """The sandbox ended under us (killed from outside): as the kubelet does, kill the pod's containers and make a
+        new sandbox; they restart by their restart policy. With ``restartPolicy: Never`` no new sandbox is made once a
+        container ran, so the pod ends."""
+        assert rec.sandbox is not None
+        log.warning("sandbox of %s/%s exited (%s); its containers are killed", rec.namespace, rec.name,
+                    rec.sandbox.popen.returncode)
+        for c in rec.all:
+            if c.proc is not None:
+                self.runtime.kill_tree(c.proc)
+        self.runtime.kill_tree(rec.sandbox)  # reaps it
+        rec.sandbox = None
+        ran = any(c.runs for c in rec.all)
+        if pod["spec"].get("restartPolicy", "Always") == "Never" and ran:
+            rec.sandbox_lost = True
+            return
+        self.recorder.event(pod, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
 
     def _env(self, pod: dict[str, Any], spec: dict[str, Any], python_dir: str) -> dict[str, str]:
         meta = pod["metadata"]
@@ -289,8 +314,8 @@ class Kubelet:
                                     f"spec.containers{{{c.name}}}")
             return
         sec = {**(pod["spec"].get("securityContext") or {}), **(c.spec.get("securityContext") or {})}
-        uid = sec.get("runAsUser", NOBODY) if self.enforced else None
-        gid = sec.get("runAsGroup", uid) if self.enforced else None
+        uid = sec.get("runAsUser", NOBODY) if os.geteuid() == 0 else None  # not root: pods run as the lab's user
+        gid = sec.get("runAsGroup", uid) if uid is not None else None
         python = self.runtime.python_for(uid)
         env = self._env(pod, c.spec, str(Path(python).parent))
         argv = [expand(a, env) for a in resolve_command(img, c.spec.get("command"), c.spec.get("args"), python)]

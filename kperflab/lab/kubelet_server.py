@@ -22,7 +22,6 @@ from .apiserver import Response
 from .cadvisor import (
     KUBELET,
     NODE,
-    PODS,
     UNLIMITED,
     PodTarget,
     Point,
@@ -168,7 +167,7 @@ def summary(snap: Snapshot, node_name: str, fs_path: Path, lab_started: float, p
     st = os.statvfs(fs_path)
     node: Obj = {"nodeName": node_name}
     systems = [c for c in (_system_container(snap, KUBELET, "kubelet", lab_started),
-                           _system_container(snap, PODS, "pods", pods_cgroup_started)) if c]
+                           _system_container(snap, snap.pods_cgroup, "pods", pods_cgroup_started)) if c]
     if systems:
         node["systemContainers"] = systems
     node["startTime"] = boot_time()
@@ -330,10 +329,10 @@ def cadvisor_metrics(snap: Snapshot, machine: dict[str, str]) -> str:
         return past + (point.raw.get("oom_kill", 0) if point else 0)
 
     series.append(({"container": "", "id": "/", "image": "", "name": "", "namespace": "", "pod": ""}, "/", boot_time(), None))
-    pods_start = snap.history.get(PODS)
+    pods_start = snap.history.get(snap.pods_cgroup)
     if pods_start:
-        series.append(({"container": "", "id": f"/{PODS}", "image": "", "name": "", "namespace": "", "pod": ""}, PODS,
-                       pods_start[0].t, oom(PODS, 0)))
+        series.append(({"container": "", "id": f"/{snap.pods_cgroup}", "image": "", "name": "", "namespace": "", "pod": ""},
+                       snap.pods_cgroup, pods_start[0].t, oom(snap.pods_cgroup, 0)))
     for p in snap.pods:
         kills = {c.cgroup: oom(c.cgroup, c.past_oom_events) for c in p.containers}
         # the pod cgroup: its own counter (hierarchical on v2) or what its containers counted, whichever is more
@@ -419,7 +418,7 @@ class KubeletServer:
 
     def summary(self, only_cpu_and_memory: bool = False) -> Obj:
         snap = self.sampler.snapshot
-        pods_hist = snap.history.get(PODS)
+        pods_hist = snap.history.get(snap.pods_cgroup)
         return summary(snap, self.node_name, self.fs_path, self.started,
                        pods_hist[0].t if pods_hist else self.started, only_cpu_and_memory)
 

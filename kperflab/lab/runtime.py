@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from .cgroups import Driver
+from .labs import LAB_ENV
 
-LAB_ENV = "KPERFLAB_LAB"  # every process the lab starts for a pod carries it: the census finds them by it
 NOBODY = 65534
 RUNNABLE = "python:*, busybox*, alpine*, registry.k8s.io/pause*"
 
@@ -138,9 +138,10 @@ class Runtime:
     """Starts sandboxes and containers. With a cgroup driver (root) each gets its cgroup, the pod's mount
     namespace and an unprivileged uid; without one (not root) they are plain processes in a session."""
 
-    def __init__(self, driver: Driver | None, lab_id: str) -> None:
+    def __init__(self, driver: Driver | None, lab_id: str, unenforced: str = "") -> None:
         self.driver = driver
         self.lab_id = lab_id
+        self.unenforced = unenforced  # why limits are not enforced ("" when they are)
         self.unshare = shutil.which("unshare")
         self.nsenter = shutil.which("nsenter")
         self._python: dict[int | None, str] = {}
@@ -151,14 +152,17 @@ class Runtime:
         return self._python[uid]
 
     def _spawn(self, argv: list[str], cgroup: str | None, env: dict[str, str], cwd: str,
-               logs: LogWriter | None) -> Process:
+               logs: LogWriter | None, user: int | None = None, group: int | None = None) -> Process:
         env = {**env, LAB_ENV: self.lab_id}
+        ids: dict[str, Any] = {}
+        if user is not None and os.geteuid() == 0 and user != 0:
+            ids = {"user": user, "group": group if group is not None else user, "extra_groups": []}
         if self.driver is not None and cgroup is not None:
             env["KPERFLAB_CGROUP_PROCS"] = " ".join(str(p) for p in self.driver.procs_files(cgroup))
             argv = ["/bin/sh", "-c", JOIN_SCRIPT, "sh", *argv]
         out = subprocess.PIPE if logs else subprocess.DEVNULL
         popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd=cwd,
-                                 start_new_session=True, close_fds=True)
+                                 start_new_session=True, close_fds=True, **ids)
         if logs:
             assert popen.stdout is not None and popen.stderr is not None
             logs.attach(popen.stdout, "stdout")
@@ -178,8 +182,8 @@ class Runtime:
             prefix = [self.nsenter, f"--mount=/proc/{sandbox.pid}/ns/mnt"]
             if uid is not None and uid != 0:
                 prefix += [f"--setuid={uid}", f"--setgid={gid if gid is not None else uid}"]
-            argv = [*prefix, "--", *argv]
-        return self._spawn(argv, cgroup, env, cwd, logs)
+            return self._spawn([*prefix, "--", *argv], cgroup, env, cwd, logs)
+        return self._spawn(argv, cgroup, env, cwd, logs, uid, gid)  # no cgroups: still not root when the lab is
 
     def stop(self, proc: Process, sig: int) -> None:
         try:

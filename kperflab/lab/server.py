@@ -6,14 +6,13 @@ import logging
 import os
 import platform
 import secrets
-import shutil
 import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from . import cgroups
+from . import cgroups, labs
 from .apiserver import APIServer, serve
 from .cadvisor import Sampler
 from .controllers import Controllers
@@ -21,16 +20,15 @@ from .kubelet import Kubelet
 from .kubelet_server import KubeletServer
 from .metrics_server import GROUP as METRICS_GROUP
 from .metrics_server import MetricsServer
+from .node import NODE_NAME, Conditions, arch, machine_labels, node_object, observe
 from .runtime import Runtime
-from .store import Store, rfc3339
+from .store import Store
 
 log = logging.getLogger("kperflab.lab")
 
 K8S_VERSION = "v1.37.0"
 GIT_VERSION = f"{K8S_VERSION}+kperflab"
-NODE_NAME = "kperflab-lab"
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-ANNOTATION_ENFORCED = "kperflab.dev/limits-enforced"
 
 
 def version_info() -> dict[str, str]:
@@ -38,109 +36,47 @@ def version_info() -> dict[str, str]:
             "minCompatibilityMajor": "1", "minCompatibilityMinor": str(int(K8S_VERSION.split(".")[1]) - 1),
             "gitVersion": GIT_VERSION, "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
             "buildDate": "2026-11-01T00:00:00Z", "goVersion": f"python{platform.python_version()}",
-            "compiler": "cpython", "platform": f"linux/{_arch()}"}
-
-
-def _arch() -> str:
-    m = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
-
-
-def _meminfo() -> dict[str, int]:
-    out = {}
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        k, _, v = line.partition(":")
-        out[k] = int(v.split()[0]) * 1024
-    return out
-
-
-def _machine_labels() -> dict[str, str]:
-    def read(path: str) -> str:
-        try:
-            return Path(path).read_text().strip()
-        except OSError:
-            return ""
-
-    mid = read("/etc/machine-id")
-    return {"boot_id": read("/proc/sys/kernel/random/boot_id"), "machine_id": mid, "system_uuid": mid}
-
-
-def _os_image() -> str:
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    return "Linux"
-
-
-def node_object(state_dir: Path, enforced: bool, cgroup_version: int | None, now: float) -> dict[str, Any]:
-    cpus = os.cpu_count() or 1
-    mem = _meminfo()["MemTotal"]
-    disk = shutil.disk_usage(state_dir)
-    capacity = {"cpu": str(cpus), "memory": f"{mem // 1024}Ki", "pods": "110", "ephemeral-storage": f"{disk.total // 1024}Ki",
-                "hugepages-2Mi": "0", "hugepages-1Gi": "0"}
-    allocatable = dict(capacity, memory=f"{(mem - 100 * 1024 * 1024) // 1024}Ki",  # eviction-hard memory.available<100Mi
-                       **{"ephemeral-storage": str(int(disk.total * 0.9))})  # nodefs.available<10%
-    ts = rfc3339(now)
-    cond = [
-        {"type": t, "status": "False", "lastHeartbeatTime": ts, "lastTransitionTime": ts, "reason": r, "message": m}
-        for t, r, m in (("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-                        ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                        ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"))
-    ]
-    cond.append({"type": "Ready", "status": "True", "lastHeartbeatTime": ts, "lastTransitionTime": ts, "reason": "KubeletReady",
-                 "message": "kubelet is posting ready status" + ("" if enforced else
-                                                                 "; WARNING: not root, so pod CPU and memory limits are not enforced")})
-    machine_id = Path("/etc/machine-id").read_text().strip() if Path("/etc/machine-id").exists() else ""
-    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    return {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": NODE_NAME, "labels": {
-            "beta.kubernetes.io/arch": _arch(), "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": _arch(),
-            "kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux", "node-role.kubernetes.io/control-plane": "",
-            "kperflab.dev/lab": "true"},
-            "annotations": {ANNOTATION_ENFORCED: "true" if enforced else "false",
-                            "kperflab.dev/cgroup-version": str(cgroup_version or "none"),
-                            "node.alpha.kubernetes.io/ttl": "0"}},
-        "spec": {"providerID": f"kperflab://{NODE_NAME}"},
-        "status": {
-            "capacity": capacity, "allocatable": allocatable, "conditions": cond,
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": NODE_NAME}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": {"machineID": machine_id, "systemUUID": machine_id, "bootID": boot_id,
-                         "kernelVersion": platform.release(), "osImage": _os_image(),
-                         "containerRuntimeVersion": "kperflab://0.1.0", "kubeletVersion": K8S_VERSION,
-                         "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": _arch()},
-            "images": [],
-        },
-    }
+            "compiler": "cpython", "platform": f"linux/{arch()}"}
 
 
 class Lab:
     """Everything the lab runs, in one process."""
 
     def __init__(self, state_dir: Path, token: str, tls: tuple[str, str], port: int = 0,
-                 lab_id: str | None = None, metric_resolution: float = 15.0) -> None:
+                 lab_id: str | None = None, metric_resolution: float = 15.0, limits: bool = True) -> None:
         self.state_dir = state_dir
-        self.store = Store()
-        self.driver = cgroups.detect()
         self.lab_id = lab_id or secrets.token_hex(8)
-        self.runtime = Runtime(self.driver, self.lab_id)
+        # first of all: own an id (the registry lock), so no recovery elsewhere mistakes what we make for a dead lab's
+        self.registration = labs.Registration(self.lab_id, state_dir)
+        try:
+            self._setup(token, tls, port, metric_resolution, limits)
+        except BaseException:
+            self.registration.release()
+            raise
+
+    def _setup(self, token: str, tls: tuple[str, str], port: int, metric_resolution: float, limits: bool) -> None:
+        state_dir = self.state_dir
+        self.store = Store()
+        self.driver = cgroups.detect() if limits else None
+        self.unenforced = ("" if self.driver is not None else "the lab was started with --no-limits" if not limits
+                           else "the lab is not running as root" if os.geteuid() != 0 else "no usable cgroup hierarchy")
+        self.runtime = Runtime(self.driver, self.lab_id, self.unenforced)
+        self.conditions = Conditions("kubelet is posting ready status" + (
+            f"; WARNING: {self.unenforced}, so pod CPU and memory limits are not enforced" if self.unenforced else ""))
         self.stop_event = threading.Event()
         self.metric_resolution = metric_resolution
         self.api = APIServer(self.store, token, version=version_info(), ready=lambda: self._ready)
         self._ready = False
         self.server, _ = serve(self.api, tls[0], tls[1], port)
         self.port = self.server.server_address[1]
+        self.registration.update(port=self.port, cgroups=self.driver.version if self.driver else None)
         self.kubelet = Kubelet(self.store, NODE_NAME, self.runtime, state_dir, api_port=self.port)
         self.api.logs = self.kubelet.logs
         self.controllers = Controllers(self.store, NODE_NAME)
         self.started = time.time()
-        self.sampler = Sampler(self.driver, self.kubelet.stat_targets)
+        self.sampler = Sampler(self.driver, self.kubelet.stat_targets, pods_cgroup=self.kubelet.pods_cgroup)
         self.kubelet_server = KubeletServer(self.sampler, NODE_NAME, state_dir, self.started,
-                                            _machine_labels(), self._pods_of_node)
+                                            machine_labels(), self._pods_of_node)
         self.metrics_server = MetricsServer(self.store, lambda: self.sampler.snapshot, NODE_NAME, metric_resolution)
         self.api.node_proxy = self.kubelet_server.handle
         self.api.extra_groups = {METRICS_GROUP: self.metrics_server}
@@ -154,8 +90,8 @@ class Lab:
         for ns in SYSTEM_NAMESPACES:
             self.store.create("v1/serviceaccounts", {"apiVersion": "v1", "kind": "ServiceAccount",
                                                      "metadata": {"name": "default", "namespace": ns}})
-        self.store.create("v1/nodes", node_object(self.state_dir, self.driver is not None,
-                                                  self.driver.version if self.driver else None, time.time()))
+        self.store.create("v1/nodes", node_object(self.state_dir, self.driver, self.unenforced, self.conditions, time.time(),
+                                                  K8S_VERSION))
         self.store.create("v1/services", {"apiVersion": "v1", "kind": "Service", "metadata": {
             "name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"], "ports": [
@@ -171,18 +107,21 @@ class Lab:
             self._threads.append(t)
         self._ready = True
 
-    def _heartbeat(self, stop: threading.Event) -> None:
-        while not stop.wait(10.0):
-            node = self.store.try_get("v1/nodes", "", NODE_NAME)
-            if node is None:
-                continue
-            ts = rfc3339(time.time())
-            for c in node["status"]["conditions"]:
-                c["lastHeartbeatTime"] = ts
-            try:
-                self.store.update("v1/nodes", node, check_rv=False)
-            except Exception:  # noqa: BLE001
-                log.exception("heartbeat failed")
+    def _heartbeat(self, stop: threading.Event, period: float = 10.0) -> None:
+        """The kubelet's node status update: conditions from a fresh observation of the node, every 10 s."""
+        while not stop.wait(period):
+            self.update_node_status()
+
+    def update_node_status(self) -> None:
+        node = self.store.try_get("v1/nodes", "", NODE_NAME)
+        if node is None:
+            return
+        try:
+            obs = observe(self.state_dir, self.driver)
+            node["status"]["conditions"] = self.conditions.update(node["status"].get("conditions") or [], obs, time.time())
+            self.store.update("v1/nodes", node, check_rv=False)
+        except Exception:  # noqa: BLE001 - a failed beat must not end the heartbeat for the lab's lifetime
+            log.exception("node status update failed")
 
     def _pods_of_node(self) -> list[dict[str, Any]]:
         pods, *_ = self.store.list("v1/pods", None, lambda p: p.get("spec", {}).get("nodeName") == NODE_NAME)
@@ -210,15 +149,16 @@ class Lab:
         self._ready = False
         self.stop_event.set()
         self.kubelet.wake()
-        for t in self._threads:  # a kubelet sync still running could start a container after the shutdown below
-            t.join(timeout=10)
-        self.store.close()
-        self.kubelet.shutdown()
-        self.server.shutdown()
-        self.server.server_close()
-        if self.driver is not None:
-            self.driver.kill_all(cgroups.LAB_ROOT)
-            self.driver.remove(cgroups.LAB_ROOT)
+        try:
+            for t in self._threads:  # a kubelet sync still running could start a container after the shutdown below
+                t.join(timeout=10)
+            self.store.close()
+            self.kubelet.shutdown()
+            self.server.shutdown()
+            self.server.server_close()
+            labs.remove(self.lab_id, self.state_dir, self.driver)  # what the kubelet could not remove: ours only, by id
+        finally:
+            self.registration.release()
 
     def wait(self) -> None:
         done = threading.Event()

@@ -1,0 +1,319 @@
+"""Every lab on this machine: who owns which kernel state, which labs are alive, and what a dead one left.
+
+A lab owns its kernel state by its id (16 hex digits):
+
+- the processes it starts for pods carry ``KPERFLAB_LAB=<id>`` in their environment;
+- its cgroups live under ``kperflab/<id>/`` in every hierarchy;
+- its mounts live under ``<state dir>/run/<id>/``.
+
+While it runs, a lab holds two locks (``flock``): one on its record in the machine-wide registry
+(``/run/kperflab/labs/<id>.json`` for root) and one on ``<state dir>/lab.lock`` (one lab per state dir). The kernel
+drops both when the lab's process ends, however it ends, so "is this lab alive?" is "is its record's lock held?" —
+no pid that could have been reused, no heartbeat to miss. Recovery removes only what belongs to an id whose lab is
+not alive; a running lab's pods are never touched, whoever runs the recovery (a second lab, the tests, `lab up`).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import LabError
+from . import cgroups
+
+LAB_ENV = "KPERFLAB_LAB"  # every process a lab starts for a pod carries it: the census finds them by it
+ID_RE = re.compile(r"^[0-9a-f]{16}$")
+
+
+def registry_dir(uid: int | None = None) -> Path:
+    """Where this user's labs register: ``/run/kperflab/labs`` for root, a private runtime dir otherwise."""
+    uid = os.geteuid() if uid is None else uid
+    if uid == 0:
+        return Path("/run/kperflab/labs")
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"kperflab-{uid}" / "labs"
+
+
+def _registry_dirs() -> list[Path]:
+    """Every registry this user can read: root's (world-readable) and their own."""
+    return list(dict.fromkeys([registry_dir(0), registry_dir()]))
+
+
+def run_dir(state_dir: Path, lab_id: str) -> Path:
+    """The lab's own directory for kernel-backed things (mount points, bundles): removed with the lab."""
+    return state_dir / "run" / lab_id
+
+
+def _try_lock(fd: int, mode: int) -> bool:
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return True
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+
+
+# -- a live lab's registration ----------------------------------------------------------------------
+
+class Registration:
+    """Held by a running lab for its lifetime: the registry record (locked) and the state dir's lock."""
+
+    def __init__(self, lab_id: str, state_dir: Path, **info: Any) -> None:
+        self.lab_id = lab_id
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self._state_fd = os.open(state_dir / "lab.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if not _try_lock(self._state_fd, fcntl.LOCK_EX):
+            os.close(self._state_fd)
+            raise LabError(f"Another lab is already running from {state_dir}.",
+                           hint="Use it (`kperflab lab status`), stop it (`kperflab lab down`), or set KPERFLAB_HOME "
+                                "to another directory for a second lab.")
+        try:
+            d = registry_dir()
+            d.mkdir(parents=True, exist_ok=True, mode=0o755 if os.geteuid() == 0 else 0o700)
+            self.path = d / f"{lab_id}.json"
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self._state_fd)
+            raise
+        self.info: dict[str, Any] = {"lab_id": lab_id, "pid": os.getpid(), "uid": os.geteuid(),
+                                     "state_dir": str(state_dir), "run_dir": str(run_dir(state_dir, lab_id)),
+                                     "started": time.time(), **info}
+        self._write()
+        (state_dir / "lab.lock").write_text(f"{lab_id} {os.getpid()}\n")
+
+    def update(self, **info: Any) -> None:
+        self.info.update(info)
+        self._write()
+
+    def _write(self) -> None:
+        data = json.dumps(self.info).encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, data, 0)
+
+    def release(self) -> None:
+        """Unregister (the lab has removed what it made). Safe to call twice."""
+        if getattr(self, "_fd", None) is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+            os.close(self._state_fd)
+
+
+def state_dir_locked(state_dir: Path) -> bool:
+    """Whether a live lab holds ``<state dir>/lab.lock``."""
+    try:
+        fd = os.open(state_dir / "lab.lock", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if _try_lock(fd, fcntl.LOCK_SH):
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
+# -- reading the registry ----------------------------------------------------------------------------
+
+@dataclass
+class LabRecord:
+    lab_id: str
+    path: Path
+    alive: bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state_dir(self) -> Path | None:
+        return Path(self.info["state_dir"]) if self.info.get("state_dir") else None
+
+
+def records() -> list[LabRecord]:
+    """Every registered lab on this machine (that this user can see), alive or not, oldest first."""
+    out = []
+    for d in _registry_dirs():
+        try:
+            entries = sorted(d.glob("*.json"))
+        except OSError:
+            continue
+        for p in entries:
+            lab_id = p.stem
+            if not ID_RE.match(lab_id):
+                continue
+            try:
+                fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                alive = not _try_lock(fd, fcntl.LOCK_SH)
+                try:
+                    info = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
+                except ValueError:
+                    info = {}  # being written: a lab registers before it writes
+            finally:
+                os.close(fd)
+            out.append(LabRecord(lab_id, p, alive, info))
+    return sorted(out, key=lambda r: r.info.get("started", 0))
+
+
+# -- what a lab has in the kernel ----------------------------------------------------------------------
+
+def processes_by_lab() -> dict[str, list[int]]:
+    """Every process a lab started for a pod, by lab id (read from ``/proc/<pid>/environ``)."""
+    marker = f"{LAB_ENV}=".encode()
+    me = os.getpid()
+    out: dict[str, list[int]] = {}
+    for d in os.scandir("/proc"):
+        if not d.name.isdigit() or int(d.name) == me:
+            continue
+        try:
+            with open(f"/proc/{d.name}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if marker not in env:
+            continue
+        for item in env.split(b"\0"):
+            if item.startswith(marker):
+                out.setdefault(item[len(marker):].decode(errors="replace"), []).append(int(d.name))
+                break
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def lab_processes(lab_id: str) -> list[int]:
+    return processes_by_lab().get(lab_id, [])
+
+
+def _mounts_under(root: Path) -> list[str]:
+    prefix = str(root).rstrip("/") + "/"
+    out = []
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                target = line.split()[1].replace("\\040", " ")
+                if target.startswith(prefix) or target == prefix[:-1]:
+                    out.append(target)
+    except OSError:
+        pass
+    return sorted(out, key=len, reverse=True)
+
+
+@dataclass
+class Census:
+    """What one lab id has on this machine."""
+
+    lab_id: str
+    processes: list[int] = field(default_factory=list)
+    cgroups: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    record: LabRecord | None = None
+
+    def empty(self) -> bool:
+        return not (self.processes or self.cgroups or self.mounts)
+
+    def describe(self) -> str:
+        parts = [f"{len(self.processes)} process(es)", f"{len(self.cgroups)} cgroup tree(s)", f"{len(self.mounts)} mount(s)"]
+        return ", ".join(parts)
+
+
+def census(lab_id: str, state_dir: Path | None = None, driver: cgroups.Driver | None = None) -> Census:
+    """What the lab ``lab_id`` has on this machine now: processes, cgroup trees, mounts under its run dir."""
+    drv = driver if driver is not None else cgroups.detect()
+    rec = next((r for r in records() if r.lab_id == lab_id), None)
+    sd = state_dir or (rec.state_dir if rec else None)
+    return Census(lab_id, lab_processes(lab_id), [str(d) for d in drv.lab_dirs(lab_id)] if drv else [],
+                  _mounts_under(run_dir(sd, lab_id)) if sd else [], rec)
+
+
+def dead_labs(home_state_dir: Path | None = None) -> list[Census]:
+    """Every lab id that has something on this machine but no live lab: what a crashed or killed lab left.
+
+    The kernel is scanned first and the registry read after, so a lab that starts meanwhile has registered before
+    its first cgroup or process existed, and is seen alive."""
+    drv = cgroups.detect()
+    procs = processes_by_lab()
+    cg_ids = drv.lab_ids() if drv else set()
+    run_ids: set[str] = set()
+    if home_state_dir is not None and (home_state_dir / "run").is_dir():
+        run_ids = {p.name for p in (home_state_dir / "run").iterdir() if ID_RE.match(p.name)}
+    recs = {r.lab_id: r for r in records()}
+    live = {i for i, r in recs.items() if r.alive}
+    out = []
+    for lab_id in sorted((set(procs) | cg_ids | run_ids | {i for i, r in recs.items() if not r.alive}) - live):
+        rec = recs.get(lab_id)
+        sd = rec.state_dir if rec else (home_state_dir if lab_id in run_ids else None)
+        out.append(Census(lab_id, procs.get(lab_id, []), [str(d) for d in drv.lab_dirs(lab_id)] if drv else [],
+                          _mounts_under(run_dir(sd, lab_id)) if sd else [], rec))
+    return out
+
+
+def remove(lab_id: str, state_dir: Path | None = None, driver: cgroups.Driver | None = None) -> Census:
+    """Remove everything of ``lab_id``: kill its processes, remove its cgroup tree, unmount its mounts, remove its
+    run dir and its registry record. Refuses while that lab is alive (unless it is this process's own lab, stopping)."""
+    drv = driver if driver is not None else cgroups.detect()
+    rec = next((r for r in records() if r.lab_id == lab_id), None)
+    if rec is not None and rec.alive and rec.info.get("pid") != os.getpid():
+        raise LabError(f"The lab {lab_id} is running (pid {rec.info.get('pid')}); its things were left alone.",
+                       hint="Stop it with `kperflab lab down` from its KPERFLAB_HOME.")
+    sd = state_dir or (rec.state_dir if rec else None)
+    before = census(lab_id, sd, drv)
+    for _ in range(50):
+        pids = lab_processes(lab_id)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.05)
+    if drv is not None:
+        rel = cgroups.lab_root(lab_id)
+        drv.kill_all(rel)
+        drv.remove(rel)
+        drv.remove_parent_if_empty()
+    if sd is not None:
+        for m in _mounts_under(run_dir(sd, lab_id)):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        _rm_tree(run_dir(sd, lab_id))
+        try:
+            (sd / "run").rmdir()
+        except OSError:
+            pass
+    if rec is not None and not rec.alive:
+        rec.path.unlink(missing_ok=True)
+    return before
+
+
+def _rm_tree(d: Path) -> None:
+    import shutil
+
+    if d.is_dir() and not _mounts_under(d):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def remove_dead(home_state_dir: Path | None = None) -> list[Census]:
+    """Remove what every dead lab left (never a live lab's things); returns what was found."""
+    found = []
+    for c in dead_labs(home_state_dir):
+        try:
+            remove(c.lab_id, c.record.state_dir if c.record else home_state_dir)
+        except LabError:  # it came alive meanwhile: not ours to touch
+            continue
+        found.append(c)
+    return found
