@@ -334,3 +334,20 @@ def test_over_the_wire_errors_and_garbage(lab):
                                       ("GET", "/api/v1/../../etc/passwd", b"", "application/json")]:
         status, data = req(method, path, body, {"Content-Type": ctype})
         assert 400 <= status < 500, (method, path, status, data)
+
+
+def test_node_conditions_are_computed_from_this_machine(lab, k8s):
+    """DiskPressure matches what statvfs of the lab's filesystem says against the kubelet's thresholds (read here, not
+    by the lab); MemoryPressure matches /proc/meminfo's MemAvailable to within the 100Mi threshold's meaning."""
+    node = k8s.read_node("kperflab-lab")
+    conds = {c.type: c for c in node.status.conditions}
+    st = os.statvfs(lab["home"] / "lab")
+    disk_pressure = st.f_bavail < 0.15 * st.f_blocks or st.f_favail < 0.05 * st.f_files
+    assert conds["DiskPressure"].status == str(disk_pressure), (conds["DiskPressure"], st)
+    assert conds["DiskPressure"].reason == ("KubeletHasDiskPressure" if disk_pressure else "KubeletHasNoDiskPressure")
+    avail = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                     if line.startswith("MemAvailable:"))) * 1024
+    if avail > 1 << 30:  # plenty free: no kubelet would see memory pressure here
+        assert conds["MemoryPressure"].status == "False"
+    assert "memory.available<100Mi" in node.metadata.annotations["kperflab.dev/eviction-hard"]
+    assert conds["Ready"].status == "True"

@@ -263,3 +263,39 @@ def test_garbage_never_gives_5xx(api):
                 for ctype in ("application/json", "application/merge-patch+json", "application/json-patch+json", "text/plain"):
                     r = call(api, method, path, body, ctype=ctype, query={"watch": "0", "limit": "x" if rng.random() < .2 else "1"})
                     assert r.code < 500, (method, path, body, ctype, r.body)
+
+
+# -- node conditions -------------------------------------------------------------------------------------
+
+def test_node_conditions_follow_the_eviction_thresholds():
+    from dataclasses import replace
+
+    from kperflab.lab.node import Conditions, Observation
+
+    Gi, Mi = 1 << 30, 1 << 20
+    ok = Observation(memory_capacity=8 * Gi, memory_working_set=1 * Gi, fs_bytes=100 * Gi, fs_available=50 * Gi,
+                     fs_inodes=1000, fs_inodes_free=500, pid_max=100_000, threads=500)
+    c = Conditions(transition_period=300)
+
+    def by_type(conds):
+        return {x["type"]: x for x in conds}
+
+    t0 = by_type(c.update([], ok, 1000.0))
+    assert [t0[k]["status"] for k in ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready")] == ["False", "False", "False", "True"]
+    assert t0["MemoryPressure"]["reason"] == "KubeletHasSufficientMemory"
+    low = replace(ok, memory_working_set=8 * Gi - 99 * Mi)  # memory.available 99Mi < 100Mi
+    t1 = by_type(c.update(list(t0.values()), low, 1010.0))
+    assert (t1["MemoryPressure"]["status"], t1["MemoryPressure"]["reason"]) == ("True", "KubeletHasInsufficientMemory")
+    assert t1["MemoryPressure"]["lastTransitionTime"] == "1970-01-01T00:16:50Z"
+    assert t1["DiskPressure"]["lastTransitionTime"] == t0["DiskPressure"]["lastTransitionTime"]  # no flip, no transition
+    assert t1["DiskPressure"]["lastHeartbeatTime"] == "1970-01-01T00:16:50Z"
+    t2 = by_type(c.update(list(t1.values()), ok, 1200.0))
+    assert t2["MemoryPressure"]["status"] == "True", "pressure holds for the transition period after the last reading"
+    t3 = by_type(c.update(list(t2.values()), ok, 1311.0))
+    assert t3["MemoryPressure"]["status"] == "False"
+    for obs in (replace(ok, fs_available=9 * Gi),              # nodefs.available < 10%
+                replace(ok, fs_available=14 * Gi),             # imagefs.available < 15% (the same filesystem here)
+                replace(ok, fs_inodes_free=40)):               # nodefs.inodesFree < 5%
+        assert by_type(Conditions().update([], obs, 0.0))["DiskPressure"]["status"] == "True", obs
+    assert by_type(Conditions().update([], replace(ok, fs_available=16 * Gi), 0.0))["DiskPressure"]["status"] == "False"
+    assert by_type(Conditions().update([], replace(ok, threads=96_000), 0.0))["PIDPressure"]["reason"] == "KubeletHasInsufficientPID"

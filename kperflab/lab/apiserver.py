@@ -235,10 +235,7 @@ class APIServer:
 
     def _list(self, req: Request, rtype: ResourceType, namespace: str) -> Response:
         pred = _predicate(req, rtype)
-        try:
-            limit = int(req.q("limit") or 0)
-        except ValueError:
-            raise errors.bad_request(f"invalid limit: {req.q('limit')!r}") from None
+        limit = max(0, _int_param(req, "limit", 0))  # kube-apiserver pages only for limit > 0
         items, rv, cont, remaining = self.store.list(rtype.key, namespace or None, pred, limit, req.q("continue"))
         if _wants_table(req):
             return Response(200, tables.table(rtype.key, items, _now(), rv, cont))
@@ -253,10 +250,9 @@ class APIServer:
 
     def _watch(self, req: Request, rtype: ResourceType, namespace: str) -> Response:
         pred = _predicate(req, rtype)
-        try:
-            timeout = float(req.q("timeoutSeconds") or 1800)
-        except ValueError:
-            raise errors.bad_request("invalid timeoutSeconds") from None
+        timeout = _int_param(req, "timeoutSeconds", 1800)
+        if timeout <= 0:
+            timeout = 1800
         rv = req.q("resourceVersion")
         self.store.check_version(rv)  # a bad or expired resourceVersion is a Status response, not a stream
         first = self.store.watch(rtype.key, namespace or None, rv, pred, timeout)
@@ -374,13 +370,14 @@ class APIServer:
     def _patch(self, req: Request, rtype: ResourceType, namespace: str, name: str, sub: str) -> Response:
         if "patch" not in rtype.verbs:
             raise errors.method_not_allowed()
-        ct = req.headers.get("content-type", "")
-        if ct.split(";")[0].strip() == "application/apply-patch+yaml":
+        ct = media_type(req)
+        if ct == "application/apply-patch+yaml":
             raise APIError(415, "UnsupportedMediaType",
                            "the lab does not implement server-side apply; use `kubectl apply` without --server-side")
-        body = _json_body(req)
+        body = _json_body(req, media=patch.MEDIA)
         old = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
         new = patch.apply(ct, old, body)
+        _check_shape(new, MAX_BODY)
         if not isinstance(new, dict):
             raise errors.bad_request("the patch did not produce an object")
         meta = new.setdefault("metadata", {})
@@ -398,10 +395,11 @@ class APIServer:
             raise errors.bad_request("DeleteOptions must be an object")
         grace = opts.get("gracePeriodSeconds")
         if req.q("gracePeriodSeconds"):
-            try:
-                grace = int(req.q("gracePeriodSeconds"))
-            except ValueError:
-                raise errors.bad_request("invalid gracePeriodSeconds") from None
+            grace = _int_param(req, "gracePeriodSeconds", 0)
+        if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)):
+            raise errors.bad_request(f"gracePeriodSeconds must be an integer, not {json.dumps(grace)[:40]}")
+        if grace is not None and grace < 0:
+            grace = 0  # as kube-apiserver: a negative grace period deletes at once
         pre = opts.get("preconditions") or {}
         uid = pre.get("uid") if isinstance(pre, dict) else None
         obj = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
@@ -499,25 +497,86 @@ def _predicate(req: Request, rtype: ResourceType) -> Callable[[dict[str, Any]], 
     return lambda obj: labels(obj) and fields(obj)
 
 
-def _json_body(req: Request, allow_empty: bool = False) -> Any:
+BODY_MEDIA = ("application/json", "application/yaml")
+MAX_DEPTH = 100  # nesting levels a body may have: Kubernetes objects need a few dozen
+
+
+def media_type(req: Request) -> str:
+    """The Content-Type's media type, lower case; empty or ``*/*`` is JSON."""
+    ct = req.headers.get("content-type", "").split(";")[0].strip().lower()
+    return "application/json" if ct in ("", "*/*") else ct
+
+
+def unsupported_media(accepted: tuple[str, ...]) -> APIError:
+    return APIError(415, "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - accepted media types include: {', '.join(accepted)}")
+
+
+def _finite(text: str) -> float:
+    v = float(text)
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:20]} is out of range")
+    return v
+
+
+def _json_body(req: Request, allow_empty: bool = False, media: tuple[str, ...] = BODY_MEDIA) -> Any:
+    """Decode a request body in one of ``media``: 415 for another media type, 400 for a body that does not decode,
+    nests deeper than MAX_DEPTH or expands YAML aliases beyond its own size (the 'billion laughs')."""
+    ct = media_type(req)
     if not req.body.strip():
         if allow_empty:
             return None
+        if ct not in media:
+            raise unsupported_media(media)
         raise errors.bad_request("the request body is empty")
-    ct = req.headers.get("content-type", "application/json").split(";")[0].strip()
+    if ct not in media:
+        raise unsupported_media(media)
     try:
-        if ct in ("application/yaml", "application/apply-patch+yaml"):
-            return yaml.safe_load(req.body)
-        return json.loads(req.body)
-    except (ValueError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise errors.bad_request(f"the body of the request could not be decoded: {str(exc).splitlines()[0][:200]}") from None
+        if ct.endswith("yaml"):
+            obj = yaml.safe_load(req.body)
+        else:
+            obj = json.loads(req.body, parse_float=_finite, parse_constant=_finite)
+    except (ValueError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        why = "it is nested too deeply" if isinstance(exc, RecursionError) else (str(exc).splitlines() or [""])[0][:200]
+        raise errors.bad_request(f"the body of the request could not be decoded: {why}") from None
+    _check_shape(obj, len(req.body))
+    return obj
+
+
+def _check_shape(obj: Any, size: int) -> None:
+    """Iteratively: depth ≤ MAX_DEPTH, and no more values than the body has bytes (aliases expanding)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if depth > MAX_DEPTH:
+            raise errors.bad_request(f"the body of the request could not be decoded: it nests deeper than {MAX_DEPTH} levels")
+        if seen > size + 16:
+            raise errors.bad_request("the body of the request could not be decoded: its YAML aliases expand beyond its size")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+            if not all(isinstance(k, str) for k in node):
+                raise errors.bad_request("the body of the request could not be decoded: object keys must be strings")
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+        elif isinstance(node, float) and (node != node or node in (float("inf"), float("-inf"))):
+            raise errors.bad_request("the body of the request could not be decoded: a number is out of range")
+        elif not isinstance(node, (str, int, float, bool, type(None))):  # YAML dates, sets, binary
+            raise errors.bad_request(f"the body of the request could not be decoded: {type(node).__name__} is not a JSON value")
+
+
+def _int_param(req: Request, name: str, default: int) -> int:
+    text = req.q(name)
+    if text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise errors.bad_request(f'{name}: Invalid value: "{text[:60]}": must be an integer') from None
 
 
 def _decode(req: Request, rtype: ResourceType) -> dict[str, Any]:
-    ct = req.headers.get("content-type", "application/json").split(";")[0].strip()
-    if ct not in ("application/json", "application/yaml", "*/*", ""):
-        raise APIError(415, "UnsupportedMediaType",
-                       "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml")
     obj = _json_body(req)
     if not isinstance(obj, dict):
         raise errors.bad_request(f"the body must be a {rtype.kind} object, not {type(obj).__name__}")
@@ -550,6 +609,28 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s " + fmt, self.address_string(), *args)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors the HTTP layer finds before a request reaches the API (a malformed request line, headers too large, an
+        unknown method) get a Status too; an unknown method is 405, as kube-apiserver answers it."""
+        reasons = {400: "BadRequest", 405: "MethodNotAllowed", 408: "Timeout", 413: "RequestEntityTooLarge",
+                   414: "RequestURITooLong", 431: "RequestHeaderFieldsTooLarge"}
+        if code == 501:
+            code, message = 405, "the server does not allow this method on the requested resource"
+        elif code == 505:
+            code, message = 400, f"unsupported HTTP version: {message or ''}"
+        if not self.request_version.startswith("HTTP/1."):
+            self.request_version = "HTTP/1.1"  # a garbled request line still gets a status line and headers
+        status = APIError(code, reasons.get(code, "BadRequest"), message or "bad request").status()
+        body = json.dumps(status).encode()
+        self.close_connection = True
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
     def _serve(self) -> None:
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -566,6 +647,7 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 n = -1
             if n < 0:
+                self.close_connection = True  # the stream's framing is lost: nothing after this can be read
                 self._send(Response(400, errors.bad_request("invalid Content-Length").status()))
                 return
             if n > MAX_BODY:
@@ -589,6 +671,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 size = int(line.split(b";")[0].strip() or b"x", 16)
             except ValueError:
+                self.close_connection = True
                 self._send(Response(400, errors.bad_request("malformed chunked body").status()))
                 return None
             if size == 0:
@@ -638,6 +721,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-cache, private")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)

@@ -14,6 +14,20 @@ MERGE_KEYS = {"containers": "name", "initContainers": "name", "env": "name", "vo
               "ports": "containerPort", "conditions": "type", "imagePullSecrets": "name", "tolerations": None}
 
 MEDIA = ("application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json")
+MAX_OPERATIONS = 10_000  # kube-apiserver's limit on JSON patch operations
+
+
+def _size(doc: Any, cap: int) -> int:
+    """How many values ``doc`` holds, counting up to ``cap``."""
+    stack, n = [doc], 0
+    while stack and n <= cap:
+        node = stack.pop()
+        n += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return n
 
 
 def merge(target: Any, patch: Any, strategic: bool = False, key: str = "") -> Any:
@@ -53,9 +67,19 @@ def apply(content_type: str, current: dict[str, Any], body: Any) -> dict[str, An
     if ct == "application/json-patch+json":
         if not isinstance(body, list):
             raise bad_request("json patch must be a list of operations")
+        if len(body) > MAX_OPERATIONS:
+            raise APIError(413, "RequestEntityTooLarge", f"The allowed maximum operations in a JSON patch is {MAX_OPERATIONS}, "
+                           f"got {len(body)}")
+        cap = 4 * (_size(current, 1 << 22) + _size(body, 1 << 22))
+        doc = current
         try:
-            return jsonpatch.apply_patch(current, body)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
+            for op in body:  # one at a time: `copy` can double the document each time
+                doc = jsonpatch.apply_patch(doc, [op])
+                if isinstance(op, dict) and op.get("op") == "copy" and _size(doc, cap) > cap:
+                    raise bad_request("the JSON patch grows the object beyond what the request could make")
+            return doc
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError, AttributeError,
+                ValueError) as exc:
             raise APIError(422, "Invalid", f"the server rejected our request due to an error in our request: {exc}") from None
     if not isinstance(body, dict):
         raise bad_request("the patch must be a JSON object")
