@@ -10,15 +10,25 @@ from . import cluster
 from .errors import KperflabError
 
 
-def notebooks(root: Path = Path("notebooks")) -> list[Path]:
-    return sorted(p for p in root.glob("[0-9][0-9]-*.ipynb"))
+def notebook_dirs() -> list[Path]:
+    """Where the workshop notebooks may be: ./notebooks, then the project's own (next to the installed package)."""
+    here = Path.cwd() / "notebooks"
+    project = Path(__file__).resolve().parents[1] / "notebooks"
+    return list(dict.fromkeys([here, project]))
+
+
+def notebooks() -> list[Path]:
+    """The workshop notebooks in order (``NN-name.ipynb``) from the first place that has them."""
+    for d in notebook_dirs():
+        found = sorted(d.glob("[0-9][0-9]-*.ipynb"))
+        if found:
+            return found
+    raise KperflabError(f"No workshop notebooks (NN-name.ipynb) in {' or '.join(str(d) for d in notebook_dirs())}.",
+                        hint="Run `kperflab workshop` from the kperflab repository, where `make workshop` runs.")
 
 
 def run(kubeconfig: str | None, context: str | None, out: str = "out", quick: bool = True) -> int:
     nbs = notebooks()
-    if not nbs:
-        print("No notebooks under notebooks/ yet: nothing to run. (The workshop notebooks come with their own issues.)")
-        return 0
     started_lab = False
     try:
         conn = cluster.load(kubeconfig, context)

@@ -1,0 +1,88 @@
+"""The command line as a user meets it with mistakes: one sentence and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from kperflab import workshop
+from kperflab.errors import KperflabError
+
+from .conftest import kperflab
+
+pytestmark = pytest.mark.lab
+
+
+def _one_line_error(out, *needles: str) -> None:
+    text = out.stdout + out.stderr
+    assert out.returncode == 1, text
+    assert "Traceback" not in text, text
+    for n in needles:
+        assert n in text, text
+
+
+@pytest.mark.parametrize("foreground", [True, False], ids=["foreground", "background"])
+def test_lab_up_on_a_busy_port(tmp_path, foreground):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        out = kperflab(tmp_path, "lab", "up", "--port", str(port), *(["--foreground"] if foreground else []), timeout=60)
+    _one_line_error(out, f"Port {port} on 127.0.0.1 is already in use")
+    assert not (tmp_path / "lab" / "lab.json").exists()
+
+
+def test_lab_up_with_a_port_that_is_no_port(tmp_path):
+    _one_line_error(kperflab(tmp_path, "lab", "up", "--port", "70000"), "--port 70000 is not a TCP port")
+
+
+def test_bad_and_different_settings_while_the_lab_is_up(lab):
+    _one_line_error(kperflab(lab["home"], "lab", "up", "--metric-resolution", "fast"), "is not a duration")
+    _one_line_error(kperflab(lab["home"], "lab", "up", "--metric-resolution", "30s"),
+                    "already up", "--metric-resolution 5s (you asked for 30s)", "kperflab lab down")
+    same = kperflab(lab["home"], "lab", "up", "--metric-resolution", "5000ms")
+    assert same.returncode == 0 and "already up" in same.stdout
+
+
+def test_status_and_up_after_the_kubeconfig_was_deleted(lab):
+    kc = Path(lab["kubeconfig"])
+    saved = kc.read_text()
+    kc.unlink()
+    try:
+        st = kperflab(lab["home"], "lab", "status")
+        assert st.returncode == 0 and "Traceback" not in st.stderr, st.stdout + st.stderr
+        assert "missing" in st.stdout and "node: kperflab-lab Ready=True" in st.stdout
+        up = kperflab(lab["home"], "lab", "up")
+        assert up.returncode == 0 and "wrote it again" in up.stdout, up.stdout
+        assert kc.exists() and kc.read_text() == saved
+    finally:
+        if not kc.exists():
+            kc.write_text(saved)
+
+
+def test_logs_tail_must_not_be_negative(lab):
+    _one_line_error(kperflab(lab["home"], "lab", "logs", "--tail", "-5"), "--tail -5 is negative")
+    last = kperflab(lab["home"], "lab", "logs", "--tail", "1")
+    log = (lab["home"] / "lab" / "lab.log").read_text().splitlines()
+    assert last.returncode == 0 and last.stdout.splitlines() == log[-1:]
+
+
+def test_workshop_finds_its_notebooks_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    found = workshop.notebooks()
+    assert found and all(p.parent == Path(workshop.__file__).resolve().parents[1] / "notebooks" for p in found)
+    monkeypatch.setattr(workshop, "notebook_dirs", lambda: [tmp_path / "notebooks"])
+    with pytest.raises(KperflabError, match="No workshop notebooks") as err:
+        workshop.notebooks()
+    assert "kperflab repository" in str(err.value)
+
+
+def test_lab_down_when_nothing_runs(tmp_path):
+    out = kperflab(tmp_path, "lab", "down")
+    assert out.returncode == 0 and "not running" in out.stdout and "Traceback" not in out.stderr
+    st = kperflab(tmp_path, "lab", "status")
+    assert st.returncode == 1 and "is not running" in st.stdout and "Traceback" not in st.stderr
+    assert os.path.isdir(tmp_path)
