@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import kubeconfig as kc
 from .errors import ClusterUnreachable, ConfigError, KperflabError, PermissionDenied
 
 DEFAULT_TIMEOUT = 5.0
@@ -20,88 +20,76 @@ POOL_SIZE = 32  # connections kept per host: the sampler reads many nodes at onc
 FLAVOURS = ("kperflab-lab", "kind", "minikube", "k3s", "eks", "gke", "aks", "unknown")
 
 
-def resolve_kubeconfig(kubeconfig: str | os.PathLike[str] | None = None) -> Path | None:
-    """The kubeconfig to use: the argument, else the first existing file in ``$KUBECONFIG``, else
-    ``~/.kube/config``, else the lab's kubeconfig. None when there is none.
-
-    An explicit path is returned even when it does not exist, so the caller can say so.
-    """
-    if kubeconfig:
-        return Path(kubeconfig).expanduser()
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        for part in env.split(os.pathsep):
-            if part and Path(part).expanduser().is_file():
-                return Path(part).expanduser()
-    for candidate in (Path.home() / ".kube" / "config", paths.lab_kubeconfig()):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-NO_CLUSTER_HINT = (
-    "Start the embedded lab with `kperflab lab up` (then `export KUBECONFIG=...` as it prints), "
-    "or point --kubeconfig/KUBECONFIG at your cluster."
-)
-
-
 @dataclass
 class Connection:
     """An API client plus what we know of where it points."""
 
     api: Any  # kubernetes.client.ApiClient
-    kubeconfig: Path | None
+    kubeconfig: str | None  # the kubeconfig file(s) as a KUBECONFIG value (None: in-cluster)
     context: str | None
     server: str
     namespace: str = "default"
+    source: str = ""  # which files, chosen how (for `kperflab doctor`)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def kubectl_env(self) -> dict[str, str]:
+        """The environment that makes kubectl read the same kubeconfig(s)."""
+        env = dict(os.environ)
+        if self.kubeconfig:
+            env["KUBECONFIG"] = self.kubeconfig
+        return env
 
 
 def load(kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None,
          timeout: float = DEFAULT_TIMEOUT) -> Connection:
-    """Load a kubeconfig (or the in-cluster config) into an API client. Raises :class:`ConfigError`."""
+    """Load the kubeconfig kubectl would use (see `kperflab.kubeconfig`), else the in-cluster config, else the
+    lab's kubeconfig, into an API client. Raises :class:`ConfigError` naming the file and the next step."""
     from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
 
-    path = resolve_kubeconfig(kubeconfig)
-    if path is None:
+    loaded = kc.load(kubeconfig)
+    if loaded is None:
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
             cfg = client.Configuration()
-            config.load_incluster_config(client_configuration=cfg)
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+            except Exception as exc:  # noqa: BLE001 - a pod without a service account token
+                raise ConfigError(f"In a pod, but the in-cluster config cannot be used ({_one_line(exc)}).",
+                                  hint="Mount a service account token, or point KUBECONFIG at a kubeconfig.") from None
             cfg.retries = 0
             cfg.connection_pool_maxsize = POOL_SIZE
             ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
             ns = ns_file.read_text().strip() if ns_file.exists() else "default"
-            return Connection(client.ApiClient(cfg), None, "in-cluster", cfg.host, ns)
-        raise ConfigError("No kubeconfig found (looked at $KUBECONFIG, ~/.kube/config and the lab's).", hint=NO_CLUSTER_HINT)
-    if not path.is_file():
-        raise ConfigError(f"The kubeconfig {path} does not exist.", hint=NO_CLUSTER_HINT)
-    try:
-        contexts, active = config.list_kube_config_contexts(config_file=str(path))
-    except (ConfigException, Exception) as exc:  # yaml errors, missing keys, wrong types
-        raise ConfigError(
-            f"The kubeconfig {path} cannot be read ({_one_line(exc)}).",
-            hint="Check it with `kubectl config view`, or start the lab with `kperflab lab up`.",
-        ) from None
-    names = [c["name"] for c in contexts or []]
+            return Connection(client.ApiClient(cfg), None, "in-cluster", cfg.host, ns, source="in-cluster service account")
+        loaded = kc.load_lab()
+    if loaded is None:
+        raise ConfigError("No kubeconfig found (KUBECONFIG is not set, and there is no ~/.kube/config nor a lab's).",
+                          hint=kc.NO_CLUSTER_HINT)
+    names = loaded.contexts()
+    where = ", ".join(str(f) for f in loaded.files)
     if context and context not in names:
-        raise ConfigError(
-            f"The context '{context}' is not in {path} (it has: {', '.join(names) or 'none'}).",
-            hint="Pick one of those with --context, or run `kubectl config get-contexts`.",
-        )
-    chosen = next(c for c in contexts if c["name"] == context) if context else active
+        raise ConfigError(f"The context '{context}' is not in {where} (it has: {', '.join(map(str, names)) or 'none'}).",
+                          hint="Pick one of those with --context, or run `kubectl config get-contexts`.")
+    chosen = context or loaded.current_context()
+    if not chosen:
+        raise ConfigError(f"{where} sets no current context.",
+                          hint=f"Pick one with --context ({', '.join(map(str, names)) or 'it has none'}), or "
+                               "`kubectl config use-context NAME`.")
+    if chosen not in names:
+        raise ConfigError(f"The current context '{chosen}' of {where} is not one of its contexts "
+                          f"({', '.join(map(str, names)) or 'none'}).", hint="Fix it with `kubectl config use-context NAME`.")
     cfg = client.Configuration()
     try:
-        config.load_kube_config(config_file=str(path), context=context, client_configuration=cfg)
+        config.load_kube_config_from_dict(loaded.config, context=chosen, client_configuration=cfg, persist_config=False)
     except Exception as exc:  # noqa: BLE001 - any loader failure is a config problem for the user
         raise ConfigError(
-            f"The kubeconfig {path} cannot be used ({_one_line(exc)}).",
+            f"The kubeconfig {where} cannot be used ({_one_line(exc)}).",
             hint="Check the context's cluster and user entries with `kubectl config view`.",
         ) from None
     cfg.retries = 0
     cfg.connection_pool_maxsize = POOL_SIZE
-    ns = ((chosen or {}).get("context") or {}).get("namespace") or "default"
-    conn = Connection(client.ApiClient(cfg), path, (chosen or {}).get("name"), cfg.host, ns)
+    ctx = next(c for c in loaded.config["contexts"] if c.get("name") == chosen)
+    ns = ((ctx.get("context") if isinstance(ctx.get("context"), dict) else None) or {}).get("namespace") or "default"
+    conn = Connection(client.ApiClient(cfg), loaded.value, chosen, cfg.host, ns, source=loaded.describe())
     conn.extra["timeout"] = timeout
     return conn
 

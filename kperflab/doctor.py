@@ -59,7 +59,7 @@ def _cluster_checks(kubeconfig: str | None, context: str | None, namespace: str 
         rows.append(Check("kubeconfig", FAIL, exc.message, exc.hint or ""))
         return skip_rest("no usable kubeconfig")
     ns = namespace or conn.namespace
-    rows.append(Check("kubeconfig", OK, f"{conn.kubeconfig or 'in-cluster'} (context {conn.context}, namespace {ns})"))
+    rows.append(Check("kubeconfig", OK, f"{conn.source} (context {conn.context}, namespace {ns})"))
     try:
         version = cluster.server_version(conn, timeout)
     except KperflabError as exc:

@@ -130,12 +130,12 @@ def top_vs_kubectl(cluster: Any, namespace: str, attempts: int = 5) -> Result:
         df = cluster.top_pods(namespace)
         return Result(df, figures.top_bars(df), "kubectl is not installed here (or the kubeconfig is in-cluster), so only "
                       "kperflab's numbers are shown.")
-    args = [kubectl, "--kubeconfig", str(cluster.conn.kubeconfig), "top", "pod", "-n", namespace, "--no-headers"]
+    args = [kubectl, "top", "pod", "-n", namespace, "--no-headers"]
     if cluster.conn.context:
-        args[3:3] = ["--context", cluster.conn.context]
+        args[1:1] = ["--context", cluster.conn.context]
     for _ in range(attempts):
         before = cluster.top_pods(namespace)
-        out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60, env=cluster.conn.kubectl_env())
         after = cluster.top_pods(namespace)
         cols = ["name", "cpu_millicores", "memory_mib"]
         if before[cols].equals(after[cols]):
