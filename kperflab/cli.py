@@ -55,9 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--kubeconfig")
     serve.add_argument("--no-limits", action="store_true")
 
-    p = sub.add_parser("clean", help="delete namespaces kperflab created that were left behind")
+    p = sub.add_parser("clean", help="delete your stale kperflab workspaces (namespaces a dead kernel left)")
     _add_cluster_args(p)
-    p.add_argument("--dry-run", action="store_true", help="only list them")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    p.add_argument("--all-stale", action="store_true",
+                   help="also other users' stale workspaces (for an instructor); live ones are never deleted")
 
     p = sub.add_parser("workshop", help="run every notebook with papermill into out/ (starts the lab if no cluster)")
     _add_cluster_args(p)
@@ -96,12 +98,11 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from . import cluster
+    from . import cluster, workspace
 
     conn = cluster.load(args.kubeconfig, args.context)
-    names = cluster.clean(conn, dry_run=args.dry_run)
-    verb = "would delete" if args.dry_run else "deleted"
-    print(f"{verb} {len(names)} namespace(s){': ' + ', '.join(names) if names else ''}")
+    report = workspace.clean(conn, all_stale=args.all_stale, dry_run=args.dry_run)
+    print("\n".join(report.lines(args.dry_run)))
     return 0
 
 

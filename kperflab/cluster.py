@@ -270,22 +270,20 @@ def can_i(conn: Connection, verb: str, resource: str, *, subresource: str = "", 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 
 
-def clean(conn: Connection, dry_run: bool = False, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
-    """Delete the namespaces kperflab created (label app.kubernetes.io/managed-by=kperflab)."""
+def whoami(conn: Connection, timeout: float = DEFAULT_TIMEOUT) -> str | None:
+    """The user name the API server says we are (a SelfSubjectReview, authentication.k8s.io/v1, Kubernetes ≥ 1.28),
+    or None where the server does not say (older clusters, or not allowed)."""
     from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
-    v1 = client.CoreV1Api(conn.api)
     try:
-        items = v1.list_namespace(label_selector=f"{MANAGED_BY}=kperflab", _request_timeout=timeout).items
+        review = client.AuthenticationV1Api(conn.api).create_self_subject_review(client.V1SelfSubjectReview(),
+                                                                                  _request_timeout=timeout)
+    except ApiException as exc:
+        if exc.status in (403, 404, 405, 415):
+            return None
+        raise translate(exc, conn.server, verb="create", resource="selfsubjectreviews") from None
     except Exception as exc:  # noqa: BLE001
-        raise translate(exc, conn.server, verb="list", resource="namespaces") from None
-    names = [ns.metadata.name for ns in items if not ns.metadata.deletion_timestamp]
-    if not dry_run:
-        for name in names:
-            try:
-                v1.delete_namespace(name, _request_timeout=timeout)
-            except Exception as exc:  # noqa: BLE001
-                err = translate(exc, conn.server, verb="delete", resource=f"namespace {name}")
-                if "404" not in str(err):
-                    raise err from None
-    return names
+        raise translate(exc, conn.server, verb="create", resource="selfsubjectreviews") from None
+    info = review.status.user_info if review.status else None
+    return info.username if info and info.username else None

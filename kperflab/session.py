@@ -73,6 +73,11 @@ class Cluster:
         return self._nodes
 
     @cached_property
+    def user(self) -> str | None:
+        """Who the API server says we are (a SelfSubjectReview); None where it does not say. Workspaces record it."""
+        return cl.whoami(self.conn, self.timeout)
+
+    @cached_property
     def kube_proxy_mode(self) -> str | None:
         """iptables, ipvs, nftables … from kube-proxy's ConfigMap (kubeadm, kind) when readable; None otherwise."""
         import yaml
@@ -105,7 +110,7 @@ class Cluster:
         """A few lines for a notebook's connect cell: which cluster this is and what works here."""
         caps = self.capabilities
         lines = [f"Cluster: {self.flavour} {self.version} at {self.conn.server} ({len(self._nodes)} node(s)), "
-                 f"context {self.conn.context or '-'}, namespace {self.namespace}"]
+                 f"context {self.conn.context or '-'}, namespace {self.namespace}, user {self.user or 'not reported'}"]
         lines.append(f"{'✓' if caps['metrics_api'] else '✗'} metrics API: "
                      + (f"metrics.k8s.io/{self.metrics_api}" if caps["metrics_api"] else
                         "not served, so the kubectl top cells will fail. " + cl.metrics_hint(self.flavour)))

@@ -3,26 +3,49 @@
     with cluster.workspace("foundations") as ws:
         ws.run(workloads.cpu_burner(cores=0.5))
 
-Namespaces carry ``app.kubernetes.io/managed-by=kperflab``; `kperflab clean` deletes those a dead kernel left.
-Workspaces still open when the interpreter exits (a kernel restart) are deleted by an atexit hook.
+Each workspace says whose it is and whether the kernel that made it still lives, so that on a shared cluster one
+participant's `kperflab clean` never deletes another's running experiment:
+
+- the namespace is labelled ``app.kubernetes.io/managed-by=kperflab`` and annotated with its owner, the user name the
+  API server reports for us (a SelfSubjectReview), and the host and process that made it;
+- a Lease ``kperflab-workspace`` in it is renewed every 30 s by the process while the workspace is open (the way
+  kubelets and controllers show they are alive); it lapses 120 s after the kernel dies.
+
+`clean` deletes the caller's stale workspaces (lease lapsed; or, without a lease, older than an hour) and says what
+it deletes and what it keeps; ``all_stale=True`` (an instructor's ``kperflab clean --all-stale``) deletes anyone's
+stale ones. Workspaces still open when the interpreter exits (a kernel restart) are deleted by an atexit hook.
 """
 
 from __future__ import annotations
 
 import atexit
+import datetime as dt
+import logging
+import os
 import re
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from .cluster import MANAGED_BY, translate
+from .cluster import DEFAULT_TIMEOUT, Connection, translate, whoami
 from .errors import ExperimentFailed, KperflabError
 
+log = logging.getLogger("kperflab.workspace")
 Obj = dict[str, Any]
+MANAGED_BY = "app.kubernetes.io/managed-by"
+OWNER = "kperflab.dev/owner"
+HOLDER = "kperflab.dev/holder"
+LEASE = "kperflab-workspace"
+LEASE_SECONDS = 120
+RENEW_SECONDS = 30.0
+NO_LEASE_GRACE = 3600.0  # a workspace without a heartbeat lease counts as stale only after this long
 _OPEN: set[Workspace] = set()
 _OPEN_LOCK = threading.Lock()
+_BEAT: threading.Thread | None = None
 
 
 def _name(base: str) -> str:
@@ -39,6 +62,8 @@ class Workspace:
         self.labels = {MANAGED_BY: "kperflab", "kperflab.dev/workspace": re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:63],
                        **(labels or {})}
         self.created = False
+        self.holder = ""
+        self.heartbeat = "not open"  # "" while the lease is renewed, else why there is none
 
     # -- lifetime ------------------------------------------------------------------------------
     def __enter__(self) -> Workspace:
@@ -51,15 +76,45 @@ class Workspace:
     def open(self) -> Workspace:
         from kubernetes import client
 
+        owner = self.cluster.user or ""
+        self.holder = f"{owner or 'unknown'}@{socket.gethostname()}/{os.getpid()}"
         try:
-            self.cluster.core.create_namespace(client.V1Namespace(
-                metadata=client.V1ObjectMeta(name=self.namespace, labels=self.labels)), _request_timeout=self.cluster.timeout)
+            self.cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+                name=self.namespace, labels=self.labels, annotations={OWNER: owner, HOLDER: self.holder})),
+                _request_timeout=self.cluster.timeout)
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, self.cluster.conn.server, verb="create", resource="namespaces") from None
         self.created = True
+        self.heartbeat = self._create_lease()
         with _OPEN_LOCK:
             _OPEN.add(self)
+        _start_heartbeat()
         return self
+
+    def _create_lease(self) -> str:
+        """The heartbeat lease; "" when created, else why not (the workspace works without it; `clean` then waits an
+        hour before it calls the workspace stale)."""
+        from kubernetes import client
+
+        now = _now()
+        lease = client.V1Lease(metadata=client.V1ObjectMeta(name=LEASE, labels={MANAGED_BY: "kperflab"}),
+                               spec=client.V1LeaseSpec(holder_identity=self.holder, lease_duration_seconds=LEASE_SECONDS,
+                                                       acquire_time=now, renew_time=now))
+        try:
+            client.CoordinationV1Api(self.cluster.api).create_namespaced_lease(self.namespace, lease,
+                                                                                _request_timeout=self.cluster.timeout)
+            return ""
+        except Exception as exc:  # noqa: BLE001 - no heartbeat is not a reason to stop the experiment
+            return str(translate(exc, self.cluster.conn.server, verb="create", resource="leases"))
+
+    def renew(self) -> None:
+        """Tell the cluster this workspace's kernel is alive (what the heartbeat thread calls)."""
+        from kubernetes import client
+
+        if self.heartbeat or not self.created:
+            return
+        client.CoordinationV1Api(self.cluster.api).patch_namespaced_lease(
+            LEASE, self.namespace, {"spec": {"renewTime": _now().isoformat()}}, _request_timeout=self.cluster.timeout)
 
     def close(self, wait: bool = True) -> None:
         """Delete the namespace (everything in it goes with it) and wait until it is gone. A second Ctrl-C during
@@ -181,6 +236,181 @@ def terminated(pod: Any, container: str | None = None) -> Any:
         if cs.last_state and cs.last_state.terminated:
             return cs.last_state.terminated
     return None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _start_heartbeat() -> None:
+    global _BEAT
+    with _OPEN_LOCK:
+        if _BEAT is not None and _BEAT.is_alive():
+            return
+        _BEAT = threading.Thread(target=_beat, name="kperflab-heartbeat", daemon=True)
+        _BEAT.start()
+
+
+def _beat() -> None:
+    """Renew the lease of every open workspace every RENEW_SECONDS; end when none is open."""
+    while True:
+        time.sleep(RENEW_SECONDS)
+        with _OPEN_LOCK:
+            open_now = list(_OPEN)
+        if not open_now:
+            return
+        for ws in open_now:
+            try:
+                ws.renew()
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the lease outlives a few
+                log.debug("renewing the lease of %s failed", ws.namespace, exc_info=True)
+
+
+# -- which workspaces are whose, and which are stale -------------------------------------------------
+
+@dataclass
+class WorkspaceInfo:
+    namespace: str
+    owner: str | None  # None: made by a kperflab that did not record it
+    holder: str | None
+    created: dt.datetime
+    renewed: dt.datetime | None = None
+    duration: int | None = None
+    terminating: bool = False
+    lease: str = "none"  # "found", "none" or why it could not be read
+
+    def stale(self, now: dt.datetime) -> bool:
+        if self.terminating or self.lease not in ("found", "none"):
+            return False
+        if self.renewed is not None and self.duration is not None:
+            return (now - self.renewed).total_seconds() > self.duration
+        return (now - self.created).total_seconds() > NO_LEASE_GRACE
+
+    def state(self, now: dt.datetime) -> str:
+        if self.terminating:
+            return "being deleted"
+        if self.lease not in ("found", "none"):
+            return f"liveness unknown ({self.lease})"
+        if self.renewed is not None:
+            ago = (now - self.renewed).total_seconds()
+            return f"{'stale' if self.stale(now) else 'live'}: last heartbeat {_ago(ago)} ago"
+        return f"{'stale' if self.stale(now) else 'young'}: no heartbeat lease, created {_ago((now - self.created).total_seconds())} ago"
+
+
+def _ago(seconds: float) -> str:
+    s = int(max(0, seconds))
+    return f"{s // 3600} h {s % 3600 // 60} min" if s >= 3600 else (f"{s // 60} min" if s >= 60 else f"{s} s")
+
+
+def _aware(t: Any) -> dt.datetime | None:
+    if t is None:
+        return None
+    if isinstance(t, str):
+        t = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def list_workspaces(conn: Connection, timeout: float = DEFAULT_TIMEOUT) -> list[WorkspaceInfo]:
+    """Every kperflab workspace on the cluster with its owner and heartbeat."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    v1 = client.CoreV1Api(conn.api)
+    try:
+        nss = v1.list_namespace(label_selector=f"{MANAGED_BY}=kperflab", _request_timeout=timeout).items
+    except Exception as exc:  # noqa: BLE001
+        raise translate(exc, conn.server, verb="list", resource="namespaces") from None
+    coord = client.CoordinationV1Api(conn.api)
+    leases: dict[str, Any] | None
+    try:
+        leases = {x.metadata.namespace: x for x in coord.list_lease_for_all_namespaces(
+            label_selector=f"{MANAGED_BY}=kperflab", _request_timeout=timeout).items if x.metadata.name == LEASE}
+    except ApiException as exc:
+        if exc.status != 403:
+            raise translate(exc, conn.server, verb="list", resource="leases") from None
+        leases = None  # not allowed cluster-wide: read them one namespace at a time
+    except Exception as exc:  # noqa: BLE001
+        raise translate(exc, conn.server, verb="list", resource="leases") from None
+    out = []
+    for ns in nss:
+        ann = ns.metadata.annotations or {}
+        info = WorkspaceInfo(ns.metadata.name, ann.get(OWNER) or None, ann.get(HOLDER), _aware(ns.metadata.creation_timestamp),
+                             terminating=ns.metadata.deletion_timestamp is not None)
+        lease = leases.get(info.namespace) if leases is not None else None
+        if leases is None:
+            try:
+                lease = coord.read_namespaced_lease(LEASE, info.namespace, _request_timeout=timeout)
+            except ApiException as exc:
+                if exc.status != 404:
+                    info.lease = f"cannot read its lease: HTTP {exc.status}"
+        if lease is not None and lease.spec is not None:
+            info.lease = "found"
+            info.renewed = _aware(lease.spec.renew_time or lease.spec.acquire_time)
+            info.duration = lease.spec.lease_duration_seconds
+        out.append(info)
+    return sorted(out, key=lambda w: w.created)
+
+
+@dataclass
+class CleanReport:
+    user: str | None
+    deleted: list[WorkspaceInfo] = field(default_factory=list)
+    live: list[WorkspaceInfo] = field(default_factory=list)  # the caller's (or, with all_stale, anyone's) live ones
+    others: list[WorkspaceInfo] = field(default_factory=list)  # other users' stale ones, kept
+    unknown: list[WorkspaceInfo] = field(default_factory=list)  # liveness could not be read, kept
+    now: dt.datetime = field(default_factory=_now)
+
+    def lines(self, dry_run: bool = False) -> list[str]:
+        who = f"You are {self.user} (as the API server says)." if self.user else \
+            "The API server does not say who you are (no SelfSubjectReview), so no workspace counts as yours."
+        out = [who]
+        verb = "Would delete" if dry_run else "Deleted"
+        if self.deleted:
+            out.append(f"{verb} {len(self.deleted)} stale workspace(s):")
+            out += [f"  {w.namespace}  owner {w.owner or 'unknown'}  {w.state(self.now)}" for w in self.deleted]
+        else:
+            out.append("No stale workspace to delete.")
+        if self.live:
+            out.append(f"Kept {len(self.live)} live workspace(s): " + ", ".join(w.namespace for w in self.live))
+        if self.others:
+            out.append(f"Kept {len(self.others)} stale workspace(s) of other users (`kperflab clean --all-stale` deletes "
+                       "them, for an instructor): " + ", ".join(f"{w.namespace} ({w.owner or 'owner unknown'})" for w in self.others))
+        if self.unknown:
+            out.append(f"Kept {len(self.unknown)} workspace(s) whose heartbeat could not be read: "
+                       + ", ".join(f"{w.namespace} ({w.lease})" for w in self.unknown))
+        return out
+
+
+def clean(conn: Connection, *, all_stale: bool = False, dry_run: bool = False,
+          timeout: float = DEFAULT_TIMEOUT) -> CleanReport:
+    """Delete stale workspaces: the caller's by default, anyone's with ``all_stale``. A live workspace (its kernel
+    renews its lease) is never deleted, whoever asks."""
+    from kubernetes import client
+
+    me = whoami(conn, timeout)
+    report = CleanReport(me)
+    for w in list_workspaces(conn, timeout):
+        mine = me is not None and w.owner == me
+        if w.terminating:
+            continue
+        if w.lease not in ("found", "none"):
+            report.unknown.append(w)
+        elif not w.stale(report.now):
+            if mine or all_stale:
+                report.live.append(w)
+        elif mine or all_stale:
+            report.deleted.append(w)
+        else:
+            report.others.append(w)
+    if not dry_run:
+        v1 = client.CoreV1Api(conn.api)
+        for w in report.deleted:
+            try:
+                v1.delete_namespace(w.namespace, _request_timeout=timeout)
+            except Exception as exc:  # noqa: BLE001
+                if getattr(exc, "status", None) != 404:
+                    raise translate(exc, conn.server, verb="delete", resource=f"namespace {w.namespace}") from None
+    return report
 
 
 @atexit.register

@@ -86,3 +86,22 @@ def test_lab_down_when_nothing_runs(tmp_path):
     st = kperflab(tmp_path, "lab", "status")
     assert st.returncode == 1 and "is not running" in st.stdout and "Traceback" not in st.stderr
     assert os.path.isdir(tmp_path)
+
+
+def test_down_stops_a_lab_of_an_older_kperflab(tmp_path):
+    """A lab started by an earlier kperflab holds no lock; `lab down` still finds it by lab.json's pid (a `lab serve`
+    working in this state dir) and stops it instead of saying nothing runs."""
+    import json
+    import subprocess
+    import sys
+
+    state = tmp_path / "lab"
+    state.mkdir()
+    old = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "kperflab.cli", "lab", "serve"], cwd=state)
+    try:
+        (state / "lab.json").write_text(json.dumps({"pid": old.pid, "port": 1, "lab_id": "0123456789abcdef"}))
+        out = kperflab(tmp_path, "lab", "down", timeout=60)
+        assert out.returncode == 0 and "The lab is down" in out.stdout, out.stdout + out.stderr
+        assert old.wait(10) is not None
+    finally:
+        old.kill()

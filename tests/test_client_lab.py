@@ -120,10 +120,21 @@ def test_sampler_turns_counters_into_rates(cluster):
         assert 50000 in set(cad[cad.namespace == ws.namespace].value)
 
 
-def test_clean_removes_what_a_dead_kernel_left(cluster, lab):
-    ws = cluster.workspace("left-behind").open()  # never closed, as if the kernel died
+def test_clean_keeps_a_live_workspace_and_removes_it_once_its_kernel_is_gone(cluster, lab):
+    import datetime as dt
+
+    from kubernetes import client
+
+    from kperflab.workspace import _OPEN, LEASE
+
+    ws = cluster.workspace("left-behind").open()  # never closed
     out = kperflab_cli(lab["home"], "clean", "--kubeconfig", str(lab["kubeconfig"]))
-    assert out.returncode == 0 and ws.namespace in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0 and "Kept 1 live" in out.stdout and not gone(cluster, ws.namespace), out.stdout + out.stderr
+    _OPEN.discard(ws)  # as if this kernel died: no more heartbeats, and its lease last renewed 5 minutes ago
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)).isoformat()
+    client.CoordinationV1Api(cluster.api).patch_namespaced_lease(LEASE, ws.namespace, {"spec": {"renewTime": past}})
+    out = kperflab_cli(lab["home"], "clean", "--kubeconfig", str(lab["kubeconfig"]))
+    assert out.returncode == 0 and ws.namespace in out.stdout.split("Kept")[0], out.stdout + out.stderr
     deadline = time.time() + 30
     while time.time() < deadline and not gone(cluster, ws.namespace):
         time.sleep(0.2)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import hmac
 import json
 import logging
 import ssl
@@ -24,6 +23,7 @@ import yaml
 
 from . import errors, patch, tables
 from . import validation as val
+from .authn import ADMIN, Authenticator, User
 from .errors import APIError
 from .resources import BY_PATH, TYPES, ResourceType, api_resource_list, groups
 from .selectors import parse_field_selector, parse_label_selector
@@ -52,6 +52,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes = b""
+    user: User | None = None  # set by authentication
 
     def q(self, name: str, default: str = "") -> str:
         return self.query.get(name, default)
@@ -67,13 +68,13 @@ def _now() -> float:
 class APIServer:
     """Routes Kubernetes API requests to the store and to the lab's parts (kubelet logs, node proxy)."""
 
-    def __init__(self, store: Store, token: str, *, version: dict[str, str],
+    def __init__(self, store: Store, token: str | Authenticator, *, version: dict[str, str],
                  logs: Callable[..., Iterator[bytes]] | None = None,
                  node_proxy: Callable[[str, str, dict[str, str]], Response] | None = None,
                  extra_groups: dict[str, Any] | None = None,
                  ready: Callable[[], bool] = lambda: True) -> None:
         self.store = store
-        self.token = token
+        self.authn = token if isinstance(token, Authenticator) else Authenticator(token)
         self.version = version
         self.logs = logs
         self.node_proxy = node_proxy
@@ -91,17 +92,19 @@ class APIServer:
             log.exception("internal error on %s %s", req.method, req.path)
             return Response(500, APIError(500, "InternalError", "an error on the server has prevented the request from succeeding").status())
 
-    def _authenticated(self, req: Request) -> bool | None:
+    def _authenticate(self, req: Request) -> bool | None:
+        """Sets ``req.user``; None without credentials, False for credentials no one has."""
         auth = req.headers.get("authorization", "")
         if not auth:
             return None
         if not auth.lower().startswith("bearer "):
             return False
-        return hmac.compare_digest(auth[7:].strip().encode(), self.token.encode())
+        req.user = self.authn.user(auth[7:].strip())
+        return req.user is not None
 
     def _handle(self, req: Request) -> Response:
         path = req.path.rstrip("/") or "/"
-        authed = self._authenticated(req)
+        authed = self._authenticate(req)
         if authed is False:
             raise errors.unauthorized()
         if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
@@ -199,7 +202,7 @@ class APIServer:
         sub = "/".join(rest[2:]) if len(rest) > 2 else ""
         if sub and sub.split("/")[0] not in rtype.subresources:
             raise _no_resource()
-        if rtype.plural in ("selfsubjectaccessreviews", "selfsubjectrulesreviews"):
+        if rtype.plural in ("selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews"):
             return self._review(req, rtype)
         if sub == "log":
             return self._logs(req, namespace, name)
@@ -450,8 +453,13 @@ class APIServer:
         if not isinstance(body, dict):
             raise errors.bad_request("the review must be an object")
         body["kind"], body["apiVersion"] = rtype.kind, rtype.group_version
-        if rtype.kind == "SelfSubjectAccessReview":
-            body["status"] = {"allowed": True, "reason": "the lab's token is the cluster admin"}
+        user = req.user or ADMIN
+        if rtype.kind == "SelfSubjectReview":
+            body["status"] = {"userInfo": user.info()}
+        elif rtype.kind == "SelfSubjectAccessReview":
+            body["status"] = {"allowed": True, "reason": f'user "{user.name}" is in group system:masters'
+                              if "system:masters" in user.groups
+                              else "the lab allows every authenticated user: it does not enforce RBAC yet"}
         else:
             body["status"] = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
                               "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": False}

@@ -53,7 +53,23 @@ def read_state() -> dict[str, Any] | None:
 def running() -> dict[str, Any] | None:
     """This KPERFLAB_HOME's lab when it is alive (it holds its state dir's lock), else None."""
     st = read_state()
-    return st if st and labs.state_dir_locked(paths.lab_state_dir()) else None
+    return st if st and _alive(paths.lab_state_dir(), st) else None
+
+
+def _alive(state_dir: Path, st: dict[str, Any] | None) -> bool:
+    """A lab runs from this state dir: it holds the lock, or (a lab of an older kperflab, which took no lock) the pid
+    in lab.json is a `kperflab lab serve` working in this state dir."""
+    if labs.state_dir_locked(state_dir):
+        return True
+    if not st or not st.get("pid"):
+        return False
+    try:
+        pid = int(st["pid"])
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except (OSError, ValueError):
+        return False
+    return b"kperflab.cli" in cmd and b"serve" in cmd and cwd == str(state_dir)
 
 
 def _healthy(port: int, ca: Path, timeout: float = 2.0) -> bool:
@@ -164,12 +180,12 @@ def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, m
     state_dir = _state_dir()
     kc = Path(kubeconfig).expanduser() if kubeconfig else paths.lab_kubeconfig()
     st = read_state()
-    if labs.state_dir_locked(state_dir):
+    if _alive(state_dir, st):
         if st and _healthy(st["port"], state_dir / "tls" / "ca.crt"):
             return _already_up(st, kubeconfig, kc, port, metric_resolution, limits, state_dir)
         if st:  # alive but not answering: a hung lab of this home
-            _stop_pid(st["pid"], state_dir, grace=5.0)
-        if labs.state_dir_locked(state_dir):
+            _stop_pid(st["pid"], state_dir, st, grace=5.0)
+        if _alive(state_dir, st):
             raise LabError(f"A lab from {state_dir} holds its lock but does not answer.",
                            hint="Stop it with `kperflab lab down`.")
     if kc.exists() and not _is_ours(kc):
@@ -288,36 +304,36 @@ def serve(port: int = 0, metric_resolution: str = DEFAULT_RESOLUTION, kubeconfig
     return 0
 
 
-def _stop_pid(pid: int, state_dir: Path, grace: float) -> None:
-    """SIGTERM the lab process of this state dir, SIGKILL after ``grace`` seconds; wait until its lock is free."""
+def _stop_pid(pid: int, state_dir: Path, st: dict[str, Any] | None, grace: float) -> None:
+    """SIGTERM the lab process of this state dir, SIGKILL after ``grace`` seconds; wait until it is gone."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace
-    while labs.state_dir_locked(state_dir) and time.monotonic() < deadline:
+    while _alive(state_dir, st) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if labs.state_dir_locked(state_dir):
+    if _alive(state_dir, st):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + 5
-        while labs.state_dir_locked(state_dir) and time.monotonic() < deadline:
+        while _alive(state_dir, st) and time.monotonic() < deadline:
             time.sleep(0.05)
 
 
 def down(timeout: float = 40.0) -> int:
     state_dir = paths.lab_state_dir()
     st = read_state()
-    was_up = labs.state_dir_locked(state_dir)
+    was_up = _alive(state_dir, st)
     lab_id = _home_lab_id(state_dir)
     if was_up:
         pid = st["pid"] if st else next((r.info.get("pid") for r in labs.records()
                                          if r.alive and r.state_dir == state_dir), None)
         if pid is None:
             raise LabError(f"A lab holds {state_dir}/lab.lock but its pid is unknown.", hint="Find it with `kperflab lab status`.")
-        _stop_pid(int(pid), state_dir, timeout)
+        _stop_pid(int(pid), state_dir, st, timeout)
     # this home's lab, and any earlier lab of this home that died leaving its run dir
     ids = {lab_id} if lab_id else set()
     if (state_dir / "run").is_dir():

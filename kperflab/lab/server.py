@@ -14,6 +14,7 @@ from typing import Any
 
 from . import cgroups, labs
 from .apiserver import APIServer, serve
+from .authn import Authenticator
 from .cadvisor import Sampler
 from .controllers import Controllers
 from .kubelet import Kubelet
@@ -65,7 +66,8 @@ class Lab:
             f"; WARNING: {self.unenforced}, so pod CPU and memory limits are not enforced" if self.unenforced else ""))
         self.stop_event = threading.Event()
         self.metric_resolution = metric_resolution
-        self.api = APIServer(self.store, token, version=version_info(), ready=lambda: self._ready)
+        self.api = APIServer(self.store, Authenticator(token, state_dir / "tokens.csv"), version=version_info(),
+                             ready=lambda: self._ready)
         self._ready = False
         self.server, _ = serve(self.api, tls[0], tls[1], port)
         self.port = self.server.server_address[1]

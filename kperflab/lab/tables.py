@@ -192,6 +192,11 @@ def daemonsets(obj: Obj, now: float) -> list[Any]:
             age(obj["metadata"].get("creationTimestamp"), now)]
 
 
+def leases(obj: Obj, now: float) -> list[Any]:
+    return [obj["metadata"]["name"], (obj.get("spec") or {}).get("holderIdentity") or "",
+            age(obj["metadata"].get("creationTimestamp"), now)]
+
+
 def configmaps(obj: Obj, now: float) -> list[Any]:
     return [obj["metadata"]["name"], len(obj.get("data") or {}) + len(obj.get("binaryData") or {}),
             age(obj["metadata"].get("creationTimestamp"), now)]
@@ -245,6 +250,7 @@ TABLES: dict[str, tuple[list[dict[str, Any]], Callable[[Obj, float], list[Any]]]
     "events.k8s.io/v1/events": ([col("Last Seen"), col("Type"), col("Reason"), col("Object"), col("Message")], events),
     "v1/services": ([NAME, col("Type"), col("Cluster-IP"), col("External-IP"), col("Port(s)"), AGE, col("Selector", priority=1)], services),
     "v1/configmaps": ([NAME, col("Data", "integer"), AGE], configmaps),
+    "coordination.k8s.io/v1/leases": ([NAME, col("Holder"), AGE], leases),
     "v1/persistentvolumes": ([NAME, col("Capacity"), col("Access Modes"), col("Reclaim Policy"), col("Status"), col("Claim"),
                               col("StorageClass"), col("VolumeAttributesClass"), col("Reason"), AGE], pvs),
     "v1/persistentvolumeclaims": ([NAME, col("Status"), col("Volume"), col("Capacity"), col("Access Modes"), col("StorageClass"),
