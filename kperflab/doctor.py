@@ -127,6 +127,13 @@ def run(kubeconfig: str | None = None, context: str | None = None, namespace: st
 
 
 def exit_code(rows: list[Check]) -> int:
+    """0 when no check failed; information rows do not count.
+
+    >>> exit_code([Check("python", OK, "3.11.7"), Check("ipvs", INFO, "no ip_vs module")])
+    0
+    >>> exit_code([Check("kubeconfig", FAIL, "KUBECONFIG names /typo.yaml, and it does not exist.")])
+    1
+    """
     return 1 if any(r.status == FAIL for r in rows) else 0
 
 

@@ -72,6 +72,23 @@ class Cluster:
         self._nodes = cl.list_nodes(self.conn, self.timeout)
         return self._nodes
 
+    @property
+    def limits_enforced(self) -> bool:
+        return not self.limits_note
+
+    @cached_property
+    def limits_note(self) -> str:
+        """"" where CPU and memory limits are enforced (every real cluster), else a clause saying why not, e.g.
+        "limits are not enforced on node kperflab-lab (the lab is not running as root)". Read from the nodes' own
+        annotations (``kperflab.dev/limits-enforced``), which only a node that cannot enforce limits sets to false."""
+        notes = []
+        for n in self._nodes:
+            ann = n["metadata"].get("annotations") or {}
+            if ann.get("kperflab.dev/limits-enforced") == "false":
+                why = ann.get("kperflab.dev/limits-not-enforced") or "no reason given"
+                notes.append(f"{n['metadata']['name']} ({why})")
+        return f"limits are not enforced on node {', '.join(notes)}" if notes else ""
+
     @cached_property
     def user(self) -> str | None:
         """Who the API server says we are (a SelfSubjectReview); None where it does not say. Workspaces record it."""
@@ -100,8 +117,7 @@ class Cluster:
             except KperflabError:
                 return False
 
-        enforced = all((n["metadata"].get("annotations") or {}).get("kperflab.dev/limits-enforced", "true") != "false"
-                       for n in self._nodes)
+        enforced = not self.limits_note
         return {"metrics_api": self.metrics_api is not None, "node_stats": ask("get", "nodes", "proxy"),
                 "create_namespaces": ask("create", "namespaces"), "create_pods": ask("create", "pods", ns=self.namespace),
                 "limits_enforced": enforced}
@@ -119,8 +135,8 @@ class Cluster:
                         "(see kperflab/manifests/participant-rbac.yaml)"))
         lines.append(f"{'✓' if caps['create_namespaces'] else '✗'} create namespaces for experiments")
         lines.append(f"{'✓' if caps['limits_enforced'] else '✗'} CPU and memory limits enforced"
-                     + ("" if caps["limits_enforced"] else ": the lab is not running as root, so throttling and OOM kills "
-                        "will not happen and the findings will say so"))
+                     + ("" if caps["limits_enforced"] else f": {self.limits_note.removeprefix('limits are not enforced ')}, "
+                        "so throttling and OOM kills will not happen and the findings say so"))
         return "\n".join(lines)
 
     # -- workspaces ----------------------------------------------------------------------------

@@ -69,8 +69,8 @@ the real value."""),
     ("code", """answer_quota_us = None  # your answer, a number"""),
     ("solution", """if solutions:
     answer_quota_us = 250 / 1000 * 100_000  # millicores / 1000 × period (100 000 µs)"""),
-    ("code", """measured_quota, unavailable = foundations.measured_quota(cluster, "250m")  # starts the pod, reads cAdvisor
-exercises.check(answer_quota_us, measured_quota, unit="µs per 100 ms", strict=solutions, unavailable=unavailable,
+    ("code", """measured_quota, unavailable = foundations.measured_quota(cluster, "250m")  # starts the pod, reads cAdvisor"""),
+    ("code", """exercises.check(answer_quota_us, measured_quota, unit="µs per 100 ms", strict=solutions, unavailable=unavailable,
                 why="The kubelet writes limits.cpu × 100 000 µs into the cgroup (cpu.cfs_quota_us, or cpu.max on cgroup v2).")"""),
     ("md", """## 2. Memory: a limit is a wall
 
@@ -89,12 +89,14 @@ below holds the same integers under the same memory limit."""),
 ds.show(table=True)"""),
     ("md", """### Exercise 2 — bytes per element
 From the table above: how many bytes of working set per integer did the **array** pod use (working set ÷ number of
-integers)? The whole process counts, interpreter included, so it is a bit more than 4."""),
+integers)? The whole process counts, interpreter included, so it is a bit more than 4. The check compares your answer
+with a second reading of the same pod's working set, taken later through the metrics API (what `kubectl top` reads)."""),
     ("code", """answer_bytes_per_int = None  # a number"""),
     ("solution", """if solutions:
     answer_bytes_per_int = ds.value("array", "working_set_mib") * 2**20 / integers"""),
-    ("code", """exercises.check(answer_bytes_per_int, ds.value("array", "bytes_per_element"), tolerance=0.1, unit="bytes per integer",
-                strict=solutions, unavailable=ds.skipped or "the array pod's working set could not be read",
+    ("code", """second_bytes_per_int, unavailable = foundations.second_reading(ds, "array")"""),
+    ("code", """exercises.check(answer_bytes_per_int, second_bytes_per_int, tolerance=0.25, unit="bytes per integer",
+                strict=solutions, unavailable=unavailable,
                 why="4 bytes of data per integer; the rest is the interpreter itself, spread over the elements.")"""),
     ("md", """## 4. Stack depth: how recursion fails in a pod
 
@@ -147,8 +149,7 @@ namespace = None
 quick = False
 solutions = False
 phases = ((0.2, 20), (1.0, 20), (0.3, 15))   # (cores, seconds) of the changing load
-cache_mib = 256                              # page cache to fill
-live_seconds = 60                            # how long the live dashboard keeps refreshing"""),
+cache_mib = 256                              # page cache to fill"""),
     ("code", """if quick:
     phases, cache_mib = ((0.2, 8), (1.0, 10), (0.3, 5)), 128
 """ + CONNECT + """
@@ -173,15 +174,16 @@ for stage, text in st.raw.items():
     ("code", """same = measuring.top_vs_kubectl(cluster, ws.namespace)
 display(same.frame); display(Markdown(f"**{'Skipped here' if same.skipped else 'Measured'}:** {same.skipped or same.finding}"))"""),
     ("md", """### Exercise 1 — the Mi that kubectl prints
-The Summary above reports the burner's working set in bytes. What does `kubectl top` print in the MEMORY column for
-that many bytes (a whole number of Mi)?"""),
-    ("code", """ws_bytes = st.working_set_bytes()
-print(f"working set: {ws_bytes} bytes")
+The metrics API reports the burner's memory (its working set) in bytes, printed below. What does `kubectl top` print
+in its MEMORY column for that many bytes (a whole number of Mi)? The check runs `kubectl top pod` on the same sample
+and compares your answer with what kubectl printed."""),
+    ("code", """top = measuring.kubectl_top_memory(cluster, ws.namespace, "pipeline")
+print(f"the metrics API: {top.bytes} bytes" if top.bytes is not None else f"no reading: {top.unavailable}")
 answer_mib = None  # a whole number"""),
     ("solution", """if solutions:
-    answer_mib = ws_bytes // 2**20"""),
-    ("code", """exercises.check(answer_mib, ws_bytes // 2**20 if ws_bytes is not None else None, unit="Mi", strict=solutions,
-                unavailable=st.skipped, why="kubectl divides by 1024 × 1024 and drops the fraction.")"""),
+    answer_mib = top.bytes // 2**20"""),
+    ("code", """exercises.check(answer_mib, top.kubectl_mib, unit="Mi", strict=solutions, unavailable=top.unavailable,
+                why="kubectl divides the bytes by 1024 × 1024 and drops the fraction.")"""),
     ("md", """## 3. A changing load, seen three ways
 
 The pod below changes its CPU use in phases. We poll every second: what the program does (its own log), the cgroup
@@ -192,15 +194,16 @@ load.show()"""),
     ("md", """### Exercise 2 — a rate from two readings
 Two consecutive readings of the burner's `container_cpu_usage_seconds_total` (cumulative CPU seconds) with the
 kubelet's sample times are printed below. How many cores did it use between them?"""),
-    ("code", """first, second, measured_cores, unavailable = measuring.two_readings(cluster, ws)
-if first is not None:
-    print(f"t1 = {first.time}, cpu = {first.cpu_seconds_total:.6f} s")
-    print(f"t2 = {second.time}, cpu = {second.cpu_seconds_total:.6f} s")
+    ("code", """r = measuring.two_readings(cluster, ws)
+if r.first is not None:
+    print(f"t1 = {r.first.time}, cpu = {r.first.cpu_seconds_total:.6f} s")
+    print(f"t2 = {r.second.time}, cpu = {r.second.cpu_seconds_total:.6f} s")
 answer_cores = None  # a number of cores"""),
     ("solution", """if solutions:
-    answer_cores = (second.cpu_seconds_total - first.cpu_seconds_total) / (second.time - first.time).total_seconds()"""),
-    ("code", """exercises.check(answer_cores, measured_cores, tolerance=0.01, unit="cores", strict=solutions, unavailable=unavailable,
-                why="Δ CPU seconds ÷ Δ seconds between the kubelet's sample times: the rate kubectl top and HPA see.")"""),
+    answer_cores = (r.second.cpu_seconds_total - r.first.cpu_seconds_total) / (r.second.time - r.first.time).total_seconds()"""),
+    ("code", """exercises.check(answer_cores, r.program_cores, tolerance=0.05, unit="cores", strict=solutions, unavailable=r.unavailable,
+                why="Δ CPU seconds ÷ Δ seconds between the kubelet's sample times, the rate kubectl top and HPA see. "
+                    "The check measured it by the burner's own CPU clock over the same interval.")"""),
     ("md", """## 4. Working set, RSS and page cache
 
 `kubectl top` and the eviction manager use the **working set**: memory usage minus *inactive* page cache. Page cache

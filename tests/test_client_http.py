@@ -10,6 +10,7 @@ import pytest
 
 import kperflab
 from kperflab import ConfigError, MetricsUnavailable, PermissionDenied
+from kperflab.errors import KperflabError
 
 from .test_doctor import GROUPS_WITH_METRICS, NODES_KIND, VERSION
 
@@ -120,7 +121,17 @@ def test_without_a_metrics_api_the_lessons_carry_on(tmp_path, fake_api):
     c = kperflab.connect(fake_api.kubeconfig(tmp_path / "kc"))
     r = foundations.availability(c)
     assert not r.skipped and r.value("cpu (cores)", "requested", by="resource") == pytest.approx(0.25)
-    assert "usage is unknown (no metrics API)" in r.finding and "0.25 of 3.80 allocatable cores" in r.finding
+    assert "usage is unknown (no metrics API: metrics are not available from metrics.k8s.io)" in r.finding
+    assert "pods request 0.25 of 3.80 allocatable cores" in r.finding
+    forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+                 "message": 'pods is forbidden: User "u" cannot list resource "pods" in API group "" at the cluster scope'}
+    fake_api.route("GET", "/api/v1/pods", 403, forbidden)
+    fake_api.route("GET", "/api/v1/namespaces/workshop/pods", 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []})
+    mine = foundations.availability(c)
+    assert "pods in namespace workshop (you may not list pods cluster-wide) request 0.00 of 3.80" in mine.finding, mine.finding
+    fake_api.route("GET", "/api/v1/pods", 500, {"kind": "Status", "code": 500, "message": "etcd is down"})
+    with pytest.raises(KperflabError, match="500"):  # a broken cluster is not "not allowed": it is said as it is
+        foundations.availability(c)
     fig = live_top(c, live=False)
     assert isinstance(fig, go.Figure) and "--kubelet-insecure-tls" in fig.layout.title.text
 

@@ -159,7 +159,12 @@ def test_cli_table_no_traceback_on_malformed(tmp_path):
 
 def test_host_facts_read_this_machine():
     facts = HostFacts.read()
-    assert facts.cgroup_version in (1, 2, None)
+    # what /proc/self/mounts says is mounted at /sys/fs/cgroup, read independently of kperflab.host
+    mounts = [line.split() for line in Path("/proc/self/mounts").read_text().splitlines()]
+    at_root = {m[2] for m in mounts if len(m) > 2 and m[1] == "/sys/fs/cgroup"}
+    v1 = any(m[2] == "cgroup" and m[1].startswith("/sys/fs/cgroup/") and set(m[3].split(",")) & {"memory", "cpu"}
+             for m in mounts if len(m) > 3)
+    assert facts.cgroup_version == (2 if "cgroup2" in at_root else 1 if v1 else None)
     assert isinstance(facts.ipvs, bool)
     assert (facts.kubectl is None) == (__import__("shutil").which("kubectl") is None)
 

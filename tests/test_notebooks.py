@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import textwrap
 import time
 from pathlib import Path
 
@@ -42,31 +44,110 @@ def test_committed_notebooks_are_clean_and_built_from_the_script():
         assert sum("solution" in c.metadata.get("tags", []) for c in code) >= 2
 
 
+WRONG = "wrong-answers"  # the tag of the cells this test adds after each check
+
+
+def with_wrong_answers(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
+    """After every check cell, a cell that runs the same check again with three wrong answers (not strict), then puts
+    the right answer back: each must print ✗, which shows the check compares against something the answer can miss."""
+    out = nbformat.v4.new_notebook(metadata=nb.metadata)
+    n = 0
+    for cell in nb.cells:
+        out.cells.append(cell)
+        m = re.match(r"exercises\.check\((\w+),", cell.source) if cell.cell_type == "code" else None
+        if not m:
+            continue
+        var = m.group(1)
+        n += 1
+        body = textwrap.indent(cell.source, "    ")
+        out.cells.append(nbformat.v4.new_code_cell(
+            f"_right, _strict = {var}, solutions\nsolutions = False\n"
+            f"for {var} in (_right * 2, _right / 2 - 1, _right + 1000):\n{body}\n{var}, solutions = _right, _strict",
+            metadata={"tags": [WRONG]}))
+    return out, n
+
+
+def _run(path: Path, kubeconfig: Path, out: Path, nb: nbformat.NotebookNode | None = None) -> tuple[nbformat.NotebookNode, float]:
+    import papermill as pm
+
+    out.parent.mkdir(exist_ok=True)
+    src = out.with_suffix(".input.ipynb")
+    nbformat.write(nb or nbformat.read(str(path), as_version=4), str(src))
+    t0 = time.monotonic()
+    try:
+        pm.execute_notebook(str(src), str(out), parameters={"kubeconfig": str(kubeconfig), "quick": True, "solutions": True},
+                            kernel_name="python3", progress_bar=False, cwd=str(path.parent), execution_timeout=300)
+    finally:
+        src.unlink(missing_ok=True)
+    return nbformat.read(str(out), as_version=4), time.monotonic() - t0
+
+
+def _streams(nb: nbformat.NotebookNode, tagged: bool) -> list[str]:
+    return [o.get("text", "") for c in nb.cells if c.cell_type == "code" and (WRONG in c.metadata.get("tags", [])) == tagged
+            for o in c.outputs if o.output_type == "stream"]
+
+
+def _findings(nb: nbformat.NotebookNode) -> list[str]:
+    return [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if o.output_type == "display_data" and "text/markdown" in o.get("data", {})
+            and o["data"]["text/markdown"].startswith(("**Measured:**", "**Skipped here:**"))]
+
+
 @pytest.mark.lab
 @needs_root
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_against_the_lab(path, lab, monkeypatch):
-    import papermill as pm
-
     monkeypatch.setenv("KPERFLAB_HEADLESS", "1")
+    nb, n_checks = with_wrong_answers(nbformat.read(str(path), as_version=4))
     out = ROOT / "out" / path.name
-    out.parent.mkdir(exist_ok=True)
-    t0 = time.monotonic()
-    pm.execute_notebook(str(path), str(out), parameters={"kubeconfig": str(lab["kubeconfig"]), "quick": True, "solutions": True},
-                        kernel_name="python3", progress_bar=False, cwd=str(path.parent), execution_timeout=300)
-    took = time.monotonic() - t0
-    nb = nbformat.read(str(out), as_version=4)
-    texts = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]
-    checks = [t for t in texts if t.startswith(("✓", "✗"))]
-    assert checks and all(t.startswith("✓") for t in checks), checks
-    findings = [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
-                if o.output_type == "display_data" and "text/markdown" in o.get("data", {})
-                and o["data"]["text/markdown"].startswith("**Measured:**")]
-    assert findings, "no finding was displayed"
+    nb, took = _run(path, lab["kubeconfig"], out, nb)
+    texts = _streams(nb, tagged=False)
+    checks = [t for t in texts if t.startswith(("✓", "✗", "–"))]
+    assert len(checks) == n_checks and all(t.startswith("✓") for t in checks), checks  # nothing unchecked on the lab
+    wrong = [line for t in _streams(nb, tagged=True) for line in t.splitlines() if line.strip()]
+    assert len(wrong) == 3 * n_checks and all(line.startswith("✗") for line in wrong), wrong
+    findings = _findings(nb)
+    assert findings and all(f.startswith("**Measured:**") for f in findings), findings
+    assert not [t for t in findings + texts if re.search(r"\bnan\b", t, re.I)], "a finding printed nan"
     from nbconvert import HTMLExporter
 
     html, _ = HTMLExporter().from_notebook_node(nb)
     plots = sum("application/vnd.plotly.v1+json" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert plots and html.count('class="plotly-graph-div"') == plots, "every figure must render in the HTML too"
     out.with_suffix(".html").write_text(html)
-    print(f"{path.name}: {took:.0f} s, {len(checks)} checks, {len(findings)} findings")
+    print(f"{path.name}: {took:.0f} s, {len(checks)} checks (each also failed 3 wrong answers), {len(findings)} findings")
+
+
+@pytest.fixture(scope="module")
+def lab_without_limits(tmp_path_factory: pytest.TempPathFactory):
+    """A lab whose pods run without cgroup limits: what a learner without root gets."""
+    from .conftest import kperflab
+
+    home = tmp_path_factory.mktemp("no-limits-home")
+    up = kperflab(home, "lab", "up", "--no-limits", "--metric-resolution", "5s")
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        yield home / "kubeconfig.yaml"
+    finally:
+        assert kperflab(home, "lab", "down").returncode == 0
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_without_enforced_limits_says_so_and_carries_on(path, lab_without_limits, monkeypatch):
+    """The no-root path: every cell runs, findings about limits say they are not enforced, nothing prints nan, and a
+    check that cannot judge here says why instead of passing."""
+    monkeypatch.setenv("KPERFLAB_HEADLESS", "1")
+    nb, took = _run(path, lab_without_limits, ROOT / "out" / f"no-limits-{path.name}")
+    texts = _streams(nb, tagged=False)
+    findings = _findings(nb)
+    assert findings and not [t for t in findings + texts if re.search(r"\bnan\b", t, re.I)], findings
+    checks = [t for t in texts if t.startswith(("✓", "✗", "–"))]
+    assert checks and all(t.startswith("✓") or (t.startswith("– Cannot check here") and "not enforced" in t) for t in checks), checks
+    if path.stem == "01-foundations":
+        about_limits = [f for f in findings if "limit" in f and ("killed" in f or "CFS" in f)]
+        assert about_limits and all("not enforced" in f for f in about_limits), about_limits
+        assert any("was not killed" in f for f in findings), findings
+    else:
+        assert any("was not killed" in f and "not enforced" in f for f in findings), findings
+    print(f"{path.name} without limits: {took:.0f} s, {len(checks)} checks, {len(findings)} findings")

@@ -115,6 +115,24 @@ def wait_event(ws: Any, name: str, event: str | Callable[[dict[str, Any]], bool]
             time.sleep(0.3)
 
 
+def wait_for_metrics(cluster: Any, namespace: str, pods: list[str], timeout: float = 90, progress: bool = True) -> pd.DataFrame:
+    """Poll the metrics API until every pod has PodMetrics (it needs two kubelet samples)."""
+    from tqdm.auto import tqdm
+
+    deadline = time.monotonic() + timeout
+    with tqdm(desc="waiting for the metrics API (two samples)", bar_format="{desc} {elapsed}", disable=not progress, leave=False) as bar:
+        while True:
+            top = cluster.top_pods(namespace)
+            if len(top) and set(pods) <= set(top.name):
+                return top
+            if time.monotonic() > deadline:  # served but silent about these pods: as good as unavailable for the lesson
+                raise MetricsUnavailable(f"metrics.k8s.io (no PodMetrics for {', '.join(pods)} after {timeout:.0f} s)", None,
+                                         hint=f"Check `kubectl top pods -n {namespace}` and metrics-server's logs "
+                                              "(`kubectl -n kube-system logs deploy/metrics-server`).")
+            bar.update(0)
+            time.sleep(0.5)
+
+
 def node_of(ws: Any, name: str) -> str:
     return ws.pod(name).spec.node_name
 
@@ -157,4 +175,5 @@ def parse_bytes(q: Any) -> int:
     return int(Decimal(parse_quantity(q)))
 
 
-__all__ = ["Result", "cadvisor_after", "carry_on", "events", "mib", "parse_bytes", "series_value", "wait_event"]
+__all__ = ["Result", "cadvisor_after", "carry_on", "events", "mib", "parse_bytes", "series_value", "wait_event",
+           "wait_for_metrics"]

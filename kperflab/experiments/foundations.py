@@ -13,13 +13,31 @@ import plotly.graph_objects as go
 from kubernetes.utils import parse_quantity
 
 from .. import figures, workloads
-from ..errors import BadInput, MetricsUnavailable, PermissionDenied
+from ..cluster import translate
+from ..errors import BadInput, ExperimentFailed, MetricsUnavailable, PermissionDenied
 from ..workspace import terminated
-from . import MiB, Result, cadvisor_after, carry_on, events, mib, parse_bytes, series_value, wait_event
+from . import (
+    MiB,
+    Result,
+    cadvisor_after,
+    carry_on,
+    events,
+    mib,
+    parse_bytes,
+    series_value,
+    wait_event,
+    wait_for_metrics,
+)
 
 
 def _no_samples() -> pd.DataFrame:
     return pd.DataFrame(columns=["metric", "pod", "value", "timestamp"])
+
+
+def _unenforced(cluster: Any) -> str:
+    """A finding's first sentence where the cluster does not enforce limits (else "")."""
+    note = getattr(cluster, "limits_note", "")
+    return f"{note[0].upper()}{note[1:]}. " if note else ""
 
 
 # -- CPU limits → throttling ------------------------------------------------------------------------------
@@ -80,10 +98,16 @@ def cpu_limits(cluster: Any, limits: tuple[str, ...] = ("none", "1000m", "500m",
     free = df[df.limit == "none"]
     ref = free.iloc[0] if len(free) else df.loc[df.median_ms.idxmin()]
     df["slowdown"] = df.median_ms / ref.median_ms  # against the same reference as the finding
-    finding = (f"With a {low.limit} limit the median request took {low.median_ms / ref.median_ms:.1f}x as long as "
+    if unreadable:
+        throttling = f"the throttling counters could not be read here ({unreadable})."
+    elif math.isnan(low.throttled_ratio):
+        throttling = "cAdvisor reported no CFS periods for it: no CPU quota applied to it."
+    else:
+        throttling = f"{low.throttled_ratio:.0%} of its CFS periods were throttled."
+    finding = (_unenforced(cluster)
+               + f"With a {low.limit} limit the median request took {low.median_ms / ref.median_ms:.1f}x as long as "
                f"{'without a limit' if len(free) else 'under the loosest limit'} ({ref.median_ms:.0f} ms → {low.median_ms:.0f} ms); "
-               + (f"{low.throttled_ratio:.0%} of its CFS periods were throttled." if not unreadable else
-                  f"the throttling counters could not be read here ({unreadable})"))
+               + throttling)
     fig = go.Figure(go.Bar(x=df.limit, y=df.median_ms, name="median", text=[f"{v:.0f} ms" for v in df.median_ms]))
     fig.add_trace(go.Scatter(x=df.limit, y=df.p90_ms, name="p90", mode="markers", marker={"size": 10}))
     fig.update_yaxes(title="request latency (ms)")
@@ -96,11 +120,13 @@ def cpu_limits(cluster: Any, limits: tuple[str, ...] = ("none", "1000m", "500m",
 @carry_on
 def memory_oom(cluster: Any, limit: str = "64Mi", step: int = 4 * MiB, pause: float = 1.0, timeout: float = 120,
                progress: bool = True) -> Result:
-    """A pod grows its memory in steps under a limit until the kernel kills it; working set against the limit."""
+    """A pod grows its memory in steps under a limit, to three times the limit: the kernel kills it where the limit
+    is enforced; working set (cAdvisor samples) against the limit."""
     import time
 
     limit_bytes = parse_bytes(workloads.quantity(limit, "memory limit"))
     samples = []
+    unsampled = ""  # why no working set could be read, if so
     with cluster.workspace("memory-oom") as ws:
         name = "grow"
         ws.create(workloads.memory_allocator(name, total=3 * limit_bytes, step=step, pause=pause, memory_limit=limit))
@@ -110,30 +136,36 @@ def memory_oom(cluster: Any, limit: str = "64Mi", step: int = 4 * MiB, pause: fl
             if pod.status.phase in ("Failed", "Succeeded"):
                 break
             if pod.spec.node_name and pod.status.phase == "Running":
+                if any(e["event"] == "holding" for e in events(ws, name)):
+                    break  # it got all of it: nothing enforced the limit
                 try:
                     cad = cluster.cadvisor(pod.spec.node_name, ["container_memory_working_set_bytes"])
+                except (MetricsUnavailable, PermissionDenied) as exc:  # the kill is what we wait for; say why no samples
+                    unsampled = exc.message
+                else:
                     mine = cad[(cad.namespace == ws.namespace) & (cad.pod == name) & (cad.container == "main")]
                     samples += [{"time": r.timestamp, "bytes": r.value, "source": "working set (cAdvisor sample)"}
                                 for r in mine.itertuples()]
-                except Exception:  # noqa: BLE001 - a missed sample is fine, the kill is what we wait for
-                    pass
             if time.monotonic() > deadline:
-                from ..errors import ExperimentFailed
-
                 raise ExperimentFailed("wait for the OOM kill", f"the pod is still {pod.status.phase} after {timeout:.0f} s")
             time.sleep(0.5)
         term = terminated(pod)
         evs = events(ws, name)
     allocated = [{"time": pd.Timestamp(e["t"], unit="s", tz="UTC"), "bytes": e["bytes"], "source": "allocated (the program says)"}
                  for e in evs if e["event"] == "allocated"]
-    df = pd.DataFrame(allocated + samples).drop_duplicates().sort_values("time").reset_index(drop=True)
+    df = pd.DataFrame(allocated + samples, columns=["time", "bytes", "source"]).drop_duplicates().sort_values("time").reset_index(drop=True)
     last_alloc = allocated[-1]["bytes"] if allocated else 0
     ws_samples = df[df.source.str.startswith("working")]
-    last_ws = ws_samples.bytes.iloc[-1] if len(ws_samples) else math.nan
-    reason, code = (term.reason, term.exit_code) if term else ("unknown", None)
-    finding = (f"The container ended {reason} with exit code {code} after it reported {mib(last_alloc)} allocated under a "
-               f"{limit} limit ({mib(limit_bytes)}); the last working-set sample before the kill read "
-               f"{mib(last_ws) if not math.isnan(last_ws) else 'nothing (no sample landed in time)'}.")
+    last_ws = (f"the last working-set sample read {mib(ws_samples.bytes.iloc[-1])}" if len(ws_samples)
+               else f"no working set could be read ({unsampled})" if unsampled else "no cAdvisor sample of it landed in time")
+    if term is not None:
+        reason, code = term.reason, term.exit_code
+        finding = (_unenforced(cluster) + f"The container ended {reason} with exit code {code} after it reported "
+                   f"{mib(last_alloc)} allocated under a {limit} limit ({mib(limit_bytes)}); {last_ws}.")
+    else:
+        reason, code = "not killed", None
+        finding = (_unenforced(cluster) + f"The container allocated {mib(last_alloc)}, {last_alloc / limit_bytes:.1f}x its "
+                   f"{limit} limit, and was not killed; {last_ws}.")
     fig = figures.timeseries(df.assign(MiB=df.bytes / MiB), "MiB", color="source", title="Memory against the limit until the kill",
                              hlines={f"limit {limit}": limit_bytes / MiB})
     return Result(df, fig, finding, {"reason": reason, "exit_code": code, "limit_bytes": limit_bytes, "last_allocated": last_alloc})
@@ -197,16 +229,24 @@ def data_structures(cluster: Any, n: int = 2_000_000, limit: str = "64Mi", kinds
                     outcome[k] = {"event": "killed", "reason": term.reason if term else pod.status.phase,
                                   "exit_code": term.exit_code if term else None}
             if time.monotonic() > deadline:
-                from ..errors import ExperimentFailed
-
                 raise ExperimentFailed("hold the data", f"no outcome for {sorted(set(kinds) - set(outcome))} after {timeout:.0f} s")
             time.sleep(0.3)
         fitted = [k for k, o in outcome.items() if o["event"] == "built"]
+        unread = ""
         try:
             cad = cadvisor_after(cluster, ws, [f"hold-{k}" for k in fitted], max(outcome[k]["t"] for k in fitted),
                                  ["container_cpu_usage_seconds_total", "container_memory_working_set_bytes"]) if fitted else _no_samples()
-        except (PermissionDenied, MetricsUnavailable):  # which fit and which were killed still shows
-            cad = _no_samples()
+        except (PermissionDenied, MetricsUnavailable) as exc:  # which fit and which were killed still shows
+            cad, unread = _no_samples(), exc.message
+        # a second, independent reading of the same working sets, later, through metrics-server (kubectl top's numbers)
+        second: dict[str, int] = {}
+        second_why = ""
+        if fitted:
+            try:
+                top = wait_for_metrics(cluster, ws.namespace, [f"hold-{k}" for k in fitted], progress=progress)
+                second = {k: int(top.set_index("name").loc[f"hold-{k}", "memory_bytes"]) for k in fitted}
+            except (PermissionDenied, MetricsUnavailable) as exc:
+                second_why = exc.message
     for k in kinds:
         o = outcome[k]
         wsb = series_value(cad, "container_memory_working_set_bytes", f"hold-{k}") if o["event"] == "built" else math.nan
@@ -215,25 +255,44 @@ def data_structures(cluster: Any, n: int = 2_000_000, limit: str = "64Mi", kinds
                      "exit_code": o.get("exit_code"), "working_set_mib": wsb / MiB,
                      "bytes_per_element": wsb / n})
     df = pd.DataFrame(rows)
-    held = df[df.fits]
+    measured = df[df.fits & df.working_set_mib.notna()]
     killed = df[df.outcome.isin(["OOMKilled"])]
-    best = held.loc[held.working_set_mib.idxmin()] if len(held) else None
+    best = measured.loc[measured.working_set_mib.idxmin()] if len(measured) else None
     if best is not None and len(killed):
         finding = (f"Holding {n:,} integers under a {limit} limit, {', '.join(killed.structure)} "
                    f"{'was' if len(killed) == 1 else 'were'} OOMKilled, while {best.structure} used {best.working_set_mib:.1f} MiB "
                    f"of working set ({best.bytes_per_element:.1f} bytes per element).")
     elif best is not None:
-        worst = held.loc[held.working_set_mib.idxmax()]
+        worst = measured.loc[measured.working_set_mib.idxmax()]
         finding = (f"Holding {n:,} integers, {worst.structure} used {worst.working_set_mib:.1f} MiB and {best.structure} "
                    f"{best.working_set_mib:.1f} MiB: {worst.working_set_mib / best.working_set_mib:.1f}x the memory for the same data.")
+    elif len(df[df.fits]):
+        finding = (f"Holding {n:,} integers, {', '.join(df[df.fits].structure)} fit under {limit}"
+                   + (f" and {', '.join(killed.structure)} did not" if len(killed) else "")
+                   + f"; their working sets could not be read here ({unread or 'no cAdvisor sample'}).")
     else:
-        finding = f"Every structure was killed under {limit}: try a smaller n or a larger limit."
+        finding = f"No structure held {n:,} integers under {limit} ({', '.join(f'{r.structure}: {r.outcome}' for r in df.itertuples())})."
+    if not len(killed):
+        finding = _unenforced(cluster) + finding
     plot = df.assign(label=[f"{s} ({o})" for s, o in zip(df.structure, df.outcome, strict=True)])
     fig = px.bar(plot, x="label", y="working_set_mib", text=[f"{v:.1f}" if not math.isnan(v) else "killed" for v in df.working_set_mib])
     fig.update_yaxes(title="working set (MiB)")
     fig.update_xaxes(title=f"{n:,} integers held as …")
     fig.add_hline(y=parse_bytes(limit) / MiB, line_dash="dash", annotation_text=f"limit {limit}")
-    return Result(df, figures._finish(fig, "Same data, different structures, same memory limit"), finding)
+    return Result(df, figures._finish(fig, "Same data, different structures, same memory limit"), finding,
+                  {"n": n, "metrics_api_bytes": second, "metrics_api_unavailable": second_why})
+
+
+def second_reading(result: Result, structure: str) -> tuple[float | None, str]:
+    """Bytes per element of ``structure`` from a second, independent reading of its pod's working set (the metrics
+    API, a later sample than the table's cAdvisor one): what an exercise checks an answer against. ``(None, why)``
+    when there is none."""
+    if result.skipped:
+        return None, result.skipped
+    got = result.data.get("metrics_api_bytes", {}).get(structure)
+    if got is None:
+        return None, result.data.get("metrics_api_unavailable") or f"the {structure} pod did not hold its data"
+    return got / result.data["n"], ""
 
 
 # -- stack depth -----------------------------------------------------------------------------------------
@@ -286,7 +345,9 @@ def stack_depth(cluster: Any, stacks: tuple[int, ...] = (256 << 10, 1 << 20), me
     import time
 
     cases = [("python", "recursion limit", {"MODE": "python", "EVERY": 100})]
-    cases.append(("python-unlimited", "limit lifted, Python frames", {"MODE": "python-unlimited", "EVERY": 50_000}))
+    lifted = cluster.limits_enforced  # without an enforced memory limit, nothing would stop it but the node itself
+    if lifted:
+        cases.append(("python-unlimited", "limit lifted, Python frames", {"MODE": "python-unlimited", "EVERY": 50_000}))
     cases += [(f"c-{s >> 10}k", f"through C, {s >> 10} KiB stack", {"MODE": "c-stack", "STACK": s, "EVERY": 25}) for s in stacks]
     with cluster.workspace("stack-depth") as ws:
         for key, _, env in cases:
@@ -300,8 +361,6 @@ def stack_depth(cluster: Any, stacks: tuple[int, ...] = (256 << 10, 1 << 20), me
                     if pod.status.phase in ("Failed", "Succeeded"):
                         pods[key] = (pod, events(ws, f"stack-{key}"))
             if time.monotonic() > deadline:
-                from ..errors import ExperimentFailed
-
                 raise ExperimentFailed("recurse", f"still running after {timeout:.0f} s: {sorted(set(k for k, _, _ in cases) - set(pods))}")
             time.sleep(0.3)
     rows = []
@@ -327,11 +386,14 @@ def stack_depth(cluster: Any, stacks: tuple[int, ...] = (256 << 10, 1 << 20), me
                      "bytes_per_frame": per_frame})
     df = pd.DataFrame(rows)
     py = df.iloc[0]
-    lifted = df.iloc[1]
-    c = df.iloc[2:]
+    c = df.iloc[2:] if lifted else df.iloc[1:]
     parts = [f"With Python's default limit recursion stopped at depth {py.depth:,} with {py.outcome}."]
-    parts.append(f"With the limit lifted it reached depth {lifted.depth:,} and ended {lifted.reason or lifted.outcome} "
-                 f"(exit code {lifted.exit_code})" + (f", about {lifted.bytes_per_frame:.0f} bytes per frame." if not math.isnan(lifted.bytes_per_frame) else "."))
+    if lifted:
+        up = df.iloc[1]
+        parts.append(f"With the limit lifted it reached depth {up.depth:,} and ended {up.reason or up.outcome} "
+                     f"(exit code {up.exit_code})" + (f", about {up.bytes_per_frame:.0f} bytes per frame." if not math.isnan(up.bytes_per_frame) else "."))
+    else:
+        parts.insert(0, _unenforced(cluster) + "The case with Python's limit lifted did not run: only a memory limit stops it.")
     if len(c) >= 2 and c.depth.iloc[0] > 0:
         parts.append(f"Through C code, a {int(c.stack_bytes.iloc[-1]) >> 10} KiB thread stack went {c.depth.iloc[-1] / c.depth.iloc[0]:.1f}x "
                      f"as deep as a {int(c.stack_bytes.iloc[0]) >> 10} KiB one ({c.depth.iloc[0]:,} → {c.depth.iloc[-1]:,}) and ended: "
@@ -350,9 +412,12 @@ def measured_quota(cluster: Any, limit: str = "250m") -> tuple[float | None, str
         with cluster.workspace("quota") as ws:
             ws.run(workloads.cpu_burner("quota", cores=0.1, cpu_limit=limit), progress=False)
             cad = cadvisor_after(cluster, ws, ["quota"], time.time(), ["container_cpu_usage_seconds_total", "container_spec_cpu_quota"])
-            return float(cad[cad.metric == "container_spec_cpu_quota"].value.iloc[0]), ""
     except (PermissionDenied, MetricsUnavailable) as exc:
         return None, str(exc)
+    quota = cad[cad.metric == "container_spec_cpu_quota"]
+    if quota.empty:
+        return None, ("cAdvisor reports no CPU quota for the pod" + (f": {cluster.limits_note}" if cluster.limits_note else ""))
+    return float(quota.value.iloc[0]), ""
 
 
 # -- resource availability -------------------------------------------------------------------------------
@@ -361,10 +426,18 @@ def measured_quota(cluster: Any, limit: str = "250m") -> tuple[float | None, str
 def availability(cluster: Any) -> Result:
     """Each node's allocatable CPU and memory against what pods request and what is in use (metrics API)."""
     nodes = cluster.node_objects()
+    scope = "pods request"
     try:
         pods = cluster.core.list_pod_for_all_namespaces(_request_timeout=cluster.timeout).items
-    except Exception:  # noqa: BLE001 - without cluster-wide list, our own namespace is what we can see
-        pods = cluster.core.list_namespaced_pod(cluster.namespace, _request_timeout=cluster.timeout).items
+    except Exception as exc:  # noqa: BLE001 - translated: only "not allowed" falls back to our own namespace
+        err = translate(exc, cluster.conn.server, verb="list", resource="pods (all namespaces)")
+        if not isinstance(err, PermissionDenied):
+            raise err from None
+        try:
+            pods = cluster.core.list_namespaced_pod(cluster.namespace, _request_timeout=cluster.timeout).items
+        except Exception as exc2:  # noqa: BLE001
+            raise translate(exc2, cluster.conn.server, verb="list", resource=f"pods in {cluster.namespace}") from None
+        scope = f"pods in namespace {cluster.namespace} (you may not list pods cluster-wide) request"
     req: dict[str, dict[str, float]] = {n["metadata"]["name"]: {"cpu": 0.0, "memory": 0.0} for n in nodes}
     for p in pods:
         if p.status.phase in ("Succeeded", "Failed") or p.spec.node_name not in req:
@@ -373,10 +446,13 @@ def availability(cluster: Any) -> Result:
             r = (c.resources.requests if c.resources and c.resources.requests else {}) or {}
             req[p.spec.node_name]["cpu"] += float(parse_quantity(r.get("cpu", "0")))
             req[p.spec.node_name]["memory"] += float(parse_quantity(r.get("memory", "0")))
+    no_usage = ""
     try:
         top = cluster.top_nodes().set_index("name")
-    except Exception:  # noqa: BLE001 - no metrics API: the used bars are left out, and the finding says so
-        top = pd.DataFrame()
+    except MetricsUnavailable as exc:  # the used bars are left out, and the finding says why
+        top, no_usage = pd.DataFrame(), f"no metrics API: {exc.message[0].lower()}{exc.message[1:].rstrip('.')}"
+    except PermissionDenied as exc:
+        top, no_usage = pd.DataFrame(), f"not allowed to read node metrics: {exc.message.rstrip('.')}"
     rows = []
     for n in nodes:
         name, st = n["metadata"]["name"], n["status"]
@@ -391,8 +467,8 @@ def availability(cluster: Any) -> Result:
     fig.update_yaxes(matches=None, showticklabels=True)
     cpu = df[df.resource.str.startswith("cpu")].iloc[0]
     mem = df[df.resource.str.startswith("memory")].iloc[0]
-    finding = (f"On {cpu.node}, pods request {cpu.requested:.2f} of {cpu.allocatable:.2f} allocatable cores while "
-               + (f"{cpu.used:.2f} are in use" if not math.isnan(cpu.used) else "usage is unknown (no metrics API)")
+    finding = (f"On {cpu.node}, {scope} {cpu.requested:.2f} of {cpu.allocatable:.2f} allocatable cores while "
+               + (f"{cpu.used:.2f} are in use" if not math.isnan(cpu.used) else f"usage is unknown ({no_usage or 'no metrics for this node'})")
                + f"; memory: {mem.requested:.2f} of {mem.allocatable:.2f} GiB requested"
                + (f", {mem.used:.2f} GiB in use." if not math.isnan(mem.used) else "."))
     return Result(df, figures._finish(fig, "Allocatable, requested and used, per node"), finding)

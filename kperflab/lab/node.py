@@ -172,6 +172,7 @@ def node_object(state_dir: Path, driver: Driver | None, unenforced: str, conditi
             "kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux", "node-role.kubernetes.io/control-plane": "",
             "kperflab.dev/lab": "true"},
             "annotations": {ANNOTATION_ENFORCED: "false" if unenforced else "true",
+                            **({"kperflab.dev/limits-not-enforced": unenforced} if unenforced else {}),
                             "kperflab.dev/cgroup-version": str(driver.version if driver else "none"),
                             "kperflab.dev/eviction-hard": ",".join(f"{s}<{t}" for s, (t, _) in EVICTION_HARD.items()),
                             "node.alpha.kubernetes.io/ttl": "0"}},
