@@ -299,3 +299,16 @@ def test_node_conditions_follow_the_eviction_thresholds():
         assert by_type(Conditions().update([], obs, 0.0))["DiskPressure"]["status"] == "True", obs
     assert by_type(Conditions().update([], replace(ok, fs_available=16 * Gi), 0.0))["DiskPressure"]["status"] == "False"
     assert by_type(Conditions().update([], replace(ok, threads=96_000), 0.0))["PIDPressure"]["reason"] == "KubeletHasInsufficientPID"
+
+
+def test_write_options_hold_only_what_kube_apiserver_accepts(api):
+    body = {"metadata": {"name": "cm"}, "data": {"a": "1"}}
+    r = call(api, "POST", "/api/v1/namespaces/default/configmaps", body, query={"dryRun": "Some"})
+    assert r.code == 422 and r.body["message"] == \
+        'CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: ["Some"]: supported values: "All"'
+    r = call(api, "POST", "/api/v1/namespaces/default/configmaps", body, query={"fieldValidation": "strict"})
+    assert r.code == 422 and 'fieldValidation: Unsupported value: "strict"' in r.body["message"]
+    r = call(api, "DELETE", "/api/v1/namespaces/default/configmaps/cm", query={"propagationPolicy": "Sideways"})
+    assert r.code == 422 and r.body["message"].startswith('DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy')
+    assert call(api, "POST", "/api/v1/namespaces/default/configmaps", body, query={"dryRun": "All"}).code == 201
+    assert call(api, "GET", "/api/v1/namespaces/default/configmaps/cm").code == 404, "dryRun=All stores nothing"

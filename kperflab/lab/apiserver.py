@@ -211,6 +211,7 @@ class APIServer:
         if sub and sub.split("/")[0] not in ("status", "finalize"):
             raise errors.method_not_allowed(f"the lab does not implement {rtype.plural}/{sub.split('/')[0]}")
         m = req.method
+        _check_write_options(req)
         if not name:
             if m == "GET":
                 return self._watch(req, rtype, namespace) if req.flag("watch") else self._list(req, rtype, namespace)
@@ -574,6 +575,30 @@ def _check_shape(obj: Any, size: int) -> None:
             raise errors.bad_request(f"the body of the request could not be decoded: {type(node).__name__} is not a JSON value")
 
 
+OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions", "DELETE": "DeleteOptions"}
+
+
+def _check_write_options(req: Request) -> None:
+    """dryRun, fieldValidation and propagationPolicy hold only the values kube-apiserver accepts; anything else is its
+    422 (``CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: ["x"]: supported values: "All"``)."""
+    kind = OPTIONS_KIND.get(req.method)
+    if kind is None:
+        return
+    causes = []
+    dry = req.q("dryRun")
+    if dry and dry != "All":
+        causes.append(("dryRun", f'Unsupported value: ["{dry}"]: supported values: "All"'))
+    fv = req.q("fieldValidation")
+    if kind != "DeleteOptions" and fv not in ("", "Ignore", "Strict", "Warn"):
+        causes.append(("fieldValidation", f'Unsupported value: "{fv}": supported values: "", "Ignore", "Strict", "Warn"'))
+    pp = req.q("propagationPolicy")
+    if kind == "DeleteOptions" and pp and pp not in ("Foreground", "Background", "Orphan"):
+        causes.append(("propagationPolicy", f'Unsupported value: "{pp}": supported values: "Foreground", "Background", "Orphan"'))
+    if causes:
+        raise errors.invalid(kind, "", [{"reason": "FieldValueNotSupported", "message": m, "field": f} for f, m in causes],
+                             "meta.k8s.io")
+
+
 def _int_param(req: Request, name: str, default: int) -> int:
     text = req.q(name)
     if text == "":
@@ -593,7 +618,7 @@ def _decode(req: Request, rtype: ResourceType) -> dict[str, Any]:
         raise errors.bad_request(f"the API version in the data ({api_version}) does not match the expected API version ({rtype.group_version})")
     if kind and kind != rtype.kind:
         raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind ({rtype.kind})")
-    if req.q("fieldValidation", "").lower() == "strict":
+    if req.q("fieldValidation") == "Strict":
         from .strict import unknown_fields
 
         unknown = unknown_fields(rtype.kind, obj)
