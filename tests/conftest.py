@@ -29,6 +29,8 @@ class FakeAPI:
         self.ca, cert, key = write_tls(tls, tmp / "fake-tls")
         self.routes: dict[tuple[str, str], Callable[[dict[str, Any] | None], tuple[int, Any]]] = {}
         self.requests: list[tuple[str, str]] = []
+        self.in_flight = self.max_in_flight = 0  # requests being answered at once (for routes with a delay)
+        self._flight = threading.Lock()
         outer = self
 
         class H(BaseHTTPRequestHandler):
@@ -67,7 +69,12 @@ class FakeAPI:
             if delay:
                 import time
 
+                with self._flight:
+                    self.in_flight += 1
+                    self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 time.sleep(delay)
+                with self._flight:
+                    self.in_flight -= 1
             return code, payload
 
         self.routes[(method, path)] = answer

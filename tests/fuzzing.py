@@ -113,3 +113,25 @@ requests = st.fixed_dictionaries({
                                "application/vnd.kubernetes.protobuf,application/json", "text/html"]),
     "body": bodies,
 })
+
+
+@st.composite
+def write_paths(draw: Any) -> str:
+    """Paths a write can succeed on: a resource collection (namespaced in "default") or a named object in it."""
+    group, version, plural, namespaced = draw(st.sampled_from([r for r in RESOURCES if r[0] not in ("nope.example",)]))
+    prefix = "/api/v1" if not group else f"/apis/{group}/{version}"
+    base = f"{prefix}/namespaces/default/{plural}" if namespaced else f"{prefix}/{plural}"
+    return draw(st.sampled_from([base, f"{base}/fuzz", f"{base}/fuzz/status"]))
+
+
+# valid-looking objects with one part wrong, written where they could be accepted
+writes = st.fixed_dictionaries({
+    "method": st.sampled_from(["POST", "PUT", "PATCH", "DELETE"]),
+    "path": write_paths(),
+    "query": st.dictionaries(st.sampled_from(["dryRun", "fieldValidation", "gracePeriodSeconds", "propagationPolicy"]),
+                             st.sampled_from(["All", "Strict", "Warn", "0", "5", "Background"]), max_size=2),
+    "ctype": st.sampled_from(["application/json", "application/yaml", "application/merge-patch+json",
+                              "application/strategic-merge-patch+json", "application/json-patch+json"]),
+    "accept": st.just("application/json"),
+    "body": mutated().map(lambda v: json.dumps(v).encode()),
+})

@@ -53,8 +53,8 @@ def _is_status(body: Any, code: int) -> bool:
     return isinstance(body, dict) and body.get("kind") == "Status" and body.get("code") == code and body.get("status") == "Failure"
 
 
-@fuzz(600)
-@given(r=fuzzing.requests)
+@fuzz(1000)
+@given(r=st.one_of(fuzzing.requests, fuzzing.writes))
 def test_handler_answers_every_request_with_a_status(lab, r):
     h = {"authorization": "Bearer tok", "content-type": r["ctype"], "accept": r["accept"]}
     resp = lab.api.handle(Request(r["method"], r["path"], r["query"], h, r["body"]))

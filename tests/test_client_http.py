@@ -87,7 +87,11 @@ def test_node_proxy_errors_name_the_permission_and_the_endpoint(tmp_path, fake_a
     assert set(df.node) == {node} and "node_cpu_usage_seconds_total" in set(df.metric)
 
 
-def test_sampler_reads_100_slow_nodes_concurrently(tmp_path, fake_api):
+def test_sampler_reads_100_slow_nodes_concurrently_with_a_bound(tmp_path, fake_api):
+    """Concurrency is checked by counting requests in flight at the server, not by timing (the time is a benchmark's
+    business: benchmarks/metrics_sampling.py)."""
+    from kperflab.parallel import MAX_WORKERS
+
     names = [f"n{i:03d}" for i in range(100)]
     serve(fake_api, nodes={"kind": "NodeList", "apiVersion": "v1", "metadata": {},
                            "items": [{"metadata": {"name": n}, "spec": {}, "status": {}} for n in names]})
@@ -101,8 +105,8 @@ def test_sampler_reads_100_slow_nodes_concurrently(tmp_path, fake_api):
     rows = s.read_once()
     took = time.perf_counter() - t0
     assert len(rows) == 100 and {r["node"] for r in rows} == set(names)
-    print(f"one round over 100 nodes at 100 ms each: {took:.2f} s")
-    assert took <= 1.5, f"one round over 100 nodes at 100 ms each took {took:.2f} s"
+    print(f"one round over 100 nodes at 100 ms each: {took:.2f} s, at most {fake_api.max_in_flight} at once")
+    assert fake_api.max_in_flight == MAX_WORKERS, "reads fan out to exactly the bound, never more"
 
 
 def test_without_a_metrics_api_the_lessons_carry_on(tmp_path, fake_api):

@@ -223,39 +223,42 @@ def test_two_labs_side_by_side_and_a_killed_one_recovers(tmp_path_factory, lab, 
     assert a_pids
 
     home = tmp_path_factory.mktemp("lab-b")
-    up = kperflab(home, "lab", "up")
-    assert up.returncode == 0 and "Removed" not in up.stdout, up.stdout + up.stderr
-    from kubernetes import config
+    try:
+        up = kperflab(home, "lab", "up")
+        assert up.returncode == 0 and lab["lab_id"] not in up.stdout, up.stdout + up.stderr  # A is not "dead"
+        from kubernetes import config
 
-    kb = client.CoreV1Api(config.new_client_from_config(str(home / "kubeconfig.yaml")))
-    kb.create_namespaced_pod("default", py_pod("orphan", "import time; time.sleep(300)"))
-    wait_phase(kb, "default", "orphan", ("Running",))
-    b = json.loads((home / "lab" / "lab.json").read_text())
-    assert b["lab_id"] != lab["lab_id"]
-    b_pids = labs.lab_processes(b["lab_id"])
-    assert b_pids and not set(b_pids) & set(a_pids)
-    listed = kperflab(home, "lab", "status").stdout
-    assert f"{lab['lab_id']}  running" in listed and f"{b['lab_id']}  running" in listed, listed
+        kb = client.CoreV1Api(config.new_client_from_config(str(home / "kubeconfig.yaml")))
+        kb.create_namespaced_pod("default", py_pod("orphan", "import time; time.sleep(300)"))
+        wait_phase(kb, "default", "orphan", ("Running",))
+        b = json.loads((home / "lab" / "lab.json").read_text())
+        assert b["lab_id"] != lab["lab_id"]
+        b_pids = labs.lab_processes(b["lab_id"])
+        assert b_pids and not set(b_pids) & set(a_pids)
+        listed = kperflab(home, "lab", "status").stdout
+        assert f"{lab['lab_id']}  running" in listed and f"{b['lab_id']}  running" in listed, listed
 
-    os.kill(b["pid"], signal.SIGKILL)
-    deadline = time.time() + 10
-    while labs.state_dir_locked(home / "lab") and time.time() < deadline:
-        time.sleep(0.05)
-    assert all(_alive(p) for p in b_pids), "pod processes survive a SIGKILLed lab until recovery"
-    seen = kperflab(lab["home"], "lab", "status").stdout
-    assert f"{b['lab_id']}  dead" in seen and f"{lab['lab_id']}  running" in seen, seen
+        os.kill(b["pid"], signal.SIGKILL)
+        deadline = time.time() + 10
+        while labs.state_dir_locked(home / "lab") and time.time() < deadline:
+            time.sleep(0.05)
+        assert all(_alive(p) for p in b_pids), "pod processes survive a SIGKILLed lab until recovery"
+        seen = kperflab(lab["home"], "lab", "status").stdout
+        assert f"{b['lab_id']}  dead" in seen and f"{lab['lab_id']}  running" in seen, seen
 
-    again = kperflab(home, "lab", "up")
-    assert again.returncode == 0 and f"Removed what a dead lab ({b['lab_id']}) left" in again.stdout, again.stdout + again.stderr
-    assert not any(_alive(p) for p in b_pids)
-    assert labs.census(b["lab_id"], home / "lab").empty()
-    pod = k8s.read_namespaced_pod("steady", namespace)
-    assert pod.status.phase == "Running" and pod.status.container_statuses[0].restart_count == 0
-    assert all(_alive(p) for p in a_pids) and sorted(_pod_pids(lab["lab_id"], uid)) == sorted(a_pids), \
-        "the first lab's pod processes were touched"
-    b2 = json.loads((home / "lab" / "lab.json").read_text())["lab_id"]
-    assert kperflab(home, "lab", "down").returncode == 0
-    assert labs.census(b2, home / "lab").empty() and labs.census(b2).record is None
+        again = kperflab(home, "lab", "up")
+        assert again.returncode == 0 and f"Removed what a dead lab ({b['lab_id']}) left" in again.stdout, again.stdout + again.stderr
+        assert not any(_alive(p) for p in b_pids)
+        assert labs.census(b["lab_id"], home / "lab").empty()
+        pod = k8s.read_namespaced_pod("steady", namespace)
+        assert pod.status.phase == "Running" and pod.status.container_statuses[0].restart_count == 0
+        assert all(_alive(p) for p in a_pids) and sorted(_pod_pids(lab["lab_id"], uid)) == sorted(a_pids), \
+            "the first lab's pod processes were touched"
+        b2 = json.loads((home / "lab" / "lab.json").read_text())["lab_id"]
+        assert kperflab(home, "lab", "down").returncode == 0
+        assert labs.census(b2, home / "lab").empty() and labs.census(b2).record is None
+    finally:
+        kperflab(home, "lab", "down")  # whatever failed above, lab B goes
 
 
 @needs_root

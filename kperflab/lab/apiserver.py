@@ -450,22 +450,29 @@ class APIServer:
     def _review(self, req: Request, rtype: ResourceType) -> Response:
         if req.method != "POST":
             raise errors.method_not_allowed()
-        body = _json_body(req)
-        if not isinstance(body, dict):
-            raise errors.bad_request("the review must be an object")
-        body["kind"], body["apiVersion"] = rtype.kind, rtype.group_version
+        body = _decode(req, rtype)
+        spec = body.get("spec")
+        if spec is not None and not isinstance(spec, dict):
+            raise errors.bad_request(f"{rtype.kind}.spec must be an object")
+        spec = spec or {}
+        out: dict[str, Any] = {"kind": rtype.kind, "apiVersion": rtype.group_version, "metadata": {"creationTimestamp": None}}
         user = req.user or ADMIN
         if rtype.kind == "SelfSubjectReview":
-            body["status"] = {"userInfo": user.info()}
-        elif rtype.kind == "SelfSubjectAccessReview":
-            body["status"] = {"allowed": True, "reason": f'user "{user.name}" is in group system:masters'
-                              if "system:masters" in user.groups
-                              else "the lab allows every authenticated user: it does not enforce RBAC yet"}
+            out["status"] = {"userInfo": user.info()}
+            return Response(201, out)
+        out["spec"] = spec
+        if rtype.kind == "SelfSubjectAccessReview":
+            if bool(spec.get("resourceAttributes")) == bool(spec.get("nonResourceAttributes")):
+                raise errors.invalid(rtype.kind, "", [{"reason": "FieldValueInvalid", "field": "spec.resourceAttributes",
+                                                       "message": 'Invalid value: "null": exactly one of nonResourceAttributes '
+                                                                  "or resourceAttributes must be specified"}], rtype.group)
+            out["status"] = {"allowed": True, "reason": f'user "{user.name}" is in group system:masters'
+                             if "system:masters" in user.groups
+                             else "the lab allows every authenticated user: it does not enforce RBAC yet"}
         else:
-            body["status"] = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                              "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": False}
-        body.setdefault("metadata", {})["creationTimestamp"] = None
-        return Response(201, body)
+            out["status"] = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": False}
+        return Response(201, out)
 
     def _logs(self, req: Request, namespace: str, name: str) -> Response:
         if req.method != "GET":

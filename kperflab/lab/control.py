@@ -360,8 +360,9 @@ def status() -> int:
     state_dir = paths.lab_state_dir()
     recs = labs.records()
     dead = {c.lab_id: c for c in labs.dead_labs(state_dir)}
+    unlisted = sorted(labs.live_ids() - {r.lab_id for r in recs})  # another user's, whose registry we cannot read
     mine = None
-    if recs or dead:
+    if recs or dead or unlisted:
         print("labs on this machine:")
         for r in recs:
             here = r.state_dir == state_dir
@@ -371,6 +372,8 @@ def status() -> int:
             state = (f"running  pid {r.info.get('pid')}  {where}  {age}" if r.alive
                      else f"dead     left {dead[r.lab_id].describe() if r.lab_id in dead else 'nothing'}")
             print(f"  {r.lab_id}  {state}  home {r.info.get('home') or r.state_dir}{'  (this KPERFLAB_HOME)' if here else ''}")
+        for lab_id in unlisted:
+            print(f"  {lab_id}  running  (another user's lab: its record is not readable here)")
         for lab_id, c in dead.items():
             if c.record is None:
                 print(f"  {lab_id}  dead     left {c.describe()} (no record)")

@@ -6,11 +6,13 @@ A lab owns its kernel state by its id (16 hex digits):
 - its cgroups live under ``kperflab/<id>/`` in every hierarchy;
 - its mounts live under ``<state dir>/run/<id>/``.
 
-While it runs, a lab holds two locks (``flock``): one on its record in the machine-wide registry
-(``/run/kperflab/labs/<id>.json`` for root) and one on ``<state dir>/lab.lock`` (one lab per state dir). The kernel
-drops both when the lab's process ends, however it ends, so "is this lab alive?" is "is its record's lock held?" —
-no pid that could have been reused, no heartbeat to miss. Recovery removes only what belongs to an id whose lab is
-not alive; a running lab's pods are never touched, whoever runs the recovery (a second lab, the tests, `lab up`).
+While it runs, a lab holds an abstract unix socket named ``kperflab-lab-<id>`` (listed in ``/proc/net/unix`` for
+every user on the machine), a lock (``flock``) on its record in its user's registry (``/run/kperflab/labs/<id>.json``
+for root, ``$XDG_RUNTIME_DIR/kperflab/labs`` or ``/tmp/kperflab-<uid>/labs`` otherwise: its pid, port, home) and a lock
+on ``<state dir>/lab.lock`` (one lab per state dir). The kernel drops all three when the lab's process ends, however it
+ends, so "is this lab alive?" is "is its socket bound, or its record locked?" — no pid that could have been reused, no
+heartbeat to miss, and the same answer for every user. Recovery removes only what belongs to an id whose lab is not
+alive; a running lab's pods are never touched, whoever runs the recovery (a second lab, the tests, `lab up`, root).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -45,8 +48,27 @@ def registry_dir(uid: int | None = None) -> Path:
 
 
 def _registry_dirs() -> list[Path]:
-    """Every registry this user can read: root's (world-readable) and their own."""
-    return list(dict.fromkeys([registry_dir(0), registry_dir()]))
+    """Every registry this user can see: root's (world-readable), their own, and (for root) every user's."""
+    dirs = [registry_dir(0), registry_dir()]
+    dirs += sorted(Path("/run/user").glob("*/kperflab/labs")) + sorted(Path(tempfile.gettempdir()).glob("kperflab-*/labs"))
+    return list(dict.fromkeys(d for d in dirs if d.is_dir()))
+
+
+SOCKET_PREFIX = "kperflab-lab-"
+
+
+def live_ids(proc_net_unix: Path = Path("/proc/net/unix")) -> set[str]:
+    """The ids of the labs alive on this machine (in this network namespace): their abstract sockets, whoever owns them."""
+    out = set()
+    try:
+        with open(proc_net_unix) as f:
+            for line in f:
+                name = line.rsplit(None, 1)[-1] if line.count(" ") >= 7 else ""
+                if name.startswith("@" + SOCKET_PREFIX) and ID_RE.match(name[1 + len(SOCKET_PREFIX):]):
+                    out.add(name[1 + len(SOCKET_PREFIX):])
+    except OSError:
+        pass
+    return out
 
 
 def run_dir(state_dir: Path, lab_id: str) -> Path:
@@ -80,6 +102,8 @@ class Registration:
                            hint="Use it (`kperflab lab status`), stop it (`kperflab lab down`), or set KPERFLAB_HOME "
                                 "to another directory for a second lab.")
         try:
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            self._socket.bind("\0" + SOCKET_PREFIX + lab_id)  # alive for everyone to see while this process lives
             d = registry_dir()
             d.mkdir(parents=True, exist_ok=True, mode=0o755 if os.geteuid() == 0 else 0o700)
             self.path = d / f"{lab_id}.json"
@@ -87,6 +111,8 @@ class Registration:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         except BaseException:
             os.close(self._state_fd)
+            if getattr(self, "_socket", None) is not None:
+                self._socket.close()
             raise
         self.info: dict[str, Any] = {"lab_id": lab_id, "pid": os.getpid(), "uid": os.geteuid(),
                                      "state_dir": str(state_dir), "run_dir": str(run_dir(state_dir, lab_id)),
@@ -113,6 +139,7 @@ class Registration:
             os.close(self._fd)
             self._fd = None
             os.close(self._state_fd)
+            self._socket.close()
 
 
 def state_dir_locked(state_dir: Path) -> bool:
@@ -145,6 +172,7 @@ class LabRecord:
 
 def records() -> list[LabRecord]:
     """Every registered lab on this machine (that this user can see), alive or not, oldest first."""
+    live = live_ids()
     out = []
     for d in _registry_dirs():
         try:
@@ -160,7 +188,7 @@ def records() -> list[LabRecord]:
             except OSError:
                 continue
             try:
-                alive = not _try_lock(fd, fcntl.LOCK_SH)
+                alive = lab_id in live or not _try_lock(fd, fcntl.LOCK_SH)
                 try:
                     info = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
                 except ValueError:
@@ -252,7 +280,7 @@ def dead_labs(home_state_dir: Path | None = None) -> list[Census]:
     if home_state_dir is not None and (home_state_dir / "run").is_dir():
         run_ids = {p.name for p in (home_state_dir / "run").iterdir() if ID_RE.match(p.name)}
     recs = {r.lab_id: r for r in records()}
-    live = {i for i, r in recs.items() if r.alive}
+    live = live_ids() | {i for i, r in recs.items() if r.alive}
     out = []
     for lab_id in sorted((set(procs) | cg_ids | run_ids | {i for i, r in recs.items() if not r.alive}) - live):
         rec = recs.get(lab_id)
@@ -262,15 +290,18 @@ def dead_labs(home_state_dir: Path | None = None) -> list[Census]:
     return out
 
 
-def remove(lab_id: str, state_dir: Path | None = None, driver: cgroups.Driver | None = None) -> Census:
+def remove(lab_id: str, state_dir: Path | None = None, driver: cgroups.Driver | None = None, own: bool = False) -> Census:
     """Remove everything of ``lab_id``: kill its processes, remove its cgroup tree, unmount its mounts, remove its
-    run dir and its registry record. Refuses while that lab is alive (unless it is this process's own lab, stopping)."""
+    run dir and its registry record. Refuses while that lab is alive, unless ``own`` (the lab itself, stopping).
+    Files and mounts of another user's dead lab are left to that user (its record, which it wrote, names them)."""
     drv = driver if driver is not None else cgroups.detect()
     rec = next((r for r in records() if r.lab_id == lab_id), None)
-    if rec is not None and rec.alive and rec.info.get("pid") != os.getpid():
-        raise LabError(f"The lab {lab_id} is running (pid {rec.info.get('pid')}); its things were left alone.",
+    if not own and (lab_id in live_ids() or (rec is not None and rec.alive)):
+        pid = f" (pid {rec.info.get('pid')})" if rec else ""
+        raise LabError(f"The lab {lab_id} is running{pid}; its things were left alone.",
                        hint="Stop it with `kperflab lab down` from its KPERFLAB_HOME.")
-    sd = state_dir or (rec.state_dir if rec else None)
+    theirs = rec is not None and rec.info.get("uid", os.geteuid()) != os.geteuid()
+    sd = None if theirs else (state_dir or (rec.state_dir if rec else None))
     before = census(lab_id, sd, drv)
     for _ in range(50):
         pids = lab_processes(lab_id)
@@ -295,7 +326,7 @@ def remove(lab_id: str, state_dir: Path | None = None, driver: cgroups.Driver | 
             (sd / "run").rmdir()
         except OSError:
             pass
-    if rec is not None and not rec.alive:
+    if rec is not None and not rec.alive and not theirs:
         rec.path.unlink(missing_ok=True)
     return before
 

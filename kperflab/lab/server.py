@@ -158,7 +158,7 @@ class Lab:
             self.kubelet.shutdown()
             self.server.shutdown()
             self.server.server_close()
-            labs.remove(self.lab_id, self.state_dir, self.driver)  # what the kubelet could not remove: ours only, by id
+            labs.remove(self.lab_id, self.state_dir, self.driver, own=True)  # what the kubelet left: ours only, by id
         finally:
             self.registration.release()
 
