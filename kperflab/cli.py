@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=float, default=30.0, help="seconds to wait until the lab is ready")
     up.add_argument("--no-limits", action="store_true",
                     help="run pods without cgroup limits, as the lab must without root (to see what such a laptop shows)")
-    labsub.add_parser("down", help="stop the lab and remove everything it made")
+    down = labsub.add_parser("down", help="stop the lab and remove everything it made")
+    down.add_argument("--id", help="stop another lab listed by `kperflab lab status` (by its id) instead of this home's")
     labsub.add_parser("status", help="list every lab on this machine; this one's health, node and pods")
     logs = labsub.add_parser("logs", help="show the lab's own log")
     logs.add_argument("--tail", type=int, default=100, help="lines from the end (0: all)")
@@ -86,7 +87,7 @@ def _lab(args: argparse.Namespace) -> int:
         return control.up(kubeconfig=args.kubeconfig, foreground=args.foreground, port=args.port,
                           metric_resolution=args.metric_resolution, timeout=args.timeout, limits=not args.no_limits)
     if args.lab_command == "down":
-        return control.down()
+        return control.down_by_id(args.id) if args.id else control.down()
     if args.lab_command == "status":
         return control.status()
     if args.lab_command == "logs":

@@ -105,3 +105,33 @@ def test_down_stops_a_lab_of_an_older_kperflab(tmp_path):
         assert old.wait(10) is not None
     finally:
         old.kill()
+
+
+def test_a_lab_whose_home_is_deleted_stops_itself_and_down_by_id(tmp_path):
+    """A lab whose KPERFLAB_HOME was deleted (a test's tmp dir, an `rm -rf`) cannot be managed: it stops itself within
+    one node-status period and removes what it made. `lab down --id` stops any listed lab."""
+    import json
+    import shutil
+    import time
+
+    from kperflab.lab import labs
+
+    home = tmp_path / "gone"
+    assert kperflab(home, "lab", "up").returncode == 0
+    lab_id = json.loads((home / "lab" / "lab.json").read_text())["lab_id"]
+    assert lab_id in labs.live_ids()
+    shutil.rmtree(home)
+    deadline = time.monotonic() + 25
+    while lab_id in labs.live_ids() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert lab_id not in labs.live_ids(), "the lab did not notice its state dir was deleted"
+    assert labs.census(lab_id).empty()
+
+    other = tmp_path / "other"
+    assert kperflab(other, "lab", "up").returncode == 0
+    other_id = json.loads((other / "lab" / "lab.json").read_text())["lab_id"]
+    out = kperflab(tmp_path / "elsewhere", "lab", "down", "--id", other_id)
+    assert out.returncode == 0 and f"The lab {other_id} is down" in out.stdout, out.stdout + out.stderr
+    assert other_id not in labs.live_ids() and labs.census(other_id).empty()
+    _one_line_error(kperflab(tmp_path, "lab", "down", "--id", "nope"), "is not a lab id")
+    _one_line_error(kperflab(tmp_path, "lab", "down", "--id", "0123456789abcdef"), "No lab 0123456789abcdef")

@@ -338,7 +338,7 @@ def down(timeout: float = 40.0) -> int:
     ids = {lab_id} if lab_id else set()
     if (state_dir / "run").is_dir():
         ids |= {p.name for p in (state_dir / "run").iterdir() if labs.ID_RE.match(p.name)}
-    live = {r.lab_id for r in labs.records() if r.alive}
+    live = labs.live_ids() | {r.lab_id for r in labs.records() if r.alive}
     left = [labs.remove(i, state_dir) for i in sorted(ids - live)]
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     kc = Path(st["kubeconfig"]) if st and st.get("kubeconfig") else paths.lab_kubeconfig()
@@ -352,6 +352,37 @@ def down(timeout: float = 40.0) -> int:
     removed = [c for c in left if not c.empty()]
     extra = f" (and removed what it left: {'; '.join(c.describe() for c in removed)})" if removed else ""
     print(f"The lab is down{extra}." if was_up or removed else "The lab was not running; nothing of it is left on this machine.")
+    return 0
+
+
+def down_by_id(lab_id: str, timeout: float = 40.0) -> int:
+    """`kperflab lab down --id ID`: stop any lab `lab status` lists (one whose home is gone, say) and remove what it
+    made, or remove what a dead one left."""
+    if not labs.ID_RE.match(lab_id):
+        raise LabError(f"{lab_id!r} is not a lab id (16 hex digits).", hint="Copy one from `kperflab lab status`.")
+    rec = next((r for r in labs.records() if r.lab_id == lab_id), None)
+    alive = lab_id in labs.live_ids() or (rec is not None and rec.alive)
+    if alive:
+        pid = rec.info.get("pid") if rec else None
+        if pid is None:
+            raise LabError(f"The lab {lab_id} is running, but its record (and so its pid) is not readable here: "
+                           "it belongs to another user.", hint="Ask its owner to stop it, or run this as root.")
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            raise LabError(f"The lab {lab_id} (pid {pid}) belongs to another user.", hint="Run this as root.") from None
+        deadline = time.monotonic() + timeout
+        while lab_id in labs.live_ids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if lab_id in labs.live_ids():
+            os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.5)
+    elif rec is None and labs.census(lab_id).empty():
+        raise LabError(f"No lab {lab_id} on this machine.", hint="See `kperflab lab status` for the labs there are.")
+    found = labs.remove(lab_id)
+    print(f"The lab {lab_id} is down." if alive else f"Removed what the dead lab {lab_id} left: {found.describe()}.")
     return 0
 
 

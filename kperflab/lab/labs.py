@@ -96,6 +96,7 @@ class Registration:
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self._state_fd = os.open(state_dir / "lab.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.lock_inode = os.fstat(self._state_fd).st_ino
         if not _try_lock(self._state_fd, fcntl.LOCK_EX):
             os.close(self._state_fd)
             raise LabError(f"Another lab is already running from {state_dir}.",

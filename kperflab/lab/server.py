@@ -65,6 +65,7 @@ class Lab:
         self.conditions = Conditions("kubelet is posting ready status" + (
             f"; WARNING: {self.unenforced}, so pod CPU and memory limits are not enforced" if self.unenforced else ""))
         self.stop_event = threading.Event()
+        self.shutdown_requested = threading.Event()
         self.metric_resolution = metric_resolution
         self.api = APIServer(self.store, Authenticator(token, state_dir / "tokens.csv"), version=version_info(),
                              ready=lambda: self._ready)
@@ -110,9 +111,21 @@ class Lab:
         self._ready = True
 
     def _heartbeat(self, stop: threading.Event, period: float = 10.0) -> None:
-        """The kubelet's node status update: conditions from a fresh observation of the node, every 10 s."""
+        """The kubelet's node status update: conditions from a fresh observation of the node, every 10 s. A lab whose
+        state dir was deleted (its token, certificates and kubeconfig with it) can no longer be reached or managed:
+        it stops itself and removes what it made."""
         while not stop.wait(period):
+            if not self.state_dir_present():
+                log.warning("the state dir %s is gone: stopping the lab", self.state_dir)
+                self.shutdown_requested.set()
+                return
             self.update_node_status()
+
+    def state_dir_present(self) -> bool:
+        try:
+            return os.stat(self.state_dir / "lab.lock").st_ino == self.registration.lock_inode
+        except OSError:
+            return False
 
     def update_node_status(self) -> None:
         node = self.store.try_get("v1/nodes", "", NODE_NAME)
@@ -171,5 +184,5 @@ class Lab:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGHUP, on_signal)
-        while not done.wait(1.0):
+        while not done.wait(1.0) and not self.shutdown_requested.is_set():
             pass
