@@ -166,7 +166,7 @@ def memory_oom(cluster: Any, limit: str = "64Mi", step: int = 4 * MiB, pause: fl
         reason, code = "not killed", None
         finding = (_unenforced(cluster) + f"The container allocated {mib(last_alloc)}, {last_alloc / limit_bytes:.1f}x its "
                    f"{limit} limit, and was not killed; {last_ws}.")
-    fig = figures.timeseries(df.assign(MiB=df.bytes / MiB), "MiB", color="source", title="Memory against the limit until the kill",
+    fig = figures.timeseries(df.assign(MiB=df.bytes / MiB), "MiB", color="source", title="Memory against the limit",
                              hlines={f"limit {limit}": limit_bytes / MiB})
     return Result(df, fig, finding, {"reason": reason, "exit_code": code, "limit_bytes": limit_bytes, "last_allocated": last_alloc})
 
