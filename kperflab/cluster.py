@@ -30,6 +30,7 @@ class Connection:
     server: str
     namespace: str = "default"
     source: str = ""  # which files, chosen how (for `kperflab doctor`)
+    origin: str = ""  # how they were chosen: "--kubeconfig", "KUBECONFIG", "~/.kube/config", "lab", "in-cluster"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def kubectl_env(self) -> dict[str, str]:
@@ -59,7 +60,8 @@ def load(kubeconfig: str | os.PathLike[str] | None = None, context: str | None =
             cfg.connection_pool_maxsize = POOL_SIZE
             ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
             ns = ns_file.read_text().strip() if ns_file.exists() else "default"
-            return Connection(client.ApiClient(cfg), None, "in-cluster", cfg.host, ns, source="in-cluster service account")
+            return Connection(client.ApiClient(cfg), None, "in-cluster", cfg.host, ns, source="in-cluster service account",
+                              origin="in-cluster")
         loaded = kc.load_lab()
     if loaded is None:
         raise ConfigError("No kubeconfig found (KUBECONFIG is not set, and there is no ~/.kube/config nor a lab's).",
@@ -89,7 +91,8 @@ def load(kubeconfig: str | os.PathLike[str] | None = None, context: str | None =
     cfg.connection_pool_maxsize = POOL_SIZE
     ctx = next(c for c in loaded.config["contexts"] if c.get("name") == chosen)
     ns = ((ctx.get("context") if isinstance(ctx.get("context"), dict) else None) or {}).get("namespace") or "default"
-    conn = Connection(client.ApiClient(cfg), loaded.value, chosen, cfg.host, ns, source=loaded.describe())
+    conn = Connection(client.ApiClient(cfg), loaded.value, chosen, cfg.host, ns, source=loaded.describe(),
+                      origin="lab" if loaded.source.startswith("the lab's") else loaded.source)
     conn.extra["timeout"] = timeout
     return conn
 

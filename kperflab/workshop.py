@@ -3,11 +3,12 @@ configured cluster or a lab started for the run (and stopped after it)."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 from . import cluster
-from .errors import KperflabError
+from .errors import ConfigError, KperflabError
 
 
 def notebook_dirs() -> list[Path]:
@@ -27,25 +28,38 @@ def notebooks() -> list[Path]:
                         hint="Run `kperflab workshop` from the kperflab repository, where `make workshop` runs.")
 
 
+def configured_cluster(kubeconfig: str | None, context: str | None) -> tuple[bool, str | None, str]:
+    """``(start_the_lab, kubeconfig, why)``: the kubeconfig to run against (a KUBECONFIG value; None in a pod), or
+    ``start_the_lab`` with the reason when nothing is configured. A cluster the user configured (--kubeconfig,
+    KUBECONFIG, ~/.kube/config, --context) that does not answer is an error, not a reason to quietly run somewhere
+    else; only the lab's own kubeconfig of a lab that is down counts as nothing."""
+    try:
+        conn = cluster.load(kubeconfig, context)
+    except ConfigError as exc:
+        if kubeconfig or context or os.environ.get("KUBECONFIG"):
+            raise
+        return True, None, f"No cluster is configured ({exc.message})"
+    try:
+        cluster.server_version(conn)
+    except KperflabError as exc:
+        if conn.origin != "lab":
+            raise
+        return True, None, f"The lab's kubeconfig is there but the lab does not answer ({exc.message})."
+    return False, conn.kubeconfig, ""
+
+
 def run(kubeconfig: str | None, context: str | None, out: str = "out", quick: bool = True) -> int:
     nbs = notebooks()
     started_lab = False
-    try:
-        conn = cluster.load(kubeconfig, context)
-        cluster.server_version(conn)
-        kc = str(conn.kubeconfig) if conn.kubeconfig else None
-    except KperflabError as exc:
-        if kubeconfig:
-            raise
-        print(f"No reachable cluster: {exc.message} Starting the lab for this run.")
+    start_lab, kc, why = configured_cluster(kubeconfig, context)
+    if start_lab:
+        print(f"{why} Starting the lab for this run.")
         from .lab import control
 
         control.up(metric_resolution="5s")  # the workshop samples faster than the default 15s
         started_lab = True
         kc = str(control.read_state()["kubeconfig"])  # type: ignore[index]
     failed = 0
-    import os
-
     os.environ["KPERFLAB_HEADLESS"] = "1"  # nobody watches a batch run: live widgets show one snapshot
     try:
         import papermill as pm

@@ -120,3 +120,23 @@ def test_the_lab_fallback_says_so(home, tmp_path, monkeypatch):
     lab_kc.unlink()
     with pytest.raises(ConfigError, match="No kubeconfig found"):
         cluster.load()
+
+
+def test_the_workshop_starts_the_lab_only_when_nothing_is_configured(home, tmp_path, monkeypatch):
+    from kperflab import workshop
+    from kperflab.errors import ClusterUnreachable
+
+    # a configured cluster that does not answer is said, not replaced by a lab
+    with pytest.raises(ClusterUnreachable):
+        workshop.configured_cluster(None, None)  # ~/.kube/config → home.example, which does not resolve here
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/typo.yaml")
+    with pytest.raises(ConfigError, match="typo.yaml"):
+        workshop.configured_cluster(None, None)
+    monkeypatch.delenv("KUBECONFIG")
+    (home / ".kube" / "config").unlink()
+    start, kc, why = workshop.configured_cluster(None, None)
+    assert start and kc is None and "No cluster is configured" in why
+    lab_kc = Path(os.environ["KPERFLAB_HOME"]) / "kubeconfig.yaml"
+    write(lab_kc, "https://127.0.0.1:1", context="kperflab-lab", current="kperflab-lab")  # a lab that is down
+    start, kc, why = workshop.configured_cluster(None, None)
+    assert start and "the lab does not answer" in why
