@@ -17,7 +17,7 @@ from kubernetes import client, config
 from kubernetes.utils import parse_quantity
 from prometheus_client.parser import text_string_to_metric_families
 
-from kperflab.lab.metrics_server import cpu_quantity
+from kperflab.lab.stats.metrics_server import cpu_quantity
 
 from .conftest import needs_root
 

@@ -9,11 +9,12 @@ import pytest
 from kubernetes.utils import parse_quantity
 from prometheus_client.parser import text_string_to_metric_families
 
-from kperflab.lab import cgroups, promtext
+from kperflab.lab import cgroups
 from kperflab.lab.apiserver import APIServer, Request
-from kperflab.lab.cadvisor import ContainerTarget, PodTarget, Sampler
-from kperflab.lab.kubelet_server import KubeletServer, cadvisor_metrics, resource_metrics, to_wire
-from kperflab.lab.metrics_server import MetricsServer, cpu_quantity, go_duration, memory_quantity
+from kperflab.lab.stats import promtext
+from kperflab.lab.stats.cadvisor import ContainerTarget, PodTarget, Sampler
+from kperflab.lab.stats.kubelet_server import KubeletServer, cadvisor_metrics, resource_metrics, to_wire
+from kperflab.lab.stats.metrics_server import MetricsServer, cpu_quantity, go_duration, memory_quantity
 from kperflab.lab.store import Store
 
 MiB = 1024 * 1024

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from . import errors, lifecycle, quantity
-from .cadvisor import ContainerTarget, PodTarget
 from .cgroups import Limits, pods_root
 from .events import Recorder
-from .runtime import (
+from .runtime.process import (
     NOBODY,
     RUNNABLE,
     LogWriter,
@@ -33,6 +32,7 @@ from .runtime import (
     read_log,
     resolve_command,
 )
+from .stats.cadvisor import ContainerTarget, PodTarget
 from .store import Store, rfc3339
 
 log = logging.getLogger("kperflab.lab.kubelet")

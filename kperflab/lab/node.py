@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cadvisor import node_raw, working_set
 from .cgroups import Driver
+from .stats.cadvisor import node_raw, working_set
 from .store import rfc3339
 
 NODE_NAME = "kperflab-lab"

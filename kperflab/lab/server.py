@@ -15,14 +15,14 @@ from typing import Any
 from . import cgroups, labs
 from .apiserver import APIServer, serve
 from .authn import Authenticator
-from .cadvisor import Sampler
 from .controllers import Controllers
 from .kubelet import Kubelet
-from .kubelet_server import KubeletServer
-from .metrics_server import GROUP as METRICS_GROUP
-from .metrics_server import MetricsServer
 from .node import NODE_NAME, Conditions, arch, machine_labels, node_object, observe
-from .runtime import Runtime
+from .runtime.process import Runtime
+from .stats.cadvisor import Sampler
+from .stats.kubelet_server import KubeletServer
+from .stats.metrics_server import GROUP as METRICS_GROUP
+from .stats.metrics_server import MetricsServer
 from .store import Store
 
 log = logging.getLogger("kperflab.lab")

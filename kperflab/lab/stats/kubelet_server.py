@@ -17,8 +17,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector, generate_latest
 
+from ..apiserver import Response
+from ..store import rfc3339
 from . import promtext
-from .apiserver import Response
 from .cadvisor import (
     KUBELET,
     NODE,
@@ -31,7 +32,6 @@ from .cadvisor import (
     working_set,
 )
 from .promtext import Family
-from .store import rfc3339
 
 Obj = dict[str, Any]
 NOT_FOUND = Response(404, "404 page not found\n", "text/plain; charset=utf-8")

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .cgroups import Driver
-from .labs import LAB_ENV
+from ..cgroups import Driver
+from ..labs import LAB_ENV
 
 NOBODY = 65534
 RUNNABLE = "python:*, busybox*, alpine*, registry.k8s.io/pause*"

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import errors
-from .apiserver import Request, Response, _no_resource, _wants_table
+from .. import errors
+from ..apiserver import Request, Response, _no_resource, _wants_table
+from ..quantity import binary_si
+from ..selectors import parse_field_selector, parse_label_selector
+from ..store import Store, rfc3339
 from .cadvisor import NODE, Snapshot, working_set
-from .quantity import binary_si
-from .selectors import parse_field_selector, parse_label_selector
-from .store import Store, rfc3339
 
 GROUP = "metrics.k8s.io"
 VERSIONS = ["v1", "v1beta1"]  # v1 is GA in Kubernetes 1.37 (KEP-5207); kubectl ≤ 1.36 asks for v1beta1
@@ -247,7 +247,7 @@ def _advance(points: tuple[MPoint | None, MPoint] | None, new: MPoint) -> tuple[
 
 def _table(items: list[Obj], plural: str) -> Obj:
     """metrics-server's table: Name, CPU, Memory, Window (pod sums over its containers)."""
-    from .quantity import parse
+    from ..quantity import parse
 
     cols = [{"name": "Name", "type": "string", "format": "name", "description": "Name of the resource", "priority": 0},
             {"name": "CPU", "type": "string", "format": "", "description": "CPU usage", "priority": 0},

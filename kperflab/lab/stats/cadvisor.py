@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cgroups import CLK_TCK, Driver
+from ..cgroups import CLK_TCK, Driver
 
 UNLIMITED = 1 << 62  # the kubelet's isMemoryUnlimited: anything above is "no limit"
 
