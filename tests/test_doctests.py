@@ -10,7 +10,8 @@ import pytest
 
 MODULES = ["kperflab.cluster", "kperflab.doctor", "kperflab.host", "kperflab.kubeconfig", "kperflab.exercises",
            "kperflab.lab.stats.promtext", "kperflab.lab.stats.metrics_server", "kperflab.lab.selectors", "kperflab.lab.runtime.process",
-           "kperflab.lab.pki", "kperflab.lab.node", "kperflab.lab.authn"]
+           "kperflab.lab.pki", "kperflab.lab.node", "kperflab.lab.authn", "kperflab.lab.runtime.oci",
+           "kperflab.lab.imagemanager"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +22,8 @@ from typing import Any
 from . import errors, lifecycle, quantity
 from .cgroups import Limits, pods_root
 from .events import Recorder
+from .imagemanager import ImageManager, Waiting
+from .runtime.oci import CrunRuntime, bundle_config, combine_command, container_user
 from .runtime.process import (
     NOBODY,
     RUNNABLE,
@@ -54,6 +58,7 @@ class ContainerRec:
     containerID: str = ""
     restartCount: int = 0
     last: dict[str, Any] | None = None
+    image_id: str = ""  # the image's repo digest (what containerStatuses[].imageID reports)
     backoff_until: float = 0.0
     proc: Process | None = None
     cgroup: str | None = None
@@ -86,6 +91,7 @@ class PodRec:
     kill_deadline: float = 0.0
     finished: bool = False
     sandbox_lost: bool = False  # died with restartPolicy Never: no new one
+    oci: bool = False  # its containers run from images by crun (else as processes)
     warned: set[str] = field(default_factory=set)
 
     @property
@@ -130,10 +136,15 @@ def expand(text: str, env: dict[str, str]) -> str:
 
 class Kubelet:
     def __init__(self, store: Store, node_name: str, runtime: Runtime, state_dir: Path, host_ip: str = "127.0.0.1",
-                 api_port: int = 0) -> None:
+                 api_port: int = 0, oci: CrunRuntime | None = None, images: ImageManager | None = None,
+                 run_dir: Path | None = None, no_oci: str = "") -> None:
         self.store = store
         self.node = node_name
         self.runtime = runtime
+        self.oci = oci if images is not None else None  # containers from images by crun; else the process runtime
+        self.images = images
+        self.run_dir = run_dir or state_dir / "run"
+        self.no_oci = no_oci  # why the OCI runtime is not used here ("" when it is)
         self.state_dir = state_dir
         self.host_ip = host_ip
         self.api_port = api_port
@@ -200,7 +211,13 @@ class Kubelet:
                          [ContainerRec(c) for c in spec.get("containers") or []],
                          [ContainerRec(c, init=True) for c in spec.get("initContainers") or []],
                          started=now)
+            rec.oci = self.oci is not None
             self.pods[uid] = rec
+            if not rec.oci:
+                self.recorder.event(pod, "Normal", "ProcessRuntime",
+                                    f"The lab runs this pod's containers as processes on the node's own filesystem, not from "
+                                    f"their images ({self.no_oci or 'the OCI runtime is off'}); with the OCI runtime crun "
+                                    "would run each from its image, in namespaces of its own")
             if not self.enforced:
                 self.recorder.event(pod, "Warning", "LimitsNotEnforced",
                                     f"{self.runtime.unenforced[:1].upper()}{self.runtime.unenforced[1:]}: CPU and memory "
@@ -245,7 +262,11 @@ class Kubelet:
                 driver.create(f"{self.pods_cgroup}{tier}", Limits())
             driver.create(rec.cgroup, pod_limits(pod))
             driver.create(f"{rec.cgroup}/sandbox", Limits())
-        rec.sandbox = self.runtime.start_sandbox(f"{rec.cgroup}/sandbox" if rec.cgroup else None)
+        if rec.oci and self.oci is not None:
+            self._pod_files(pod, rec)
+            rec.sandbox = self.runtime.spawn(self.oci.sandbox_argv(rec.name), f"{rec.cgroup}/sandbox")
+        else:
+            rec.sandbox = self.runtime.start_sandbox(f"{rec.cgroup}/sandbox" if rec.cgroup else None)
         threading.Thread(target=self._await_exit, args=(rec.sandbox,), daemon=True, name="await-sandbox").start()
 
     def _sandbox_died(self, pod: dict[str, Any], rec: PodRec) -> None:
@@ -257,7 +278,7 @@ class Kubelet:
                     rec.sandbox.popen.returncode)
         for c in rec.all:
             if c.proc is not None:
-                self.runtime.kill_tree(c.proc)
+                self._kill(c.proc)
         self.runtime.kill_tree(rec.sandbox)  # reaps it
         rec.sandbox = None
         ran = any(c.runs for c in rec.all)
@@ -266,11 +287,11 @@ class Kubelet:
             return
         self.recorder.event(pod, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
 
-    def _env(self, pod: dict[str, Any], spec: dict[str, Any], python_dir: str) -> dict[str, str]:
+    def _env(self, pod: dict[str, Any], spec: dict[str, Any], base: dict[str, str]) -> dict[str, str]:
+        """The container's environment: ``base`` (the runtime's and the image's), the service variables, then the
+        container's own ``env`` in order ($(VAR) sees the ones before it)."""
         meta = pod["metadata"]
-        env = {"PATH": f"{python_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-               "HOSTNAME": meta["name"], "HOME": "/tmp", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
-               "KUBERNETES_SERVICE_HOST": self.host_ip, "KUBERNETES_SERVICE_PORT": str(self.api_port)}
+        env = {**base, "KUBERNETES_SERVICE_HOST": self.host_ip, "KUBERNETES_SERVICE_PORT": str(self.api_port)}
         fields = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"], "metadata.uid": meta["uid"],
                   "spec.nodeName": self.node, "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default"),
                   "status.podIP": self.host_ip, "status.hostIP": self.host_ip}
@@ -300,6 +321,9 @@ class Kubelet:
         return env
 
     def _start(self, pod: dict[str, Any], rec: PodRec, c: ContainerRec) -> None:
+        if rec.oci:
+            self._start_oci(pod, rec, c)
+            return
         img = image_family(c.spec.get("image", ""))
         if img is None:
             first = c.reason not in ("ErrImagePull", "ImagePullBackOff")
@@ -317,7 +341,9 @@ class Kubelet:
         uid = sec.get("runAsUser", NOBODY) if os.geteuid() == 0 else None  # not root: pods run as the lab's user
         gid = sec.get("runAsGroup", uid) if uid is not None else None
         python = self.runtime.python_for(uid)
-        env = self._env(pod, c.spec, str(Path(python).parent))
+        env = self._env(pod, c.spec, {"PATH": f"{Path(python).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                      "HOSTNAME": pod["metadata"]["name"], "HOME": "/tmp", "PYTHONUNBUFFERED": "1",
+                                      "PYTHONDONTWRITEBYTECODE": "1"})
         argv = [expand(a, env) for a in resolve_command(img, c.spec.get("command"), c.spec.get("args"), python)]
         if c.runs == 0:
             self.recorder.event(pod, "Normal", "Pulled", f'Container image "{c.spec.get("image")}" already present on machine',
@@ -334,16 +360,91 @@ class Kubelet:
             c.stage, c.reason, c.message = "start-error", "RunContainerError", f"failed to start container: {exc}"
             self.recorder.event(pod, "Warning", "Failed", f"Error: {c.message}", f"spec.containers{{{c.name}}}")
             return
+        self._started(pod, c, proc, cgroup, cid, image_id(c.spec.get("image", "")))
+
+    def _started(self, pod: dict[str, Any], c: ContainerRec, proc: Process, cgroup: str | None, cid: str, imageid: str) -> None:
         if c.runs > 0:
             c.restartCount += 1
         c.runs += 1
-        c.proc, c.cgroup, c.containerID = proc, cgroup, cid
+        c.proc, c.cgroup, c.containerID, c.image_id = proc, cgroup, cid, imageid
         c.stage, c.reason, c.message = "running", "", ""
         c.startedAt, c.finishedAt, c.exitCode, c.signal, c.oomKilled = rfc3339(proc.started), None, 0, 0, False
         threading.Thread(target=self._await_exit, args=(proc,), daemon=True, name="await-exit").start()
         fp = f"spec.{'initContainers' if c.init else 'containers'}{{{c.name}}}"
         self.recorder.event(pod, "Normal", "Created", f"Created container: {c.name}", fp)
         self.recorder.event(pod, "Normal", "Started", f"Started container {c.name}", fp)
+
+    def _pod_files(self, pod: dict[str, Any], rec: PodRec) -> None:
+        """/etc/hosts, /etc/hostname and /etc/resolv.conf of the pod, bind-mounted into each of its containers."""
+        d = self.pod_dir(rec)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "hostname").write_text(f"{rec.name}\n")
+        (d / "hosts").write_text("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                                 f"127.0.1.1\t{rec.name}\n")
+        (d / "resolv.conf").write_text(f"search {rec.namespace}.svc.cluster.local svc.cluster.local cluster.local\n"
+                                       "nameserver 10.96.0.10\noptions ndots:5\n")
+
+    def pod_dir(self, rec: PodRec) -> Path:
+        return self.run_dir / "pods" / rec.uid
+
+    def _start_oci(self, pod: dict[str, Any], rec: PodRec, c: ContainerRec) -> None:
+        """Pull (or find) the image, make the container's bundle and start it by crun."""
+        assert self.oci is not None and self.images is not None and rec.sandbox is not None
+        fp = f"spec.{'initContainers' if c.init else 'containers'}{{{c.name}}}"
+        got = self.images.ensure(pod, c.spec, fp, first_start=c.runs == 0)
+        if isinstance(got, Waiting):
+            c.stage = "image-error" if got.reason != "ContainerCreating" else "creating"
+            c.reason, c.message = ("", "") if got.reason == "ContainerCreating" else (got.reason, got.message)
+            return
+        image = got
+        cfg = image.config or {}
+        base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": rec.name}
+        base.update(dict(e.split("=", 1) for e in cfg.get("Env") or [] if "=" in e))
+        env = self._env(pod, c.spec, base)
+        argv = [expand(a, env) for a in combine_command(cfg.get("Entrypoint"), cfg.get("Cmd"), c.spec.get("command"),
+                                                        c.spec.get("args"))]
+        sec = {**(pod["spec"].get("securityContext") or {}), **(c.spec.get("securityContext") or {})}
+        try:
+            if not argv:
+                raise ValueError("no command specified")
+            uid, gid, groups = container_user(image.lowerdirs, sec, cfg.get("User") or "")
+        except ValueError as exc:
+            c.stage, c.reason, c.message = "start-error", "CreateContainerConfigError", str(exc)
+            self.recorder.event(pod, "Warning", "Failed", f"Error: {exc}", fp)
+            return
+        cid = new_container_id()
+        cgroup = f"{rec.cgroup}/{cid}"
+        log_path = self.state_dir / "pods" / f"{rec.namespace}_{rec.name}_{rec.uid}" / c.name / f"{c.runs}.log"
+        limits = container_limits(c.spec)
+        try:
+            self.runtime.driver.create(cgroup, limits)  # type: ignore[union-attr]
+            d = self.pod_dir(rec)
+            config = bundle_config(argv=argv, env=env, cwd=c.spec.get("workingDir") or cfg.get("WorkingDir") or "/", uid=uid,
+                                   gid=gid, additional_gids=groups, readonly=bool(sec.get("readOnlyRootFilesystem")),
+                                   tty=False, sandbox_pid=rec.sandbox.pid, cgroups_path=cgroup, limits=limits,
+                                   etc={"/etc/hosts": d / "hosts", "/etc/hostname": d / "hostname",
+                                        "/etc/resolv.conf": d / "resolv.conf"}, hostname=rec.name)
+            bundle = self.oci.create_bundle(cid, [Path(p) for p in image.lowerdirs], config)
+            proc = self.oci.start(cid, bundle, cgroup, LogWriter(log_path))
+        except (OSError, ValueError, subprocess.CalledProcessError) as exc:
+            c.stage, c.reason, c.message = "start-error", "RunContainerError", f"failed to create containerd task: {exc}"
+            self.recorder.event(pod, "Warning", "Failed", f"Error: {c.message}", fp)
+            self.runtime.driver.remove(cgroup)  # type: ignore[union-attr]
+            return
+        self._started(pod, c, proc, cgroup, cid, image.repo_digest)
+
+    def _kill(self, proc: Process) -> None:
+        """SIGKILL everything of a container (or the sandbox) and reap it."""
+        if proc.cid and self.oci is not None:
+            self.oci.kill_tree(proc)
+        else:
+            self.runtime.kill_tree(proc)
+
+    def _signal(self, proc: Process, sig: int) -> None:
+        if proc.cid and self.oci is not None:
+            self.oci.stop(proc, sig)
+        else:
+            self.runtime.stop(proc, sig)
 
     def _await_exit(self, proc: Process) -> None:
         proc.popen.wait()
@@ -363,6 +464,8 @@ class Kubelet:
             driver.kill_all(c.cgroup)  # what the main process left behind
         else:
             self.runtime.kill_tree(proc)
+        if proc.cid and self.oci is not None:
+            self.oci.remove(proc)
         if proc.logs:
             proc.logs.close()
         c.signal, c.exitCode = (-code, 128 - code) if code < 0 else (0, code)
@@ -436,7 +539,7 @@ class Kubelet:
             rec.kill_deadline = time.time() + float(grace)
             for c in running:
                 self.recorder.event(pod, "Normal", "Killing", f"Stopping container {c.name}", f"spec.containers{{{c.name}}}")
-                self.runtime.stop(c.proc, signal.SIGTERM)  # type: ignore[arg-type]
+                self._signal(c.proc, signal.SIGTERM)  # type: ignore[arg-type]
         if running and time.time() < rec.kill_deadline:
             return
         self._teardown(rec)
@@ -450,7 +553,9 @@ class Kubelet:
         """Kill every process of the pod and remove its cgroups."""
         for c in rec.all:
             if c.proc is not None:
-                self.runtime.kill_tree(c.proc)
+                self._kill(c.proc)
+                if c.proc.cid and self.oci is not None:
+                    self.oci.remove(c.proc)
                 if c.proc.logs:
                     c.proc.logs.close()
                 c.proc = None
@@ -460,11 +565,13 @@ class Kubelet:
         if rec.cgroup and self.runtime.driver is not None:
             self.runtime.driver.kill_all(rec.cgroup)
             self.runtime.driver.remove(rec.cgroup)
+        if rec.oci:
+            shutil.rmtree(self.pod_dir(rec), ignore_errors=True)
 
     # -- status ----------------------------------------------------------------------------------
     def _write_status(self, pod: dict[str, Any], rec: PodRec, init_done: bool) -> None:
-        init_st = [lifecycle.container_status(c.spec, c.record(), image_id(c.spec.get("image", ""))) for c in rec.inits]
-        main_st = [lifecycle.container_status(c.spec, c.record(), image_id(c.spec.get("image", ""))) for c in rec.containers]
+        init_st = [lifecycle.container_status(c.spec, c.record(), c.image_id) for c in rec.inits]
+        main_st = [lifecycle.container_status(c.spec, c.record(), c.image_id) for c in rec.containers]
         phase = lifecycle.pod_phase(pod["spec"], init_st, main_st)
         old = pod.get("status") or {}
         scheduled = next((c.get("lastTransitionTime") for c in old.get("conditions") or [] if c.get("type") == "PodScheduled"),

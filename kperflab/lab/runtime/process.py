@@ -125,6 +125,8 @@ class Process:
     cgroup: str | None
     logs: LogWriter | None = None
     started: float = field(default_factory=time.time)
+    cid: str = ""  # the OCI runtime's container id ("" for a plain process)
+    bundle: Path | None = None  # the OCI bundle (config.json, rootfs mount, writable layer)
 
     @property
     def pid(self) -> int:
@@ -168,6 +170,10 @@ class Runtime:
             logs.attach(popen.stdout, "stdout")
             logs.attach(popen.stderr, "stderr")
         return Process(popen, cgroup, logs)
+
+    def spawn(self, argv: list[str], cgroup: str | None) -> Process:
+        """A helper process of the lab's in a cgroup (the OCI runtime's sandbox holder), output discarded."""
+        return self._spawn(argv, cgroup, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, "/", None)
 
     def start_sandbox(self, cgroup: str | None) -> Process:
         """The pod's pause process: it holds the pod's mount namespace (root) and does nothing else."""
