@@ -64,7 +64,7 @@ def main() -> int:
             code, body = call("POST", "/api/v1/namespaces/default/pods", {
                 "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"idle-{i}"},
                 "spec": {"terminationGracePeriodSeconds": 0, "containers": [
-                    {"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": {"limits": {"cpu": "100m", "memory": "16Mi"}}}]}})
+                    {"name": "c", "image": "busybox:1.37", "command": ["sleep", "3600"], "resources": {"limits": {"cpu": "100m", "memory": "16Mi"}}}]}})
             assert code == 201, body
         deadline = time.time() + 120
         while time.time() < deadline:

@@ -43,11 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=0, help="API server port on 127.0.0.1 (default: a free one)")
     up.add_argument("--metric-resolution", help="metrics API resolution (default 15s)")
     up.add_argument("--timeout", type=float, default=30.0, help="seconds to wait until the lab is ready")
+    up.add_argument("--runtime", choices=("auto", "oci", "process"), default="auto",
+                    help="oci: containers from images by crun (needs root); process: containers as processes on this "
+                         "machine; auto (default): oci where it can run")
     up.add_argument("--no-limits", action="store_true",
                     help="run pods without cgroup limits, as the lab must without root (to see what such a laptop shows)")
     down = labsub.add_parser("down", help="stop the lab and remove everything it made")
     down.add_argument("--id", help="stop another lab listed by `kperflab lab status` (by its id) instead of this home's")
     labsub.add_parser("status", help="list every lab on this machine; this one's health, node and pods")
+    images = labsub.add_parser("images", help="what the lab's registry holds; --add builds a test image into it")
+    images.add_argument("--add", metavar="NAME", help="build a test image named NAME (e.g. big:100mb) into the registry")
+    images.add_argument("--size", help="its size, e.g. 10MB, 100MB, 500MB (incompressible bytes)")
+    images.add_argument("--layers", type=int, default=1, help="how many layers it has (default 1)")
+    images.add_argument("--compressible", action="store_true", help="compressible bytes instead of random ones")
     logs = labsub.add_parser("logs", help="show the lab's own log")
     logs.add_argument("--tail", type=int, default=100, help="lines from the end (0: all)")
     serve = labsub.add_parser("serve", help=argparse.SUPPRESS)
@@ -55,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--metric-resolution", default="15s")
     serve.add_argument("--kubeconfig")
     serve.add_argument("--no-limits", action="store_true")
+    serve.add_argument("--runtime", default="auto")
 
     p = sub.add_parser("clean", help="delete your stale kperflab workspaces (namespaces a dead kernel left)")
     _add_cluster_args(p)
@@ -85,16 +94,19 @@ def _lab(args: argparse.Namespace) -> int:
 
     if args.lab_command == "up":
         return control.up(kubeconfig=args.kubeconfig, foreground=args.foreground, port=args.port,
-                          metric_resolution=args.metric_resolution, timeout=args.timeout, limits=not args.no_limits)
+                          metric_resolution=args.metric_resolution, timeout=args.timeout, limits=not args.no_limits,
+                          runtime=args.runtime)
     if args.lab_command == "down":
         return control.down_by_id(args.id) if args.id else control.down()
     if args.lab_command == "status":
         return control.status()
     if args.lab_command == "logs":
         return control.logs(args.tail)
+    if args.lab_command == "images":
+        return control.images(args.add, args.size, args.layers, args.compressible)
     if args.lab_command == "serve":
         return control.serve(port=args.port, metric_resolution=args.metric_resolution, kubeconfig=args.kubeconfig,
-                             limits=not args.no_limits)
+                             limits=not args.no_limits, runtime=args.runtime)
     raise AssertionError(args.lab_command)
 
 

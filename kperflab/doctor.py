@@ -73,6 +73,11 @@ def _cluster_checks(kubeconfig: str | None, context: str | None, namespace: str 
         nodes = []  # not allowed to list nodes: flavour from the version alone
     flavour = cluster.detect_flavour(version, nodes)
     rows.append(Check("flavour", INFO, f"{flavour} ({len(nodes)} node{'s' if len(nodes) != 1 else ''} visible)"))
+    runtimes = sorted({(n.get("metadata", {}).get("annotations") or {}).get("kperflab.dev/runtime")
+                       or ((n.get("status") or {}).get("nodeInfo") or {}).get("containerRuntimeVersion") or "unknown"
+                       for n in nodes})
+    if runtimes:
+        rows.append(Check("container runtime", INFO, "; ".join(runtimes)))
 
     try:
         mv = cluster.metrics_api_version(conn, timeout)
@@ -103,9 +108,16 @@ def _cluster_checks(kubeconfig: str | None, context: str | None, namespace: str 
 
 def _host_checks(facts: HostFacts) -> list[Check]:
     cg = {1: "v1", 2: "v2", None: "not mounted"}[facts.cgroup_version]
+    if facts.cgroup_version == 1 and facts.hybrid_controllers:
+        cg += (f" (hybrid: the cgroup2 mount holds {facts.hybrid_controllers}, which crun refuses; the lab runs crun in a "
+               "private mount namespace without that mount, so crun sees cgroup v1 — nothing on the host changes)")
+    oci = [why for ok, why in ((facts.root, "not root"), (facts.crun, "no crun (apt-get install crun)"),
+                               (facts.overlay, "no overlayfs"), (facts.cgroup_version, "no cgroups")) if not ok]
     rows = [
         Check("cgroups", INFO, cg),
         Check("root", INFO, "yes" if facts.root else "no: the lab runs pods without cgroup limits"),
+        Check("lab runtime", INFO, f"OCI: {facts.crun} runs each container from its image" if not oci else
+              f"process runtime ({', '.join(oci)}): containers run as processes on this machine, not from their images"),
         Check("iptables", INFO, facts.iptables or "not found"),
         Check("nft", INFO, facts.nft or "not found"),
         Check("ipvs", INFO, "ip_vs loaded" if facts.ipvs else "no ip_vs module: the IPVS rows of 03-networking are skipped"),

@@ -47,6 +47,26 @@ def tool_version(name: str, *args: str) -> str | None:
     return text[0] if text else path
 
 
+def hybrid_cgroup2_controllers(root: Path = Path("/sys/fs/cgroup")) -> str:
+    """The controllers a hybrid layout's cgroup2 mount (``<root>/unified``) holds: crun refuses to run there unless
+    that mount is out of its way ("" when there is no such mount or it is empty).
+
+    >>> hybrid_cgroup2_controllers(Path("/nonexistent"))
+    ''
+    """
+    try:
+        return (root / "unified" / "cgroup.controllers").read_text().strip()
+    except OSError:
+        return ""
+
+
+def overlayfs() -> bool:
+    try:
+        return any(line.split()[-1] == "overlay" for line in Path("/proc/filesystems").read_text().splitlines())
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class HostFacts:
     cgroup_version: int | None
@@ -55,6 +75,9 @@ class HostFacts:
     nft: str | None
     ipvs: bool
     kubectl: str | None
+    crun: str | None = None
+    overlay: bool = False
+    hybrid_controllers: str = ""
 
     @classmethod
     def read(cls) -> HostFacts:
@@ -65,4 +88,7 @@ class HostFacts:
             nft=tool_version("nft"),
             ipvs=ipvs_available(),
             kubectl=tool_version("kubectl", "version", "--client"),
+            crun=tool_version("crun"),
+            overlay=overlayfs(),
+            hybrid_controllers=hybrid_cgroup2_controllers(),
         )

@@ -1,4 +1,4 @@
-"""Portable pod manifests for experiments: ``python:3.12-slim`` with an inline script, so the same pod runs on the
+"""Portable pod manifests for experiments: ``python:3.13-slim`` with an inline script, so the same pod runs on the
 lab and on any real cluster. Each script prints JSON lines (``{"event": …}``) that `read_events` turns back into
 dicts, so an experiment's numbers come from the workload itself as well as from the metrics pipeline.
 """
@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import BadInput
 
-IMAGE = "python:3.12-slim"
+IMAGE = "python:3.13-slim"
 Obj = dict[str, Any]
 
 _PRELUDE = "import json, os, sys, time\ndef emit(**kw):\n    print(json.dumps({**kw, 't': time.time()}), flush=True)\n"

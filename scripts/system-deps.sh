@@ -13,6 +13,12 @@ have unshare   || need+=(util-linux)
 have nsenter   || need+=(util-linux)
 have dot       || need+=(graphviz)
 have kubectl   || need+=(kubernetes-client)
+# the lab's real containers: crun runs them, mmdebstrap builds the images once, docker-registry serves them,
+# skopeo checks the registry in tests
+have crun            || need+=(crun)
+have mmdebstrap      || need+=(mmdebstrap)
+have docker-registry || need+=(docker-registry)
+have skopeo          || need+=(skopeo)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system tools: all present"
   exit 0

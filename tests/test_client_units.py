@@ -88,7 +88,7 @@ def test_workload_manifests_are_valid_pods():
     for m in (workloads.cpu_burner(cores=1.5, seconds=3, cpu_limit="500m"), workloads.memory_allocator(total=1 << 20),
               workloads.cpu_requests(requests=3), workloads.http_echo(), workloads.io_probe()):
         model = client.V1Pod.from_dict(m)
-        assert model.spec.containers[0].image == "python:3.12-slim"
+        assert model.spec.containers[0].image == "python:3.13-slim"
         compile(m["spec"]["containers"][0]["command"][2], "<workload>", "exec")
     assert workloads.cpu_burner(cpu_limit="500m")["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "500m"}}
     assert workloads.read_events('noise\n{"event": "done", "x": 1}\n{broken\n') == [{"event": "done", "x": 1}]

@@ -28,7 +28,7 @@ def test_no_cgroups_lab_serves_pod_metrics(tmp_path, monkeypatch):
         node = call("GET", "/api/v1/nodes/kperflab-lab").body
         assert node["metadata"]["annotations"]["kperflab.dev/limits-enforced"] == "false"
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "spin"}, "spec": {"containers": [
-            {"name": "main", "image": "python:3.12-slim", "command": ["python", "-c", "while True: pass"],
+            {"name": "main", "image": "python:3.13-slim", "command": ["python", "-c", "while True: pass"],
              "resources": {"limits": {"cpu": "200m"}}}]}}
         assert call("POST", "/api/v1/namespaces/default/pods", pod).code == 201
         deadline = time.time() + 30

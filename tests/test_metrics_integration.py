@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,7 +39,7 @@ def pod(name: str, code: str, limits: dict[str, str] | None = None, restart: str
     return client.V1Pod(
         metadata=client.V1ObjectMeta(name=name, labels={"app": name}),
         spec=client.V1PodSpec(restart_policy=restart, termination_grace_period_seconds=1, containers=[client.V1Container(
-            name="main", image="python:3.12-slim", command=["python", "-c", code],
+            name="main", image="python:3.13-slim", command=["python", "-c", code],
             env=[client.V1EnvVar(name=k, value=v) for k, v in (env or {}).items()],
             resources=client.V1ResourceRequirements(limits=limits) if limits else None)]))
 
@@ -80,11 +78,9 @@ def ground(lab: dict[str, Any]):
     core = client.CoreV1Api(api)
     ns = f"metrics-{uuid.uuid4().hex[:6]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-    cache_dir = Path(tempfile.mkdtemp(prefix="kperflab-cache-"))
-    cache_dir.chmod(0o777)
     try:
         for p in (pod("spin-limited", SPIN, {"cpu": "500m"}), pod("spin-free", SPIN), pod("hold", HOLD, {"memory": "512Mi"}),
-                  pod("cache", CACHE, {"memory": "1Gi"}, env={"DIR": str(cache_dir)}),
+                  pod("cache", CACHE, {"memory": "1Gi"}, env={"DIR": "/tmp"}),
                   pod("oom", OOM, {"memory": "64Mi"}, restart="Always")):
             core.create_namespaced_pod(ns, p)
         deadline = time.time() + 60
@@ -116,7 +112,6 @@ def ground(lab: dict[str, Any]):
         deadline = time.time() + 60
         while time.time() < deadline and ns in [n.metadata.name for n in core.list_namespace().items]:
             time.sleep(0.2)
-        shutil.rmtree(cache_dir, ignore_errors=True)
 
 
 def _epoch(ts: str) -> float:

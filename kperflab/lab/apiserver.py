@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import logging
+import re
 import ssl
 import threading
 import time
@@ -32,6 +33,7 @@ from .store import Store
 log = logging.getLogger("kperflab.lab.apiserver")
 
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's default request body limit
+STREAM_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/(?P<sub>exec|attach|portforward)/?$")
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 READ_MEDIA = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
 
@@ -79,6 +81,7 @@ class APIServer:
         self.logs = logs
         self.node_proxy = node_proxy
         self.extra_groups = extra_groups or {}  # group → object with .versions, .handle(req, version, rest)
+        self.streaming: Any = None  # the kubelet: exec_session(pod, options), attach_session(…), dial(pod, port)
         self.ready = ready
         self.address = "127.0.0.1:0"
 
@@ -275,9 +278,7 @@ class APIServer:
         if "create" not in rtype.verbs:
             raise errors.method_not_allowed()
         obj = _decode(req, rtype)
-        meta = obj.setdefault("metadata", {}) if isinstance(obj.get("metadata", {}), dict) else None
-        if meta is None:
-            raise errors.bad_request("metadata must be an object")
+        meta = _metadata(obj)
         if rtype.namespaced:
             body_ns = meta.get("namespace")
             if body_ns and namespace and body_ns != namespace:
@@ -336,7 +337,7 @@ class APIServer:
     def _update(self, req: Request, rtype: ResourceType, namespace: str, name: str, sub: str, obj: dict[str, Any]) -> Response:
         if "update" not in rtype.verbs:
             raise errors.method_not_allowed()
-        meta = obj.setdefault("metadata", {})
+        meta = _metadata(obj)
         if meta.get("name") and meta["name"] != name:
             raise errors.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
         if rtype.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
@@ -384,7 +385,7 @@ class APIServer:
         _check_shape(new, MAX_BODY)
         if not isinstance(new, dict):
             raise errors.bad_request("the patch did not produce an object")
-        meta = new.setdefault("metadata", {})
+        meta = _metadata(new)
         if meta.get("resourceVersion") == old["metadata"]["resourceVersion"] and not _patch_sets_rv(body):
             meta.pop("resourceVersion", None)
         if sub != "status" and rtype.has_status:
@@ -635,6 +636,15 @@ def _decode(req: Request, rtype: ResourceType) -> dict[str, Any]:
     return obj
 
 
+def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object's metadata (made empty when absent or null); 400 when it is something else."""
+    if obj.get("metadata") is None:
+        obj["metadata"] = {}
+    if not isinstance(obj["metadata"], dict):
+        raise errors.bad_request(f"metadata must be an object, not {type(obj['metadata']).__name__}")
+    return obj["metadata"]
+
+
 def _patch_sets_rv(body: Any) -> bool:
     return isinstance(body, dict) and bool((body.get("metadata") or {}).get("resourceVersion"))
 
@@ -673,6 +683,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         url = urlsplit(self.path)
+        m = STREAM_PATH.match(url.path)
+        if m and self.api.streaming is not None:
+            self._stream(m.group("ns"), m.group("name"), m.group("sub"), parse_qs(url.query, keep_blank_values=True))
+            return
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         headers = {k.lower(): v for k, v in self.headers.items()}
         length = self.headers.get("Content-Length")
@@ -703,6 +717,34 @@ class _Handler(BaseHTTPRequestHandler):
             body = self.rfile.read(n)
         resp = self.api.handle(Request(self.command, url.path, query, headers, body))
         self._send(resp)
+
+    def _stream(self, namespace: str, name: str, sub: str, query: dict[str, list[str]]) -> None:
+        """``pods/exec``, ``pods/attach``, ``pods/portforward``: authenticate, find the pod, then the connection is the
+        session's (`streams`) until it ends."""
+        from . import streams
+
+        try:
+            auth = self.headers.get("Authorization", "")
+            user = self.api.authn.user(auth[7:].strip()) if auth.lower().startswith("bearer ") else None
+            if user is None:
+                raise errors.unauthorized()
+            if self.command not in ("GET", "POST"):
+                raise errors.method_not_allowed()
+            pod = self.api.store.get("v1/pods", namespace, name, "pods")
+            if sub == "portforward":
+                streams.serve_portforward(self, query, lambda port: self.api.streaming.dial(pod, port),
+                                          pod=f"{namespace}/{name}", uid=pod["metadata"]["uid"])
+                return
+            options = streams.parse_exec_options(query, attach=sub == "attach")
+            if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+                raise errors.bad_request(f"cannot {sub} into a container in a completed pod; current phase is "
+                                         f"{pod['status']['phase']}")
+            run = self.api.streaming.attach_session if sub == "attach" else self.api.streaming.exec_session
+            streams.serve_remotecommand(self, options, lambda opts: run(pod, opts))
+        except APIError as exc:
+            streams.send_status(self, exc)
+        finally:
+            self.close_connection = True
 
     def _read_chunked(self) -> bytes | None:
         out = bytearray()

@@ -171,8 +171,36 @@ def _report_dead(found: list[labs.Census]) -> None:
 
 # -- commands --------------------------------------------------------------------------------------
 
+def _prepare_images(runtime: str, limits: bool) -> None:
+    """Build the lab's base images once per machine (a minute, from Debian's packages) before the lab starts, so the
+    OCI runtime has them; where that cannot work, say so in one line (the lab then uses the process runtime)."""
+    if runtime == "process":
+        return
+    from . import cgroups
+    from .images import ImageBuildError, cached_base_images, ensure_base_images
+    from .runtime.oci import unavailable_reason
+
+    why = unavailable_reason(cgroups.detect() if limits else None)
+    if why:
+        if runtime == "oci":
+            raise LabError(f"The OCI runtime cannot run here: {why}.", hint="Leave out --runtime oci to use the process runtime.")
+        return
+    if cached_base_images() is not None:
+        return
+    print("Building the lab's images from Debian packages (once per machine, about a minute)…", flush=True)
+    t0 = time.monotonic()
+    try:
+        ensure_base_images()
+    except ImageBuildError as exc:
+        if runtime == "oci":
+            raise LabError(str(exc), hint="Start the lab without --runtime oci to use the process runtime.") from None
+        print(f"Could not build them ({exc}); pods will run on the process runtime.")
+        return
+    print(f"Built in {time.monotonic() - t0:.0f} s.")
+
+
 def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, metric_resolution: str | None = None,
-       timeout: float = 30.0, limits: bool = True) -> int:
+       timeout: float = 30.0, limits: bool = True, runtime: str = "auto") -> int:
     resolution = metric_resolution or DEFAULT_RESOLUTION
     parse_resolution(resolution)
     if not 0 <= port <= 65535:
@@ -194,13 +222,15 @@ def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, m
     _report_dead(labs.remove_dead(state_dir))
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     _check_port(port)
+    _prepare_images(runtime, limits)
     write_tls(make_server_tls(), state_dir / "tls")
     token_file = state_dir / "token"
     token_file.write_text(secrets.token_urlsafe(32))
     token_file.chmod(0o600)
     if foreground:
-        return serve(port=port, metric_resolution=resolution, kubeconfig=str(kc), announce=True, limits=limits)
-    args = [sys.executable, "-m", "kperflab.cli", "lab", "serve", "--port", str(port),
+        return serve(port=port, metric_resolution=resolution, kubeconfig=str(kc), announce=True, limits=limits,
+                     runtime=runtime)
+    args = [sys.executable, "-m", "kperflab.cli", "lab", "serve", "--port", str(port), "--runtime", runtime,
             "--metric-resolution", resolution, "--kubeconfig", str(kc)] + ([] if limits else ["--no-limits"])
     with open(state_dir / "lab.log", "ab") as logf:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
@@ -222,6 +252,7 @@ def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, m
             labs.remove(lab_id, state_dir)
         raise LabError(f"The lab did not become ready within {timeout:.0f}s.", hint="See `kperflab lab logs`.")
     print(f"The lab is up at https://127.0.0.1:{st['port']} (pid {proc.pid}, id {st['lab_id']}); kubeconfig: {kc}")
+    print(f"Container runtime: {st.get('runtime', 'unknown')}")
     if not st.get("limits_enforced", True):
         why = "as asked (--no-limits)" if not limits else "because it is not running as root"
         print(f"Note: pods run without CPU and memory limits {why}; the lab says so on its node.")
@@ -264,7 +295,7 @@ def _last_error(log: Path) -> str:
 
 
 def serve(port: int = 0, metric_resolution: str = DEFAULT_RESOLUTION, kubeconfig: str | None = None,
-          announce: bool = False, limits: bool = True) -> int:
+          announce: bool = False, limits: bool = True, runtime: str = "auto") -> int:
     """Run the lab in this process until SIGTERM/SIGINT (what `lab up` starts in the background)."""
     from .server import Lab
 
@@ -279,7 +310,7 @@ def serve(port: int = 0, metric_resolution: str = DEFAULT_RESOLUTION, kubeconfig
     token = (state_dir / "token").read_text().strip()
     try:
         lab = Lab(state_dir, token, (str(tls_dir / "server.crt"), str(tls_dir / "server.key")), port,
-                  metric_resolution=parse_resolution(metric_resolution), limits=limits)
+                  metric_resolution=parse_resolution(metric_resolution), limits=limits, runtime=runtime)
     except OSError as exc:
         raise _port_error(port, exc) from None
     log = logging.getLogger("kperflab.lab")
@@ -289,7 +320,8 @@ def serve(port: int = 0, metric_resolution: str = DEFAULT_RESOLUTION, kubeconfig
         lab.registration.update(kubeconfig=str(kc), home=str(paths.home()))
         (state_dir / STATE_FILE).write_text(json.dumps({
             "pid": os.getpid(), "port": lab.port, "lab_id": lab.lab_id, "kubeconfig": str(kc), "started": time.time(),
-            "metric_resolution": metric_resolution, "limits_enforced": lab.driver is not None}))
+            "metric_resolution": metric_resolution, "limits_enforced": lab.driver is not None,
+            "runtime": lab.runtime_description, "registry": lab.registry.url if lab.registry is not None else None}))
         log.info("lab %s ready on 127.0.0.1:%d (cgroups: %s)", lab.lab_id, lab.port,
                  f"v{lab.driver.version}" if lab.driver else ("off, as asked" if not limits else "off, not root"))
         if announce:
@@ -420,6 +452,8 @@ def status() -> int:
           f"id {st.get('lab_id')}, up {_age(time.time() - st.get('started', time.time()))})")
     kc = Path(st.get("kubeconfig") or paths.lab_kubeconfig())
     print(f"kubeconfig: {kc}" + ("" if kc.exists() else " (missing: `kperflab lab up` writes it again)"))
+    if st.get("runtime"):
+        print(f"runtime: {st['runtime']}")
     if st.get("metric_resolution"):
         print(f"metrics: kubelet /stats/summary, /metrics/resource, /metrics/cadvisor and metrics.k8s.io v1/v1beta1, "
               f"sampled every {st['metric_resolution']}")
@@ -450,6 +484,48 @@ def status() -> int:
 def _age(seconds: float) -> str:
     s = int(max(0, seconds))
     return f"{s // 3600}h{s % 3600 // 60}m" if s >= 3600 else (f"{s // 60}m{s % 60}s" if s >= 60 else f"{s}s")
+
+
+def images(add: str | None = None, size: str | None = None, layers: int = 1, compressible: bool = False) -> int:
+    """`kperflab lab images`: what the lab's registry holds (name, digest, size); ``--add NAME --size 100MB
+    --layers N`` builds a test image of that size and layer count into it (for the storage lesson)."""
+    from .images import add_test_image, format_rows, list_registry
+
+    st = running()
+    if st is None:
+        raise LabError(f"The lab of KPERFLAB_HOME={paths.home()} is not running.", hint="Start it with `kperflab lab up`.")
+    if not st.get("registry"):
+        raise LabError(f"This lab has no image registry: its runtime is {st.get('runtime', 'the process runtime')}.",
+                       hint="Images need the OCI runtime (root, crun): `kperflab lab down`, then `sudo kperflab lab up`.")
+    if add:
+        if not size:
+            raise LabError("--add needs --size.", hint="For example: kperflab lab images --add big:100mb --size 100MB --layers 5")
+        n = parse_size(size)
+        if not 1 <= layers <= 100:
+            raise LabError(f"--layers {layers} is out of range.", hint="Use 1 to 100 layers.")
+        added = add_test_image(st["registry"], add, n, layers, compressible=compressible)
+        print(f"Built {added.row.name} ({added.row.layers} layers, {added.image.size} bytes) in {added.build_seconds:.1f} s, "
+              f"pushed in {added.push_seconds:.1f} s: {added.row.digest}")
+    print(format_rows(list_registry(st["registry"])))
+    return 0
+
+
+def parse_size(text: str) -> int:
+    """``100MB``, ``10MiB``, ``1GB``, ``5000`` (bytes) → bytes.
+
+    >>> parse_size("100MB"), parse_size("10MiB"), parse_size("512")
+    (100000000, 10485760, 512)
+    """
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+    t = text.strip().upper()
+    num = t.rstrip("KMGIB")
+    try:
+        value = float(num) * units[t[len(num):]]
+    except (ValueError, KeyError):
+        raise LabError(f"--size {text!r} is not a size.", hint="Write it like 10MB, 100MiB or 1GB.") from None
+    if not 1 <= value <= 8 * 10**9:
+        raise LabError(f"--size {text} is out of range.", hint="Use 1 byte to 8 GB.")
+    return int(value)
 
 
 def logs(tail: int = 100) -> int:

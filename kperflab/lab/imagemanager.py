@@ -156,6 +156,8 @@ class ImageManager:
         step = BACKOFF_START if not step else min(BACKOFF_MAX, step * 2)
         self._backoff[key] = (self.clock() + step, step)
         msg = f'Failed to pull image "{ref}": {error}'
+        if error.endswith("not found"):
+            msg += " (the lab's registry holds the images it built: `kperflab lab images` lists them)"
         self.event(pod, "Warning", "Failed", msg, field_path)
         self.event(pod, "Warning", "Failed", "Error: ErrImagePull", field_path)
         return Waiting("ErrImagePull", msg)

@@ -23,7 +23,14 @@ from . import errors, lifecycle, quantity
 from .cgroups import Limits, pods_root
 from .events import Recorder
 from .imagemanager import ImageManager, Waiting
-from .runtime.oci import CrunRuntime, bundle_config, combine_command, container_user
+from .runtime.oci import (
+    CrunRuntime,
+    bundle_config,
+    combine_command,
+    container_user,
+    dial_in_netns,
+    set_winsize,
+)
 from .runtime.process import (
     NOBODY,
     RUNNABLE,
@@ -33,11 +40,13 @@ from .runtime.process import (
     image_family,
     image_id,
     new_container_id,
+    parse_cri,
     read_log,
     resolve_command,
 )
 from .stats.cadvisor import ContainerTarget, PodTarget
 from .store import Store, rfc3339
+from .streams import Stdio
 
 log = logging.getLogger("kperflab.lab.kubelet")
 DEFAULT_PIDS_LIMIT = 1024
@@ -59,6 +68,10 @@ class ContainerRec:
     restartCount: int = 0
     last: dict[str, Any] | None = None
     image_id: str = ""  # the image's repo digest (what containerStatuses[].imageID reports)
+    start_failures: int = 0  # starts that failed in a row (their back-off)
+    stdin_w: int | None = None  # where `kubectl attach -i` writes: the container's stdin pipe, or its pty
+    tty: int | None = None  # the container's pty master (spec.tty)
+    exec_ctx: dict[str, Any] = field(default_factory=dict)  # process runtime: env, cwd, uid, gid for `kubectl exec`
     backoff_until: float = 0.0
     proc: Process | None = None
     cgroup: str | None = None
@@ -136,13 +149,13 @@ def expand(text: str, env: dict[str, str]) -> str:
 
 class Kubelet:
     def __init__(self, store: Store, node_name: str, runtime: Runtime, state_dir: Path, host_ip: str = "127.0.0.1",
-                 api_port: int = 0, oci: CrunRuntime | None = None, images: ImageManager | None = None,
+                 api_port: int = 0, oci: CrunRuntime | None = None, image_store: Any = None,
                  run_dir: Path | None = None, no_oci: str = "") -> None:
         self.store = store
         self.node = node_name
         self.runtime = runtime
-        self.oci = oci if images is not None else None  # containers from images by crun; else the process runtime
-        self.images = images
+        self.oci = oci if image_store is not None else None  # containers from images by crun; else the process runtime
+        self.image_store = image_store
         self.run_dir = run_dir or state_dir / "run"
         self.no_oci = no_oci  # why the OCI runtime is not used here ("" when it is)
         self.state_dir = state_dir
@@ -151,6 +164,7 @@ class Kubelet:
         self.recorder = Recorder(store, "kubelet", node_name)
         self.pods: dict[str, PodRec] = {}
         self._wake = threading.Event()
+        self.images = ImageManager(image_store, self.recorder.event, self.wake) if self.oci is not None else None
         self._lock = threading.RLock()
         self.enforced = runtime.driver is not None
         self.pods_cgroup = pods_root(runtime.lab_id)
@@ -194,11 +208,15 @@ class Kubelet:
             for uid in list(self.pods):
                 if uid not in seen:  # force-deleted (or its namespace vanished): stop everything
                     self._teardown(self.pods.pop(uid))
+                    if self.images is not None:
+                        self.images.forget(uid)
 
     def shutdown(self) -> None:
         with self._lock:
             for uid in list(self.pods):
                 self._teardown(self.pods.pop(uid))
+        if self.images is not None:
+            self.images.close()
 
     # -- one pod ---------------------------------------------------------------------------------
     def _rec(self, pod: dict[str, Any]) -> PodRec:
@@ -351,6 +369,7 @@ class Kubelet:
         cid = new_container_id()
         cgroup = f"{rec.cgroup}/{cid}" if rec.cgroup else None
         log_path = self.state_dir / "pods" / f"{rec.namespace}_{rec.name}_{rec.uid}" / c.name / f"{c.runs}.log"
+        c.exec_ctx = {"env": env, "cwd": c.spec.get("workingDir") or "/", "uid": uid, "gid": gid}
         try:
             if cgroup and self.runtime.driver is not None:
                 self.runtime.driver.create(cgroup, container_limits(c.spec))
@@ -358,6 +377,8 @@ class Kubelet:
             proc = self.runtime.start_container(rec.sandbox, cgroup, argv, env, c.spec.get("workingDir") or "/", uid, gid, logs)
         except (OSError, ValueError) as exc:
             c.stage, c.reason, c.message = "start-error", "RunContainerError", f"failed to start container: {exc}"
+            c.start_failures += 1
+            c.backoff_until = time.time() + lifecycle.backoff_seconds(c.start_failures)
             self.recorder.event(pod, "Warning", "Failed", f"Error: {c.message}", f"spec.containers{{{c.name}}}")
             return
         self._started(pod, c, proc, cgroup, cid, image_id(c.spec.get("image", "")))
@@ -366,6 +387,7 @@ class Kubelet:
         if c.runs > 0:
             c.restartCount += 1
         c.runs += 1
+        c.start_failures = 0
         c.proc, c.cgroup, c.containerID, c.image_id = proc, cgroup, cid, imageid
         c.stage, c.reason, c.message = "running", "", ""
         c.startedAt, c.finishedAt, c.exitCode, c.signal, c.oomKilled = rfc3339(proc.started), None, 0, 0, False
@@ -416,22 +438,53 @@ class Kubelet:
         cgroup = f"{rec.cgroup}/{cid}"
         log_path = self.state_dir / "pods" / f"{rec.namespace}_{rec.name}_{rec.uid}" / c.name / f"{c.runs}.log"
         limits = container_limits(c.spec)
+        tty = bool(c.spec.get("tty"))
+        stdin_r = None
         try:
             self.runtime.driver.create(cgroup, limits)  # type: ignore[union-attr]
             d = self.pod_dir(rec)
             config = bundle_config(argv=argv, env=env, cwd=c.spec.get("workingDir") or cfg.get("WorkingDir") or "/", uid=uid,
                                    gid=gid, additional_gids=groups, readonly=bool(sec.get("readOnlyRootFilesystem")),
-                                   tty=False, sandbox_pid=rec.sandbox.pid, cgroups_path=cgroup, limits=limits,
+                                   tty=tty, sandbox_pid=rec.sandbox.pid, cgroups_path=cgroup, limits=limits,
                                    etc={"/etc/hosts": d / "hosts", "/etc/hostname": d / "hostname",
                                         "/etc/resolv.conf": d / "resolv.conf"}, hostname=rec.name)
-            bundle = self.oci.create_bundle(cid, [Path(p) for p in image.lowerdirs], config)
-            proc = self.oci.start(cid, bundle, cgroup, LogWriter(log_path))
+            bundle = self.oci.create_bundle(cid, list(image.lowerdirs), config, short=getattr(image, "short_lowerdirs", None),
+                                            store_root=getattr(image, "store_root", None))
+            logs = LogWriter(log_path)
+            if tty:
+                proc, master = self.oci.start_tty(cid, bundle, cgroup, logs)
+                c.tty, c.stdin_w = master, (os.dup(master) if c.spec.get("stdin") else None)
+            else:
+                if c.spec.get("stdin"):
+                    stdin_r, c.stdin_w = os.pipe()
+                proc = self.oci.start(cid, bundle, cgroup, logs, stdin=stdin_r)
+            if not self.oci.wait_started(proc):  # Running only once crun has started it, as the kubelet reports
+                proc.popen.wait(10)
+                logs.close()
+                reason = " | ".join(line.decode(errors="replace") for _, _, line in read_log(log_path)[-3:])
+                self.oci.remove(proc)
+                raise OSError(f"OCI runtime create failed: {reason or 'crun gave no reason'}")
         except (OSError, ValueError, subprocess.CalledProcessError) as exc:
             c.stage, c.reason, c.message = "start-error", "RunContainerError", f"failed to create containerd task: {exc}"
+            c.start_failures += 1
+            c.backoff_until = time.time() + lifecycle.backoff_seconds(c.start_failures)
             self.recorder.event(pod, "Warning", "Failed", f"Error: {c.message}", fp)
+            self._close_stdio(c)
             self.runtime.driver.remove(cgroup)  # type: ignore[union-attr]
             return
+        finally:
+            if stdin_r is not None:
+                os.close(stdin_r)  # the shim has it now
         self._started(pod, c, proc, cgroup, cid, image.repo_digest)
+
+    def _close_stdio(self, c: ContainerRec) -> None:
+        for fd in (c.stdin_w, c.tty):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        c.stdin_w = c.tty = None
 
     def _kill(self, proc: Process) -> None:
         """SIGKILL everything of a container (or the sandbox) and reap it."""
@@ -466,6 +519,7 @@ class Kubelet:
             self.runtime.kill_tree(proc)
         if proc.cid and self.oci is not None:
             self.oci.remove(proc)
+        self._close_stdio(c)
         if proc.logs:
             proc.logs.close()
         c.signal, c.exitCode = (-code, 128 - code) if code < 0 else (0, code)
@@ -498,6 +552,8 @@ class Kubelet:
                 return
         if c.done:
             return
+        if c.stage == "start-error" and now < c.backoff_until:
+            return  # a container that failed to start is tried again after its back-off, not on every sync
         if c.stage in ("exited", "backoff") and now < c.backoff_until:
             if c.stage != "backoff":
                 c.stage = "backoff"
@@ -508,6 +564,92 @@ class Kubelet:
             return
         if c.stage in ("creating", "pod-initializing", "image-error", "start-error", "exited", "backoff"):
             self._start(pod, rec, c)
+
+    # -- exec, attach, port-forward -----------------------------------------------------------------
+    def _running(self, pod: dict[str, Any], container: str) -> tuple[PodRec, ContainerRec]:
+        """The pod's running container named ``container`` (default: its only one), or the kubelet's error."""
+        names = [c["name"] for c in pod["spec"].get("containers") or []]
+        inits = [c["name"] for c in pod["spec"].get("initContainers") or []]
+        name = container or (pod["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/default-container", "")
+        if not name:
+            if len(names) != 1:
+                raise errors.bad_request(f"a container name must be specified for pod {pod['metadata']['name']}, "
+                                         f"choose one of: [{' '.join(names)}]")
+            name = names[0]
+        if name not in names + inits:
+            raise errors.bad_request(f"container {name} is not valid for pod {pod['metadata']['name']}")
+        with self._lock:
+            rec = self.pods.get(pod["metadata"]["uid"])
+            c = next((x for x in rec.all if x.name == name), None) if rec else None
+            if rec is None or c is None or c.proc is None or c.proc.popen.poll() is not None:
+                raise errors.APIError(500, "InternalError", f'unable to upgrade connection: container not found ("{name}")')
+            return rec, c
+
+    def exec_session(self, pod: dict[str, Any], options: Any) -> Stdio:
+        """`kubectl exec`: a process in the container (crun exec, or the process runtime's way), its ends for the
+        streaming session."""
+        rec, c = self._running(pod, options.container)
+        argv = list(options.command)
+        kw = {"stdin": options.stdin, "stdout": options.stdout, "stderr": options.stderr, "tty": options.tty,
+              "size": options.size}
+        try:
+            if c.proc is not None and c.proc.cid and self.oci is not None:
+                ep = self.oci.exec(c.proc, argv, **kw)
+            else:
+                ctx = c.exec_ctx
+                ep = self.runtime.exec(rec.sandbox, c.cgroup, argv, ctx.get("env") or {}, ctx.get("cwd") or "/",
+                                       ctx.get("uid"), ctx.get("gid"), **kw)
+        except OSError as exc:
+            raise errors.APIError(500, "InternalError", f"failed to exec in container: {exc}") from None
+
+        def stop() -> None:
+            try:
+                os.killpg(ep.popen.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+        resize = (lambda w, h: set_winsize(ep.tty, w, h)) if ep.tty is not None else None
+        return Stdio(ep.stdin, ep.stdout, ep.stderr, resize, ep.wait, stop)
+
+    def attach_session(self, pod: dict[str, Any], options: Any) -> Stdio:
+        """`kubectl attach` (and `run -it`): the container's own output as it comes, its stdin or terminal."""
+        rec, c = self._running(pod, options.container)
+        proc = c.proc
+        assert proc is not None and proc.logs is not None
+        out = proc.logs.subscribe("stdout") if options.stdout or c.tty is not None else None
+        err = proc.logs.subscribe("stderr") if options.stderr and c.tty is None else None
+        stdin = os.dup(c.stdin_w) if options.stdin and c.stdin_w is not None else None
+        detached = threading.Event()
+        master = c.tty
+
+        def wait() -> int:
+            while not detached.is_set() and proc.popen.poll() is None:
+                detached.wait(0.2)
+            return 0
+
+        def stop() -> None:
+            detached.set()
+            if c.spec.get("stdinOnce") and c.tty is None and c.stdin_w is not None:
+                os.close(c.stdin_w)  # the first attach that ends closes the container's stdin
+                c.stdin_w = None
+
+        resize = (lambda w, h: set_winsize(master, w, h)) if master is not None else None
+        return Stdio(stdin, out, err, resize, wait, stop)
+
+    def dial(self, pod: dict[str, Any], port: int) -> Any:
+        """A connection to ``port`` in the pod: in its sandbox's network namespace (OCI), or on this machine (the
+        process runtime's pods share the node's network)."""
+        import socket
+
+        with self._lock:
+            rec = self.pods.get(pod["metadata"]["uid"])
+            sandbox = rec.sandbox if rec else None
+            oci = rec.oci if rec else False
+        if sandbox is None:
+            raise OSError("the pod has no sandbox running")
+        if oci:
+            return dial_in_netns(sandbox.pid, port)
+        return socket.create_connection(("127.0.0.1", port), timeout=10)
 
     # -- what cAdvisor samples ---------------------------------------------------------------------
     def stat_targets(self) -> list[PodTarget]:
@@ -556,6 +698,7 @@ class Kubelet:
                 self._kill(c.proc)
                 if c.proc.cid and self.oci is not None:
                     self.oci.remove(c.proc)
+                self._close_stdio(c)
                 if c.proc.logs:
                     c.proc.logs.close()
                 c.proc = None
@@ -651,6 +794,7 @@ class Kubelet:
         def fmt(ts: str, line: bytes) -> bytes:
             return (ts.encode() + b" " + line + b"\n") if stamps else line + b"\n"
 
+        partial: dict[bytes, bytes] = {}
         for ts, _, line in lines:
             chunk = fmt(ts, line)
             if limit is not None and sent + len(chunk) > limit:
@@ -669,12 +813,10 @@ class Kubelet:
             if data:
                 complete = data[: data.rfind(b"\n") + 1]
                 offset += len(complete)
-                for raw in complete.splitlines():
-                    parts = raw.split(b" ", 3)
-                    if len(parts) == 4:
-                        chunk = fmt(parts[0].decode(), parts[3])
-                        sent += len(chunk)
-                        yield chunk
+                for ts, _, line in parse_cri(complete.splitlines(), partial):
+                    chunk = fmt(ts, line)
+                    sent += len(chunk)
+                    yield chunk
                 if limit is not None and sent >= limit:
                     return
             elif not alive:

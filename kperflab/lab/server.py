@@ -12,12 +12,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import LabError
 from . import cgroups, labs
 from .apiserver import APIServer, serve
 from .authn import Authenticator
 from .controllers import Controllers
+from .images import ImageStore, Registry, cached_base_images
 from .kubelet import Kubelet
+from .labs import LAB_ENV
 from .node import NODE_NAME, Conditions, arch, machine_labels, node_object, observe
+from .runtime.oci import CrunRuntime
+from .runtime.oci import unavailable_reason as oci_unavailable
 from .runtime.process import Runtime
 from .stats.cadvisor import Sampler
 from .stats.kubelet_server import KubeletServer
@@ -44,18 +49,24 @@ class Lab:
     """Everything the lab runs, in one process."""
 
     def __init__(self, state_dir: Path, token: str, tls: tuple[str, str], port: int = 0,
-                 lab_id: str | None = None, metric_resolution: float = 15.0, limits: bool = True) -> None:
+                 lab_id: str | None = None, metric_resolution: float = 15.0, limits: bool = True,
+                 runtime: str = "auto") -> None:
         self.state_dir = state_dir
         self.lab_id = lab_id or secrets.token_hex(8)
+        self.registry: Registry | None = None
         # first of all: own an id (the registry lock), so no recovery elsewhere mistakes what we make for a dead lab's
         self.registration = labs.Registration(self.lab_id, state_dir)
         try:
-            self._setup(token, tls, port, metric_resolution, limits)
+            self._setup(token, tls, port, metric_resolution, limits, runtime)
         except BaseException:
+            if self.registry is not None:
+                self.registry.stop()
+            labs.remove(self.lab_id, state_dir, own=True)
             self.registration.release()
             raise
 
-    def _setup(self, token: str, tls: tuple[str, str], port: int, metric_resolution: float, limits: bool) -> None:
+    def _setup(self, token: str, tls: tuple[str, str], port: int, metric_resolution: float, limits: bool,
+               runtime: str) -> None:
         state_dir = self.state_dir
         self.store = Store()
         self.driver = cgroups.detect() if limits else None
@@ -73,8 +84,12 @@ class Lab:
         self.server, _ = serve(self.api, tls[0], tls[1], port)
         self.port = self.server.server_address[1]
         self.registration.update(port=self.port, cgroups=self.driver.version if self.driver else None)
-        self.kubelet = Kubelet(self.store, NODE_NAME, self.runtime, state_dir, api_port=self.port)
+        self.run_dir = labs.run_dir(state_dir, self.lab_id)
+        self.oci, self.image_store, self.no_oci = self._oci_runtime(runtime)
+        self.kubelet = Kubelet(self.store, NODE_NAME, self.runtime, state_dir, api_port=self.port, oci=self.oci,
+                               image_store=self.image_store, run_dir=self.run_dir, no_oci=self.no_oci)
         self.api.logs = self.kubelet.logs
+        self.api.streaming = self.kubelet
         self.controllers = Controllers(self.store, NODE_NAME)
         self.started = time.time()
         self.sampler = Sampler(self.driver, self.kubelet.stat_targets, pods_cgroup=self.kubelet.pods_cgroup)
@@ -93,8 +108,12 @@ class Lab:
         for ns in SYSTEM_NAMESPACES:
             self.store.create("v1/serviceaccounts", {"apiVersion": "v1", "kind": "ServiceAccount",
                                                      "metadata": {"name": "default", "namespace": ns}})
-        self.store.create("v1/nodes", node_object(self.state_dir, self.driver, self.unenforced, self.conditions, time.time(),
-                                                  K8S_VERSION))
+        node = node_object(self.state_dir, self.driver, self.unenforced, self.conditions, time.time(), K8S_VERSION)
+        node["metadata"]["annotations"]["kperflab.dev/runtime"] = self.runtime_description
+        node["status"]["nodeInfo"]["containerRuntimeVersion"] = (
+            f"crun://{self.oci.version.split()[-1]}" if self.oci is not None else "kperflab-process://0.1.0")
+        node["status"]["images"] = self.image_store.node_images() if self.image_store is not None else []
+        self.store.create("v1/nodes", node)
         self.store.create("v1/services", {"apiVersion": "v1", "kind": "Service", "metadata": {
             "name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"], "ports": [
@@ -134,6 +153,8 @@ class Lab:
         try:
             obs = observe(self.state_dir, self.driver)
             node["status"]["conditions"] = self.conditions.update(node["status"].get("conditions") or [], obs, time.time())
+            if self.image_store is not None:
+                node["status"]["images"] = self.image_store.node_images()
             self.store.update("v1/nodes", node, check_rv=False)
         except Exception:  # noqa: BLE001 - a failed beat must not end the heartbeat for the lab's lifetime
             log.exception("node status update failed")
@@ -160,6 +181,29 @@ class Lab:
                 log.exception("metrics sampling failed")
             stop.wait(max(0.0, min(next_sample, next_scrape) - time.monotonic()))
 
+    def _oci_runtime(self, mode: str) -> tuple[CrunRuntime | None, ImageStore | None, str]:
+        """The OCI runtime with its registry and image store, or (None, None, why not) for the process runtime."""
+        if mode == "process":
+            return None, None, "the lab was started with --runtime process"
+        why = oci_unavailable(self.driver)
+        base = cached_base_images() if not why else None
+        if not why and base is None:
+            why = "the lab's images are not built yet (`kperflab lab up` builds them once, from Debian's packages)"
+        if why:
+            if mode == "oci":
+                raise LabError(f"The OCI runtime cannot run here: {why}.", hint="Start the lab without --runtime oci.")
+            return None, None, why
+        self.registry = Registry(self.run_dir / "registry", env={LAB_ENV: self.lab_id}).start()
+        self.registry.seed_base_images(base)
+        store = ImageStore(self.run_dir / "images", registry_url=self.registry.url)
+        return CrunRuntime(self.driver, self.lab_id, self.run_dir), store, ""  # type: ignore[arg-type]
+
+    @property
+    def runtime_description(self) -> str:
+        if self.oci is not None:
+            return f"{self.oci.version} (OCI: containers from their images, pulled from the lab's registry)"
+        return f"process (containers as processes on this machine; no OCI runtime: {self.no_oci})"
+
     def stop(self) -> None:
         self._ready = False
         self.stop_event.set()
@@ -169,6 +213,8 @@ class Lab:
                 t.join(timeout=10)
             self.store.close()
             self.kubelet.shutdown()
+            if self.registry is not None:
+                self.registry.stop()
             self.server.shutdown()
             self.server.server_close()
             labs.remove(self.lab_id, self.state_dir, self.driver, own=True)  # what the kubelet left: ours only, by id

@@ -19,6 +19,7 @@ import ctypes
 import json
 import os
 import resource
+import select
 import shutil
 import socket
 import subprocess
@@ -27,9 +28,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ...host import hybrid_cgroup2_controllers, overlayfs
 from ..cgroups import CFS_PERIOD_US, Driver, Limits, quota_from_milli, shares_from_milli
 from ..labs import LAB_ENV
-from .process import LogWriter, Process
+from .process import ExecProcess, LogWriter, Process, pipe_ends
 
 CRUN = "crun"
 DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
@@ -52,22 +54,6 @@ def crun_version() -> str | None:
     return out.splitlines()[0].strip() if out else None
 
 
-def hybrid_unified_has_controllers(root: Path = Path("/sys/fs/cgroup")) -> str:
-    """The controllers on a hybrid layout's cgroup2 mount (``/sys/fs/cgroup/unified``), which make crun refuse to run
-    ("cgroups in hybrid mode not supported, drop all controllers from cgroupv2"); "" when there is no such problem."""
-    try:
-        return (root / "unified" / "cgroup.controllers").read_text().strip()
-    except OSError:
-        return ""
-
-
-def overlay_supported() -> bool:
-    try:
-        return any(line.split()[-1] == "overlay" for line in Path("/proc/filesystems").read_text().splitlines())
-    except OSError:
-        return False
-
-
 def unavailable_reason(driver: Driver | None) -> str:
     """Why the OCI runtime cannot run here ("" when it can): it needs root, cgroups, crun and overlayfs."""
     if os.geteuid() != 0:
@@ -76,7 +62,7 @@ def unavailable_reason(driver: Driver | None) -> str:
         return "no usable cgroup hierarchy"
     if not shutil.which(CRUN):
         return "crun is not installed (apt-get install crun)"
-    if not overlay_supported():
+    if not overlayfs():
         return "the kernel has no overlayfs"
     return ""
 
@@ -213,7 +199,7 @@ class CrunRuntime:
         self.root = run_dir / "crun"
         self.bundles = run_dir / "bundles"
         self.version = crun_version() or "crun"
-        self.hide_unified = bool(hybrid_unified_has_controllers())
+        self.hide_unified = bool(hybrid_cgroup2_controllers())
         self.root.mkdir(parents=True, exist_ok=True)
         self.bundles.mkdir(parents=True, exist_ok=True)
 
@@ -236,29 +222,90 @@ class CrunRuntime:
         return ["unshare", "--net", "--ipc", "--uts", "--", "sh", "-c", script, "sandbox", hostname]
 
     # -- containers ----------------------------------------------------------------------------------
-    def create_bundle(self, cid: str, lowerdirs: list[Path], config: dict[str, Any]) -> Path:
-        """config.json and the overlay root filesystem (image layers below, the container's writable layer above)."""
+    def create_bundle(self, cid: str, lowerdirs: list[Path], config: dict[str, Any], *, short: list[str] | None = None,
+                      store_root: Path | None = None) -> Path:
+        """config.json and the overlay root filesystem (image layers below, top first; the container's writable layer
+        above). ``short``/``store_root``: the store's short links for the lower dirs, so that an image of many layers
+        fits the mount options' page (mount runs in ``store_root``, as Docker's overlay2 does)."""
         bundle = self.bundles / cid
         upper, work, rootfs = bundle / "upper", bundle / "work", bundle / "rootfs"
         for d in (upper, work, rootfs):
             d.mkdir(parents=True, exist_ok=True)
-        opts = f"lowerdir={':'.join(str(p) for p in lowerdirs)},upperdir={upper},workdir={work}"
-        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(rootfs)], check=True, capture_output=True)
+        lower = ":".join(short) if short and store_root else ":".join(str(p) for p in lowerdirs)
+        opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        try:
+            subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(rootfs)], check=True, capture_output=True,
+                           cwd=str(store_root) if short and store_root else None)
+        except subprocess.CalledProcessError as exc:
+            shutil.rmtree(bundle, ignore_errors=True)
+            raise OSError(f"mounting the container's root failed: {exc.stderr.decode(errors='replace').strip()}") from None
         (bundle / "config.json").write_text(json.dumps(config, indent=1))
         return bundle
 
-    def start(self, cid: str, bundle: Path, cgroup: str, logs: LogWriter, stdin: int | None = None) -> Process:
-        """Start the container through its shim; the returned process ends when the container does."""
-        argv = [sys.executable, "-m", "kperflab.lab.runtime.shim", str(self.root), str(bundle), cid]
+    def start(self, cid: str, bundle: Path, cgroup: str, logs: LogWriter, stdin: int | None = None,
+              console: Path | None = None) -> Process:
+        """Start the container through its shim; the returned process ends when the container does. With
+        ``console`` (its config says ``terminal``), crun sends the pty master to that socket."""
+        argv = [sys.executable, "-S", "-E", str(Path(__file__).with_name("shim.py")), str(self.root), str(bundle), cid]
         if self.hide_unified:
             argv.append("--hide-unified")
-        popen = subprocess.Popen(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
-                                 env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), LAB_ENV: self.lab_id})
+        if console is not None:
+            argv += ["--console-socket", str(console)]
+        ready_r, ready_w = os.pipe()
+        argv += ["--ready-fd", str(ready_w)]
+        try:
+            popen = subprocess.Popen(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
+                                     pass_fds=(ready_w,),
+                                     env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), LAB_ENV: self.lab_id})
+        finally:
+            os.close(ready_w)
         assert popen.stdout is not None and popen.stderr is not None
         logs.attach(popen.stdout, "stdout")
         logs.attach(popen.stderr, "stderr")
-        return Process(popen, cgroup, logs, cid=cid, bundle=bundle)
+        proc = Process(popen, cgroup, logs, cid=cid, bundle=bundle)
+        proc.ready = ready_r
+        return proc
+
+    def wait_started(self, proc: Process, timeout: float = 30.0) -> bool:
+        """Whether `crun start` succeeded (the shim says so on its ready pipe); False when the shim ended first."""
+        fd = proc.ready
+        if fd is None:
+            return True
+        try:
+            r, _, _ = select.select([fd], [], [], timeout)
+            return bool(r) and os.read(fd, 64).startswith(b"started")
+        finally:
+            os.close(fd)
+            proc.ready = None
+
+    def console_socket(self) -> Path:
+        """A path for a console socket short enough for AF_UNIX (108 bytes; the bundle's path is longer), private to
+        root; it lives only until crun has connected."""
+        d = Path("/run/kperflab/console")
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return d / f"{self.lab_id[:8]}-{os.urandom(6).hex()}.sock"
+
+    def start_tty(self, cid: str, bundle: Path, cgroup: str, logs: LogWriter) -> tuple[Process, int]:
+        """Start a container whose process has a terminal (``spec.tty``): crun makes the pty and sends its master to
+        a console socket; the container's output (one stream) is read from it for the logs. Returns the process and
+        the master (kept by the kubelet for `kubectl attach`)."""
+        sock = self.console_socket()
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            server.bind(str(sock))
+            server.listen(1)
+            proc = self.start(cid, bundle, cgroup, logs, console=sock)
+            try:
+                master = receive_pty(server)
+            except OSError as exc:
+                self.kill_tree(proc)
+                raise OSError(f"no terminal from crun: {exc}") from None
+        finally:
+            server.close()
+            sock.unlink(missing_ok=True)
+        logs.attach(os.dup(master), "stdout")
+        return proc, master
 
     def stop(self, proc: Process, sig: int) -> None:
         if proc.cid:
@@ -283,6 +330,42 @@ class CrunRuntime:
             shutil.rmtree(proc.bundle, ignore_errors=True)
 
     # -- streams ---------------------------------------------------------------------------------------
+    def exec(self, proc: Process, argv: list[str], *, stdin: bool, stdout: bool, stderr: bool, tty: bool,
+             size: tuple[int, int] | None = None) -> ExecProcess:
+        """`crun exec` of ``argv`` in the container, with pipes — or, with ``tty``, a pty that crun makes in the
+        container and hands over on a console socket (the process's controlling terminal, as kubelet's exec -t)."""
+        cmd, spec = self.exec_argv(proc, argv, tty)
+        if not tty:
+            pipe, null = subprocess.PIPE, subprocess.DEVNULL
+            popen = subprocess.Popen(cmd, stdin=pipe if stdin else null, stdout=pipe if stdout else null,
+                                     stderr=pipe if stderr else null, start_new_session=True, close_fds=True)
+            return ExecProcess(popen, *pipe_ends(popen), cleanup=[spec])
+        assert proc.bundle is not None
+        sock = self.console_socket()
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            server.bind(str(sock))
+            server.listen(1)
+            i = cmd.index("exec") + 1
+            cmd[i:i] = ["--tty", "--console-socket", str(sock)]
+            popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True, close_fds=True)
+            try:
+                master = receive_pty(server)
+            except OSError:
+                popen.kill()
+                err = popen.communicate(timeout=5)[1].decode(errors="replace").strip()
+                raise OSError(err or "crun exec gave no terminal") from None
+        finally:
+            server.close()
+            sock.unlink(missing_ok=True)
+        if size:
+            set_winsize(master, *size)
+        if popen.stderr is not None:
+            popen.stderr.close()
+            popen.stderr = None
+        return ExecProcess(popen, None, master, None, tty=master, cleanup=[spec])
+
     def exec_argv(self, proc: Process, argv: list[str], tty: bool, env_extra: dict[str, str] | None = None) -> tuple[list[str], Path]:
         """A `crun exec` command line running ``argv`` with the container's own user, env and working dir (as CRI
         does), and the process.json it reads."""
@@ -326,3 +409,22 @@ def dial_in_netns(pid: int, port: int, timeout: float = 10.0) -> socket.socket:
     if "sock" not in result:
         raise TimeoutError(f"connecting to port {port} in the pod timed out")
     return result["sock"]
+
+
+def receive_pty(server: socket.socket, timeout: float = 10.0) -> int:
+    """Accept crun's connection on a console socket and receive the pty master it sends (SCM_RIGHTS)."""
+    server.settimeout(timeout)
+    conn, _ = server.accept()
+    with conn:
+        _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    if not fds:
+        raise OSError("crun sent no terminal")
+    return fds[0]
+
+
+def set_winsize(fd: int, width: int, height: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))

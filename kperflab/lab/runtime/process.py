@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import select
 import shutil
 import subprocess
 import sys
@@ -86,7 +87,11 @@ def resolve_command(img: Image, command: list[str] | None, args: list[str] | Non
 
 
 class LogWriter:
-    """Copies a process's stdout and stderr into a CRI-format log file: `<RFC3339Nano> <stream> F <line>`."""
+    """Copies a process's stdout and stderr into a CRI-format log file (`<RFC3339Nano> <stream> <P|F> <text>`: a line
+    the process has not finished yet is written as a partial ``P`` entry only when it grows past 16 KiB, as the CRI
+    does) and, as they come, to whoever attaches (`subscribe`: `kubectl attach`)."""
+
+    MAX_LINE = 16 * 1024
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -94,28 +99,85 @@ class LogWriter:
         self._file = open(path, "ab", buffering=0)
         self._lock = threading.Lock()
         self.threads: list[threading.Thread] = []
+        self._subscribers: dict[bytes, list[int]] = {b"stdout": [], b"stderr": []}
+        self.ended = threading.Event()  # every stream reached its end
 
-    def attach(self, stream: IO[bytes], name: str) -> None:
-        t = threading.Thread(target=self._pump, args=(stream, name.encode()), daemon=True, name=f"log-{name}")
+    def attach(self, stream: IO[bytes] | int, name: str) -> None:
+        fd = stream if isinstance(stream, int) else os.dup(stream.fileno())
+        if not isinstance(stream, int):
+            stream.close()
+        t = threading.Thread(target=self._pump, args=(fd, name.encode()), daemon=True, name=f"log-{name}")
         t.start()
         self.threads.append(t)
 
-    def _pump(self, stream: IO[bytes], name: bytes) -> None:
-        try:
-            for line in iter(stream.readline, b""):
-                ts = time.time()
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e9):09d}Z"
+    def subscribe(self, name: str) -> int:
+        """A pipe that gets this stream's output from now on; the caller reads (and closes) the returned end."""
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        with self._lock:
+            if self.ended.is_set():
+                os.close(w)
+            else:
+                self._subscribers[name.encode()].append(w)
+        return r
+
+    def _stamp(self) -> bytes:
+        ts = time.time()
+        return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e9):09d}Z").encode()
+
+    def _forward(self, name: bytes, data: bytes) -> None:
+        with self._lock:
+            subs = list(self._subscribers[name])
+        for w in subs:
+            try:
+                os.write(w, data)
+            except BlockingIOError:
+                pass  # a slow reader loses output rather than stalling the container's log
+            except OSError:
                 with self._lock:
-                    self._file.write(b"%s %s F %s\n" % (stamp.encode(), name, line.rstrip(b"\n")))
-        except (OSError, ValueError):
-            pass
+                    if w in self._subscribers[name]:
+                        self._subscribers[name].remove(w)
+                os.close(w)
+
+    def _pump(self, fd: int, name: bytes) -> None:
+        pending = b""
+        try:
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:  # an attach session made this (shared) pty description non-blocking
+                    select.select([fd], [], [], 1.0)
+                    continue
+                except OSError:  # EIO: the other side of a pty closed
+                    data = b""
+                if not data:
+                    break
+                self._forward(name, data)
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                chunks = [b"F %s" % line.removesuffix(b"\r") for line in lines]
+                while len(pending) > self.MAX_LINE:
+                    chunks.append(b"P %s" % pending[: self.MAX_LINE])
+                    pending = pending[self.MAX_LINE:]
+                if chunks:
+                    stamp = self._stamp()
+                    with self._lock:
+                        self._file.write(b"".join(b"%s %s %s\n" % (stamp, name, c) for c in chunks))
+            if pending:
+                with self._lock:
+                    self._file.write(b"%s %s F %s\n" % (self._stamp(), name, pending))
         finally:
-            stream.close()
+            os.close(fd)
+            with self._lock:
+                subs, self._subscribers[name] = self._subscribers[name], []
+            for w in subs:
+                os.close(w)
 
     def close(self, timeout: float = 2.0) -> None:
         for t in self.threads:
             t.join(timeout)
         with self._lock:
+            self.ended.set()
             self._file.close()
 
 
@@ -127,10 +189,42 @@ class Process:
     started: float = field(default_factory=time.time)
     cid: str = ""  # the OCI runtime's container id ("" for a plain process)
     bundle: Path | None = None  # the OCI bundle (config.json, rootfs mount, writable layer)
+    ready: int | None = None  # the OCI shim's "started" pipe, until read
 
     @property
     def pid(self) -> int:
         return self.popen.pid
+
+
+@dataclass
+class ExecProcess:
+    """A process started in a container: its `Popen` and the ends the streaming session gets (owned by it)."""
+
+    popen: subprocess.Popen[bytes]
+    stdin: int | None
+    stdout: int | None
+    stderr: int | None
+    tty: int | None = None  # the pty master (stdin and stdout at once)
+    cleanup: list[Path] = field(default_factory=list)
+
+    def wait(self) -> int:
+        code = self.popen.wait()
+        for p in self.cleanup:
+            p.unlink(missing_ok=True)
+        return 128 - code if code < 0 else code
+
+
+def pipe_ends(popen: subprocess.Popen[bytes]) -> tuple[int | None, int | None, int | None]:
+    """Our own copies of a Popen's pipe ends (the session closes them), the Popen's file objects closed."""
+    out = []
+    for f in (popen.stdin, popen.stdout, popen.stderr):
+        if f is None:
+            out.append(None)
+        else:
+            out.append(os.dup(f.fileno()))
+            f.close()
+    popen.stdin = popen.stdout = popen.stderr = None
+    return out[0], out[1], out[2]
 
 
 JOIN_SCRIPT = 'for f in $KPERFLAB_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; unset KPERFLAB_CGROUP_PROCS; exec "$@"'
@@ -191,6 +285,44 @@ class Runtime:
             return self._spawn([*prefix, "--", *argv], cgroup, env, cwd, logs)
         return self._spawn(argv, cgroup, env, cwd, logs, uid, gid)  # no cgroups: still not root when the lab is
 
+    def exec(self, sandbox: Process | None, cgroup: str | None, argv: list[str], env: dict[str, str], cwd: str,
+             uid: int | None, gid: int | None, *, stdin: bool, stdout: bool, stderr: bool, tty: bool,
+             size: tuple[int, int] | None = None) -> ExecProcess:
+        """A process in a running container of this runtime: its cgroup, the pod's mount namespace, its user; with
+        ``tty`` on a fresh pty (the session gets the master)."""
+        if self.driver is not None and self.nsenter and sandbox is not None:
+            prefix = [self.nsenter, f"--mount=/proc/{sandbox.pid}/ns/mnt"]
+            if uid is not None and uid != 0:
+                prefix += [f"--setuid={uid}", f"--setgid={gid if gid is not None else uid}"]
+            argv = [*prefix, "--", *argv]
+            ids: dict[str, Any] = {}
+        else:
+            ids = {"user": uid, "group": gid if gid is not None else uid, "extra_groups": []} \
+                if uid is not None and os.geteuid() == 0 and uid != 0 else {}
+        env = {**env, LAB_ENV: self.lab_id}
+        if self.driver is not None and cgroup is not None:
+            env["KPERFLAB_CGROUP_PROCS"] = " ".join(str(p) for p in self.driver.procs_files(cgroup))
+            argv = ["/bin/sh", "-c", JOIN_SCRIPT, "sh", *argv]
+        if tty:
+            master, slave = os.openpty()
+            if size:
+                import fcntl
+                import struct
+                import termios
+
+                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+            try:
+                popen = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
+                                         start_new_session=True, close_fds=True, **ids)
+            finally:
+                os.close(slave)
+            return ExecProcess(popen, None, master, None, tty=master)
+        pipe, null = subprocess.PIPE, subprocess.DEVNULL
+        popen = subprocess.Popen(argv, stdin=pipe if stdin else null, stdout=pipe if stdout else null,
+                                 stderr=pipe if stderr else null, env=env, cwd=cwd, start_new_session=True, close_fds=True,
+                                 **ids)
+        return ExecProcess(popen, *pipe_ends(popen))
+
     def stop(self, proc: Process, sig: int) -> None:
         try:
             os.kill(proc.pid, sig)
@@ -218,15 +350,30 @@ def new_container_id() -> str:
     return secrets.token_hex(32)
 
 
+def parse_cri(raw_lines: list[bytes], partial: dict[bytes, bytes] | None = None) -> list[tuple[str, str, bytes]]:
+    """CRI log entries → (timestamp, stream, line): partial (``P``) entries joined to the full (``F``) one that ends
+    them. ``partial`` carries unfinished lines from one call to the next (a followed log).
+
+    >>> parse_cri([b"t1 stdout P ab", b"t2 stderr F x", b"t3 stdout F cd"])
+    [('t2', 'stderr', b'x'), ('t3', 'stdout', b'abcd')]
+    """
+    partial = {} if partial is None else partial
+    out = []
+    for raw in raw_lines:
+        parts = raw.split(b" ", 3)
+        if len(parts) < 3:
+            continue
+        text = parts[3] if len(parts) == 4 else b""
+        if parts[2] == b"P":
+            partial[parts[1]] = partial.get(parts[1], b"") + text
+            continue
+        out.append((parts[0].decode(), parts[1].decode(), partial.pop(parts[1], b"") + text))
+    return out
+
+
 def read_log(path: Path) -> list[tuple[str, str, bytes]]:
     """Parse a CRI log file into (timestamp, stream, line)."""
-    out = []
     try:
-        data = path.read_bytes()
+        return parse_cri(path.read_bytes().splitlines())
     except OSError:
-        return out
-    for raw in data.splitlines():
-        parts = raw.split(b" ", 3)
-        if len(parts) == 4:
-            out.append((parts[0].decode(), parts[1].decode(), parts[3]))
-    return out
+        return []

@@ -1,10 +1,11 @@
 """The container shim: the parent of one container's init, as containerd-shim is.
 
-    python -m kperflab.lab.runtime.shim ROOT BUNDLE ID [--hide-unified]
+    python kperflab/lab/runtime/shim.py ROOT BUNDLE ID [--hide-unified] [--console-socket PATH] [--ready-fd N]
 
 `crun create` forks the container's init and exits, so the init is re-parented to the nearest *subreaper*. This small
 process is that subreaper: it becomes one (`PR_SET_CHILD_SUBREAPER`), runs `crun create` and `crun start`, waits for the
-init, and exits with the init's exit code (128 + signal when it was killed: 137 for the OOM killer's SIGKILL). The
+init (after writing "started" to ``--ready-fd`` once `crun start` succeeded, so the kubelet reports Running only
+then), and exits with the init's exit code (128 + signal when it was killed: 137 for the OOM killer's SIGKILL). The
 container is not deleted here — the kubelet reads its cgroup (OOM kills) first, then runs `crun delete` — and the
 container's stdio is the shim's own, inherited through crun, so the kubelet reads the container's output from the
 shim's pipes. The lab itself never becomes a subreaper, so no orphan of anything else ever lands on it.
@@ -44,7 +45,9 @@ def main(argv: list[str]) -> int:
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
     pid_file = os.path.join(bundle, "init.pid")
-    created = subprocess.run(["crun", "--root", root, "create", "--bundle", bundle, "--pid-file", pid_file, cid])
+    console = argv[argv.index("--console-socket") + 1:][:1] if "--console-socket" in argv else []
+    created = subprocess.run(["crun", "--root", root, "create", "--bundle", bundle, "--pid-file", pid_file,
+                              *(["--console-socket", console[0]] if console else []), cid])
     if created.returncode != 0:
         return 128  # crun printed why on our stderr: the container's log
     with open(pid_file) as f:
@@ -52,6 +55,10 @@ def main(argv: list[str]) -> int:
     started = subprocess.run(["crun", "--root", root, "start", cid], stdin=subprocess.DEVNULL)
     if started.returncode != 0:
         return 128
+    if "--ready-fd" in argv:
+        ready = int(argv[argv.index("--ready-fd") + 1])
+        os.write(ready, b"started\n")
+        os.close(ready)
     os.close(0)
     code = 255
     while True:  # reap everything that lands here; the init's status is the container's

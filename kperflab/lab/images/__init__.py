@@ -1,0 +1,42 @@
+"""The lab's container images: built from Debian packages, served by a local registry, pulled into a node store.
+
+| module | what it does |
+|---|---|
+| `build` | ``python:3.13-slim`` (+ NumPy, said in its labels) and ``busybox:1.37`` built with mmdebstrap into OCI layouts, cached once per machine (``/var/cache/kperflab/images``); `make_test_image` for the storage lesson |
+| `registry` | `Registry`: Debian's ``docker-registry`` on 127.0.0.1 per lab; `Registry.seed` (storage filled from the cache by hard links: milliseconds), `push` over HTTP, `push_with_skopeo` |
+| `pull` | `RegistryClient`: manifests with all four Accept types, platform choice, digest- and size-checked blobs; `PullError` with containerd's wording |
+| `store` | `ImageStore`: content-addressed blobs, layers unpacked once in overlay lower-dir form, image records; atomic publish |
+| `catalog` | ``kperflab lab images``: list a registry or a store, add a test image to a running registry |
+| `reference` | ``python`` → ``docker.io/library/python:latest``; the registry repository that serves it |
+
+How a lab uses it::
+
+    base = ensure_base_images()                              # built once per machine, then cached
+    registry = Registry(run_dir / "registry", env={"KPERFLAB_LAB": lab_id}).start()
+    registry.seed_base_images(base)                          # hard links: ~10 ms
+    store = ImageStore(run_dir / "images", registry_url=registry.url)
+    image = store.get(ref) or store.pull(ref).image          # what the kubelet does for IfNotPresent
+    # mount -t overlay overlay -o <image.overlay_options(upper, work)> rootfs
+"""
+
+from .build import (
+    BaseImages,
+    BuiltImage,
+    ImageBuildError,
+    cache_dir,
+    cached_base_images,
+    ensure_base_images,
+    make_test_image,
+)
+from .catalog import AddedImage, ImageRow, add_test_image, format_rows, list_registry, list_store
+from .pull import PullError, RegistryClient
+from .reference import InvalidImageName, Reference, parse
+from .registry import PushResult, Registry, RegistryError, SeedResult, push, push_with_skopeo
+from .store import Image, ImageStore, PullResult
+
+__all__ = [
+    "AddedImage", "BaseImages", "BuiltImage", "Image", "ImageBuildError", "ImageRow", "ImageStore", "InvalidImageName",
+    "PullError", "PullResult", "PushResult", "Reference", "Registry", "RegistryClient", "RegistryError", "SeedResult",
+    "add_test_image", "cache_dir", "cached_base_images", "ensure_base_images", "format_rows", "list_registry",
+    "list_store", "make_test_image", "parse", "push", "push_with_skopeo",
+]

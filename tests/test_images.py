@@ -1,0 +1,502 @@
+"""The lab's images with real parts: Debian-built base images (cached once per machine), a real docker-registry,
+the pull client and the node store, overlay mounts and chroot. The first session builds the base images (about a
+minute, needs the Debian mirror); later sessions reuse the cache."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from kperflab.errors import BadInput
+from kperflab.lab.images import (
+    ImageStore,
+    InvalidImageName,
+    PullError,
+    Registry,
+    _oci,
+    add_test_image,
+    build,
+    ensure_base_images,
+    format_rows,
+    list_registry,
+    list_store,
+    make_test_image,
+    parse,
+    push,
+    push_with_skopeo,
+)
+from kperflab.lab.images.build import ImageBuildError
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="images need root: mmdebstrap, overlay mounts, whiteout devices")
+needs_tools = pytest.mark.skipif(not all(shutil.which(t) for t in ("mmdebstrap", "docker-registry", "skopeo")),
+                                 reason="needs mmdebstrap, docker-registry and skopeo (scripts/system-deps.sh)")
+real = [pytest.mark.lab, needs_root, needs_tools]
+MARK = "KPERFLAB_IMAGES_TEST"  # in the registry's environment (not KPERFLAB_LAB: no lab recovery may take it)
+
+
+# -- without root: references, documents, examples ---------------------------------------------------
+
+@pytest.mark.parametrize("module", ["reference", "_oci", "store", "catalog"])
+def test_docstring_examples(module):
+    result = doctest.testmod(importlib.import_module(f"kperflab.lab.images.{module}"), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
+
+
+@pytest.mark.parametrize("ref, full, repository", [
+    ("python:3.13-slim", "docker.io/library/python:3.13-slim", "library/python"),
+    ("docker.io/library/python:3.13-slim", "docker.io/library/python:3.13-slim", "library/python"),
+    ("busybox", "docker.io/library/busybox:latest", "library/busybox"),
+    ("kperflab/size-test:10m", "docker.io/kperflab/size-test:10m", "kperflab/size-test"),
+    ("127.0.0.1:5000/team/app:1", "127.0.0.1:5000/team/app:1", "team/app"),
+    ("localhost:5000/team/app", "localhost:5000/team/app:latest", "team/app"),
+    ("registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10", "registry.k8s.io/pause"),
+    ("busybox@sha256:" + "a" * 64, "docker.io/library/busybox@sha256:" + "a" * 64, "library/busybox"),
+])
+def test_references_normalize_as_containerd_does(ref, full, repository):
+    r = parse(ref)
+    assert str(r) == full
+    assert r.repository("127.0.0.1:5000") == repository
+
+
+@pytest.mark.parametrize("bad", ["", "Python:3", "python:", "a b", "python@sha256:abc", "-x"])
+def test_invalid_references(bad):
+    with pytest.raises(InvalidImageName, match="couldn't parse image name"):
+        parse(bad)
+
+
+def test_unreachable_mirror_fails_in_one_sentence(tmp_path):
+    with pytest.raises(ImageBuildError) as e:
+        ensure_base_images(tmp_path / "cache", mirror="http://127.0.0.1:9/debian")
+    msg = str(e.value)
+    assert "Cannot reach the Debian mirror http://127.0.0.1:9/debian" in msg and "KPERFLAB_DEBIAN_MIRROR" in msg
+    assert not list((tmp_path / "cache").glob(".build-*")) and not (tmp_path / "cache" / build.entry_name()).exists()
+
+
+def test_cache_is_built_once_and_published_whole(tmp_path, monkeypatch):
+    """The lock and the atomic publish, with a stand-in for the (slow, real) build: two labs at once build once; a
+    build that dies leaves no entry and no half-built directory."""
+    calls = []
+
+    def fake_build(tmp: Path, mirror: str) -> list[build.BuiltImage]:
+        calls.append(tmp)
+        time.sleep(0.3)
+        layout = _oci.Layout.create(tmp / "busybox")
+        return [build.BuiltImage("busybox", ("1.0", "latest"), layout.root, "sha256:" + "0" * 64, "sha256:" + "1" * 64,
+                                 1, 1, 1)]
+
+    monkeypatch.setattr(build, "_build_all", fake_build)
+    cache = tmp_path / "cache"
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(ensure_base_images(cache))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(results) == 2
+    assert sorted(r.built_now for r in results) == [False, True]
+    assert results[0].get("busybox:latest").layout == cache / build.entry_name() / "busybox"
+
+    def broken_build(tmp: Path, mirror: str) -> list[build.BuiltImage]:
+        (tmp / "python").mkdir()
+        raise ImageBuildError("mmdebstrap failed.")
+
+    monkeypatch.setattr(build, "_build_all", broken_build)
+    with pytest.raises(ImageBuildError):
+        ensure_base_images(tmp_path / "cache2")
+    assert os.listdir(tmp_path / "cache2") == [".lock"]
+
+
+# -- real parts -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def base():
+    started = time.monotonic()
+    images = ensure_base_images()
+    if images.built_now:
+        print(f"\nbuilt the base images in {time.monotonic() - started:.1f} s")
+    return images
+
+
+@pytest.fixture(scope="module")
+def registry(base, tmp_path_factory) -> Iterator[Registry]:
+    reg = Registry(tmp_path_factory.mktemp("registry"), env={MARK: "1"})
+    try:
+        reg.start()
+        reg.seed_base_images(base)
+        yield reg
+    finally:
+        reg.stop()
+
+
+@pytest.fixture(scope="module")
+def node_store(registry, tmp_path_factory) -> ImageStore:
+    return ImageStore(tmp_path_factory.mktemp("store"), registry_url=registry.url)
+
+
+def mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
+
+
+@contextmanager
+def merged(image, tmp: Path, relative: bool = False) -> Iterator[Path]:
+    """The image's root filesystem as a container sees it: an overlay of its layers (and a writable upper dir)."""
+    upper, work, root = tmp / "upper", tmp / "work", tmp / "root"
+    for d in (upper, work, root):
+        d.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", image.overlay_options(upper, work, relative=relative),
+                    str(root)], check=True, capture_output=True, cwd=image.store_root)
+    try:
+        yield root
+    finally:
+        subprocess.run(["umount", str(root)], check=True)
+        assert mounts_under(tmp) == []
+
+
+def in_chroot(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["chroot", str(root), "/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", *argv],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.lab
+@needs_root
+@needs_tools
+def test_base_images_are_what_they_say(base):
+    py = base.get("python:3.13-slim")
+    cfg = json.loads((py.layout / "blobs" / "sha256" / py.config_digest.split(":")[1]).read_text())
+    assert cfg["config"]["Cmd"] == ["python3"] and cfg["config"]["WorkingDir"] == "/"
+    assert "PATH=/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in cfg["config"]["Env"]
+    labels = cfg["config"]["Labels"]
+    assert labels["org.kperflab.extra-packages"] == "python3-numpy" and "NumPy" in labels["org.opencontainers.image.description"]
+    assert labels["org.opencontainers.image.version"].startswith("3.13.") and "python3-numpy" in py.packages
+    assert cfg["rootfs"]["diff_ids"] and cfg["architecture"] == _oci.goarch()
+    bb = base.get("busybox")
+    version = bb.packages["busybox-static"]  # e.g. 1:1.37.0-6+b9: the tags follow it
+    upstream = version.split(":")[-1].split("-")[0]
+    assert set(bb.tags) == {upstream, ".".join(upstream.split(".")[:2]), "latest"}
+    assert base.get("busybox:latest") == bb
+    # an OCI layout skopeo reads
+    out = subprocess.run(["skopeo", "inspect", f"oci:{py.layout}:3.13-slim"], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout)["Digest"] == py.manifest_digest
+    # cached: the second call does not build
+    t0 = time.monotonic()
+    again = ensure_base_images()
+    assert not again.built_now and time.monotonic() - t0 < 1 and again.images == base.images
+
+
+@pytest.mark.lab
+@needs_root
+@needs_tools
+def test_registry_on_loopback_only_marked_and_gone_after_stop(base, tmp_path):
+    reg = Registry(tmp_path / "reg", env={MARK: "loopback"})
+    try:
+        t0 = time.monotonic()
+        reg.start()
+        seeded = reg.seed_base_images(base)
+        ready = time.monotonic() - t0
+        pid = reg.pid
+        assert pid and ready < 5, ready
+        assert seeded.blobs >= 6 and seeded.linked
+        assert f"{MARK}=loopback".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        listening = []
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == reg.port:
+                    listening.append(local.rsplit(":", 1)[0])
+        assert listening == ["0100007F"], listening  # 127.0.0.1, not 0.0.0.0 nor [::]
+        assert "auth" not in json.loads(reg.config_path.read_text())
+        names = {r.name for r in list_registry(reg.url)}
+        assert {"python:3.13-slim", "busybox:latest"} <= names
+    finally:
+        reg.stop()
+    assert not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.lab
+@needs_root
+@needs_tools
+def test_seeded_registry_serves_what_a_push_gives(base, registry, tmp_path):
+    """Seeding from the cache gives the same registry content as pushing (own HTTP push and skopeo)."""
+    other = Registry(tmp_path / "pushed", env={MARK: "push"})
+    try:
+        other.start()
+        py, bb = base.get("python:3.13-slim"), base.get("busybox")
+        r1 = push(other.url, py.layout, "python", "3.13-slim")
+        assert r1.digest == py.manifest_digest and r1.blobs_sent == 2 and r1.bytes == py.size - len(
+            (py.layout / "blobs" / "sha256" / py.manifest_digest.split(":")[1]).read_bytes())
+        assert push(other.url, py.layout, "python", "3.13-slim").blobs_sent == 0  # present: skipped
+        r2 = push_with_skopeo(other.url, bb.layout, "busybox", "latest")
+        assert r2.digest == bb.manifest_digest
+        mine = {r.name: r for r in list_registry(registry.url)}
+        theirs = {r.name: r for r in list_registry(other.url)}
+        for name in ("python:3.13-slim", "busybox:latest"):
+            assert theirs[name] == mine[name]
+    finally:
+        other.stop()
+
+
+@pytest.mark.lab
+@needs_root
+@needs_tools
+def test_pulled_python_runs_python_313_with_numpy_and_tar(node_store, tmp_path):
+    result = node_store.pull("python:3.13-slim")
+    img = result.image
+    print(f"\ncold pull of python:3.13-slim: {result.seconds:.2f} s ({result.bytes / 1e6:.1f} MB; fetch "
+          f"{result.fetch_seconds:.2f} s, unpack {result.unpack_seconds:.2f} s)")
+    assert result.bytes > 10_000_000 and result.layers_fetched == 1
+    assert img.repo_tags == ["docker.io/library/python:3.13-slim"]
+    assert img.repo_digest == f"docker.io/library/python@{img.manifest_digest}" and img.id.startswith("sha256:")
+    assert img.config["Cmd"] == ["python3"] and img.size > 10_000_000 and img.unpacked_size > img.size
+    with merged(img, tmp_path / "rootfs") as root:
+        out = in_chroot(root, "python", "--version")
+        assert out.returncode == 0 and out.stdout.startswith("Python 3.13."), out
+        out = in_chroot(root, "python", "-c", "import numpy; print(numpy.__version__, int(numpy.arange(10).sum()))")
+        assert out.returncode == 0 and out.stdout.split()[1] == "45", out
+        out = in_chroot(root, "sh", "-c", "tar --version | head -1; test -x /usr/bin/python3 && echo ok")
+        assert "GNU tar" in out.stdout and "ok" in out.stdout, out
+        assert not [p for p in (root / "usr/share/man").rglob("*") if not p.is_dir()]  # slimmed: no man pages
+        assert not list((root / "var/lib/apt/lists").glob("*_Packages"))
+        assert not list((root / "dev").iterdir())
+
+
+@pytest.mark.lab
+@needs_root
+@needs_tools
+def test_pulled_busybox_sh_works_and_keeps_hard_links(node_store, tmp_path):
+    img = node_store.pull("docker.io/library/busybox").image
+    layer = img.lowerdirs[0]
+    assert os.stat(layer / "bin/sh").st_ino == os.stat(layer / "bin/busybox").st_ino  # hard links kept
+    with merged(img, tmp_path / "rootfs") as root:
+        out = subprocess.run(["chroot", str(root), "/bin/sh", "-c", "echo $((6 * 7)); ls /bin | wc -l"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and out.stdout.split()[0] == "42" and int(out.stdout.split()[1]) > 200, out
+
+
+@pytest.mark.lab
+@needs_root
+@needs_tools
+def test_second_pull_moves_no_bytes(node_store):
+    first = node_store.pull("busybox:latest")
+    assert node_store.get("busybox") is not None  # what IfNotPresent asks
+    again = node_store.pull("busybox:latest")  # Always: resolved again, nothing fetched
+    assert again.bytes == 0 and again.layers_present == 1 and again.image.id == first.image.id
+    by_digest = node_store.pull(first.image.repo_digest)
+    assert by_digest.bytes == 0 and by_digest.requests == 0
+    assert node_store.get(first.image.id).id == first.image.id
+    status = node_store.node_images()
+    bb = next(i for i in status if "docker.io/library/busybox:latest" in i["names"])
+    assert bb["names"][0].startswith("docker.io/library/busybox@sha256:") and bb["sizeBytes"] == first.image.size
+    assert [i["sizeBytes"] for i in status] == sorted((i["sizeBytes"] for i in status), reverse=True)
+
+
+def _blob_file(reg: Registry, digest: str) -> Path:
+    h = digest.split(":")[1]
+    return reg.storage / "docker/registry/v2/blobs/sha256" / h[:2] / h / "data"
+
+
+def _assert_empty(store: ImageStore) -> None:
+    assert store.list() == []
+    for d in (store.blobs, store.layers, store.images, store.tmp, store.short):
+        assert list(d.iterdir()) == [], (d, list(d.iterdir()))
+
+
+@pytest.mark.lab
+@needs_root
+@needs_tools
+def test_corrupt_blob_fails_naming_it_and_leaves_nothing(base, tmp_path):
+    reg = Registry(tmp_path / "reg", env={MARK: "corrupt"})
+    try:
+        reg.start()
+        reg.seed(base.get("busybox").layout, "library/busybox", link=False)  # copies: the cache stays untouched
+        added = add_test_image(reg.url, "kperflab/corrupt:1", 4_000_000, 3, base=base)
+        man = json.loads(_blob_file(reg, added.row.digest).read_bytes())
+        bad = man["layers"][2]["digest"]  # a data layer; the others download and unpack fine
+        data = bytearray(_blob_file(reg, bad).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        tmp = _blob_file(reg, bad).with_name("corrupt")
+        tmp.write_bytes(data)
+        os.replace(tmp, _blob_file(reg, bad))  # a new file: never write a registry blob in place (hard links)
+        store = ImageStore(tmp_path / "store", registry_url=reg.url)
+        with pytest.raises(PullError) as e:
+            store.pull("kperflab/corrupt:1")
+        msg = str(e.value)
+        assert msg.startswith('failed to pull and unpack image "docker.io/kperflab/corrupt:1": failed to copy layer ')
+        assert bad in msg and "unexpected commit digest" in msg and e.value.digest == bad
+        assert e.value.code == "FailedPrecondition"
+        _assert_empty(store)
+        with pytest.raises(PullError, match=r'docker.io/library/python:3.14: not found$') as e:
+            store.pull("python:3.14")
+        assert e.value.code == "NotFound"
+        assert str(e.value) == ('failed to pull and unpack image "docker.io/library/python:3.14": failed to resolve '
+                                'reference "docker.io/library/python:3.14": docker.io/library/python:3.14: not found')
+    finally:
+        reg.stop()
+    with pytest.raises(PullError, match="connect: connection refused") as e:
+        store.pull("busybox")
+    assert e.value.code == "Unavailable"
+    _assert_empty(store)
+
+
+def _layer(path: Path, entries: list[tuple]) -> _oci.LayerBlob:
+    """A gzip layer from (name, kind, extra) entries: kind "dir", "file" (extra: bytes), "sym"/"hard" (extra:
+    target), "setuid" (bytes; mode 4755), "owned" (bytes; uid/gid 1000)."""
+    with _oci.LayerWriter(path) as w:
+        for name, kind, *extra in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1_700_000_000
+            data = None
+            if kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+            elif kind in ("file", "setuid", "owned"):
+                body = extra[0]
+                info.size, info.mode = len(body), 0o4755 if kind == "setuid" else 0o644
+                if kind == "owned":
+                    info.uid = info.gid = 1000
+                data = io.BytesIO(body)
+            elif kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, extra[0]
+            elif kind == "hard":
+                info.type, info.linkname, info.mode = tarfile.LNKTYPE, extra[0], 0o644
+            w.tar.addfile(info, data)
+    assert w.result is not None
+    return w.result
+
+
+def _hand_image(out: Path, layers: list[list[tuple]], diff_ids: list[str] | None = None) -> _oci.Layout:
+    layout = _oci.Layout.create(out)
+    blobs = [_layer(out / f"l{i}", e) for i, e in enumerate(layers)]
+    for b in blobs:
+        layout.add_file(b.path, b.digest)
+    config = _oci.image_config(env=["PATH=/bin"], cmd=["sh"], diff_ids=diff_ids or [b.diff_id for b in blobs],
+                               labels={}, history=[], created="2025-01-01T00:00:00Z")
+    _oci.write_image(layout, ["1"], config, [b.descriptor() for b in blobs])
+    return layout
+
+
+@pytest.mark.lab
+@needs_root
+@needs_tools
+def test_whiteouts_opaque_dirs_links_and_modes(registry, tmp_path):
+    layout = _hand_image(tmp_path / "oci", [
+        [("etc", "dir"), ("etc/keep", "file", b"keep"), ("etc/gone", "file", b"gone"), ("dir", "dir"),
+         ("dir/a", "file", b"a"), ("dir/sub", "dir"), ("dir/sub/c", "file", b"c"), ("bin", "dir"),
+         ("bin/tool", "setuid", b"#!/bin/sh\n"), ("bin/tool2", "hard", "bin/tool"), ("link", "sym", "etc/keep"),
+         ("home", "dir"), ("home/user.txt", "owned", b"mine")],
+        [("etc", "dir"), ("etc/.wh.gone", "file", b""), ("dir", "dir"), ("dir/.wh..wh..opq", "file", b""),
+         ("dir/new", "file", b"new")],
+    ])
+    push(registry.url, layout.root, "kperflab/whiteouts", "1")
+    store = ImageStore(tmp_path / "store", registry_url=registry.url)
+    img = store.pull("kperflab/whiteouts:1").image
+    top, bottom = img.lowerdirs  # top first
+    wh = os.lstat(top / "etc/gone")
+    assert (wh.st_mode & 0o170000) == 0o020000 and wh.st_rdev == 0  # char device 0/0
+    assert os.getxattr(top / "dir", "trusted.overlay.opaque") == b"y"
+    assert not (top / "etc/.wh.gone").exists() and not (top / "dir/.wh..wh..opq").exists()
+    tool = os.lstat(bottom / "bin/tool")
+    assert tool.st_mode & 0o7777 == 0o4755 and tool.st_ino == os.lstat(bottom / "bin/tool2").st_ino
+    assert os.readlink(bottom / "link") == "etc/keep"
+    assert os.lstat(bottom / "home/user.txt").st_uid == 1000
+    with merged(img, tmp_path / "rootfs") as root:
+        assert (root / "etc/keep").read_text() == "keep" and not (root / "etc/gone").exists()
+        assert sorted(os.listdir(root / "dir")) == ["new"]  # the opaque dir hides a and sub of the layer below
+        assert (root / "link").read_text() == "keep"
+
+
+@pytest.mark.lab
+@needs_root
+@needs_tools
+@pytest.mark.parametrize("case", ["wrong diff_id", "escaping path", "truncated gzip"])
+def test_failed_unpack_leaves_nothing(registry, tmp_path, case):
+    entries = [[("etc", "dir"), ("etc/ok", "file", b"ok")]]
+    if case == "escaping path":
+        entries = [[("etc", "dir"), ("../escaped", "file", b"x")]]
+    layout = _hand_image(tmp_path / "oci", entries, ["sha256:" + "e" * 64] if case == "wrong diff_id" else None)
+    if case == "truncated gzip":  # a layer blob that is consistent with its digest but not a whole gzip stream
+        man = layout.read_json(layout.manifest_descriptor("1")["digest"])
+        cfg = layout.read_json(man["config"]["digest"])
+        short = layout.blob_path(man["layers"][0]["digest"]).read_bytes()[:-20]
+        layout.blob_path(man["layers"][0]["digest"]).unlink()
+        digest = layout.add_bytes(short)
+        man["layers"][0] = _oci.descriptor(_oci.OCI_LAYER_GZIP, short)
+        _oci.write_image(layout, ["1"], cfg, man["layers"])
+        assert man["layers"][0]["digest"] == digest
+    name = f"kperflab/broken-{case.split()[0]}:1"
+    push(registry.url, layout.root, name.split(":")[0], "1")
+    store = ImageStore(tmp_path / "store", registry_url=registry.url)
+    with pytest.raises(PullError) as e:
+        store.pull(name)
+    assert "failed to extract layer" in str(e.value) or "wrong diff id" in str(e.value), str(e.value)
+    if case == "wrong diff_id":
+        assert 'wrong diff id calculated on extraction' in str(e.value)
+    _assert_empty(store)
+    assert not (tmp_path / "escaped").exists() and not (store.tmp.parent / "escaped").exists()
+
+
+@pytest.mark.lab
+@needs_root
+@needs_tools
+def test_test_image_has_the_size_and_layers_asked(base, registry, node_store, tmp_path):
+    mb = 20_000_000
+    added = add_test_image(registry.url, "kperflab/size-test:20m", mb, 4, base=base)
+    result = node_store.pull("kperflab/size-test:20m")
+    img = result.image
+    assert len(img.layers) == 4 and len(img.lowerdirs) == 4
+    assert abs(img.size - mb) / mb < 0.02 and img.size == added.row.size
+    assert result.layers_fetched + result.layers_present == 4 and 0.9 * mb < result.bytes <= img.size
+    # the busybox layer is shared with busybox:latest: unpacked once, in both images' lowerdirs
+    bb = node_store.pull("busybox:latest").image
+    assert bb.lowerdirs[0] == img.lowerdirs[-1]
+    one = make_test_image("kperflab/size-test:one", 5_000_000, 1, out=tmp_path / "one", base=base)
+    assert one.layers == 1 and abs(one.size - 5_000_000) / 5_000_000 < 0.02
+    packed = make_test_image("kperflab/size-test:text", 5_000_000, 2, compressible=True, out=tmp_path / "text", base=base)
+    assert packed.size < 0.7 * 5_000_000 and packed.unpacked_size > 4_500_000
+    with pytest.raises(BadInput, match="needs at least"):
+        make_test_image("kperflab/size-test:tiny", 1000, 2, out=tmp_path / "tiny", base=base)
+    rows = list_store(node_store)
+    assert any(r.name == "kperflab/size-test:20m" and r.layers == 4 for r in rows)
+    assert "kperflab/size-test:20m" in format_rows(rows)
+
+
+@pytest.mark.lab
+@needs_root
+@needs_tools
+def test_remove_keeps_shared_layers(base, registry, tmp_path):
+    store = ImageStore(tmp_path / "store", registry_url=registry.url)
+    add_test_image(registry.url, "kperflab/rm-test:1", 3_000_000, 2, base=base)
+    test = store.pull("kperflab/rm-test:1").image
+    bb = store.pull("busybox").image
+    assert store.remove("kperflab/rm-test:1") and store.get("kperflab/rm-test:1") is None
+    assert not test.lowerdirs[0].exists() and bb.lowerdirs[0].exists()  # its own layer went, the shared one stayed
+    assert store.get("busybox") is not None and not store.remove("kperflab/rm-test:1")
+    assert store.remove(bb.id)
+    _assert_empty(store)
+
+
+@pytest.mark.lab
+@needs_root
+@needs_tools
+def test_deep_image_mounts_through_short_links(base, registry, tmp_path):
+    """60 layers: absolute lower dirs overflow the one page mount options hold; the l/<id> links do not."""
+    add_test_image(registry.url, "kperflab/deep:60", 3_000_000, 60, base=base)
+    store = ImageStore(tmp_path / "store", registry_url=registry.url)
+    img = store.pull("kperflab/deep:60").image
+    assert len(img.lowerdirs) == 60 and len(img.overlay_options()) > 4096 > len(img.overlay_options(relative=True))
+    with merged(img, tmp_path / "rootfs", relative=True) as root:
+        assert len(list((root / "kperflab/data").iterdir())) == 59 and (root / "bin/busybox").exists()
+    assert store.remove("kperflab/deep:60")
+    _assert_empty(store)

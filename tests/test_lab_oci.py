@@ -1,0 +1,197 @@
+"""The lab's real containers, as a Kubernetes user meets them: images pulled from the lab's registry (digests checked,
+pull policies honoured, the kubelet's events), crun running them in namespaces of their own, and kubectl's and the
+official client's exec, attach, cp and port-forward."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+from kubernetes.stream import portforward, stream
+
+from .conftest import kperflab, needs_root
+
+KUBECTL = shutil.which("kubectl")
+pytestmark = [pytest.mark.lab, needs_root]
+
+
+@pytest.fixture(scope="module")
+def oci(lab):
+    st = json.loads((lab["home"] / "lab" / "lab.json").read_text())
+    if not st.get("registry"):
+        pytest.skip(f"the session lab runs the process runtime: {st.get('runtime')}")
+    return {**lab, "registry": st["registry"], "run_dir": lab["home"] / "lab" / "run" / st["lab_id"]}
+
+
+def kc(lab, *args, input=None, check=True, timeout=60, env=None):
+    r = subprocess.run([KUBECTL, *args], env={**lab["env"], **(env or {})}, capture_output=True, timeout=timeout,
+                       input=input)
+    assert not check or r.returncode == 0, f"kubectl {' '.join(args)}: {r.stderr.decode(errors='replace')}"
+    return r
+
+
+def busybox(name, cmd, image="busybox:1.37", policy=None, **extra):
+    c = {"name": "main", "image": image, "command": ["sh", "-c", cmd], **extra}
+    if policy:
+        c["imagePullPolicy"] = policy
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [c]}}
+
+
+def wait(k8s, ns, name, pred, timeout=60):
+    deadline = time.time() + timeout
+    while True:
+        p = k8s.read_namespaced_pod(name, ns)
+        if pred(p):
+            return p
+        if time.time() > deadline:
+            raise AssertionError(f"{name}: {p.status}")
+        time.sleep(0.2)
+
+
+def running(p):
+    return p.status.phase == "Running"
+
+
+def waiting_reason(p):
+    cs = p.status.container_statuses or []
+    return cs[0].state.waiting.reason if cs and cs[0].state.waiting else None
+
+
+def events(k8s, ns, name):
+    return [(e.reason, e.message) for e in k8s.list_namespaced_event(ns).items if e.involved_object.name == name]
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed")
+def test_a_container_is_its_own_world(oci, k8s, namespace, tmp_path):
+    k8s.create_namespaced_pod(namespace, busybox("box", "echo started; sleep 600; echo done"))
+    wait(k8s, namespace, "box", running)
+    out = kc(oci, "exec", "box", "-n", namespace, "--", "sh", "-c",
+             "tr '\\0' ' ' < /proc/1/cmdline; echo; id -u; hostname; echo mine > /tmp/mine; echo err >&2; exit 3",
+             check=False)
+    assert out.returncode == 3 and b"command terminated with exit code 3" in out.stderr
+    lines = out.stdout.decode().split("\n")
+    assert lines[0].strip() == "sh -c echo started; sleep 600; echo done", "PID 1 is the container's command"
+    assert lines[1:3] == ["65534", "box"] and out.stderr.startswith(b"err")
+    assert not Path("/tmp/mine").exists(), "the container's /tmp is its own"
+    uppers = list((oci["run_dir"] / "bundles").glob("*/upper/tmp/mine"))
+    assert len(uppers) == 1 and uppers[0].read_text() == "mine\n", "it lands in the container's writable layer"
+    blob = os.urandom(3 << 20)
+    out = kc(oci, "exec", "-i", "box", "-n", namespace, "--", "sh", "-c", "cat > /tmp/blob; sha256sum /tmp/blob",
+             input=blob)
+    assert out.stdout.decode().split()[0] == hashlib.sha256(blob).hexdigest()
+    (tmp_path / "up").write_bytes(blob)
+    kc(oci, "cp", str(tmp_path / "up"), f"{namespace}/box:/tmp/copied")
+    kc(oci, "cp", f"{namespace}/box:/tmp/copied", str(tmp_path / "down"))
+    assert (tmp_path / "down").read_bytes() == blob
+    out = kc(oci, "run", "talker", "-n", namespace, "--image=busybox:1.37", "-i", "--rm", "--restart=Never", "--",
+             "sh", "-c", "read x; echo got:$x", input=b"hello-attach\n", timeout=90)
+    assert b"got:hello-attach" in out.stdout
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed")
+@pytest.mark.parametrize("websockets", ["true", "false"], ids=["websocket-tunnel", "spdy"])
+def test_kubectl_port_forward(oci, k8s, namespace, websockets):
+    code = "import http.server as h; h.ThreadingHTTPServer(('127.0.0.1', 8080), h.SimpleHTTPRequestHandler).serve_forever()"
+    k8s.create_namespaced_pod(namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": {
+        "terminationGracePeriodSeconds": 1, "containers": [{"name": "web", "image": "python:3.13-slim", "workingDir": "/etc",
+                                                            "command": ["python", "-c", code]}]}})
+    wait(k8s, namespace, "web", running, timeout=120)
+    port = _free_port()
+    pf = subprocess.Popen([KUBECTL, "port-forward", "-n", namespace, "pod/web", f"{port}:8080"],
+                          env={**oci["env"], "KUBECTL_PORT_FORWARD_WEBSOCKETS": websockets},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=5).read()
+                break
+            except OSError:
+                if time.time() > deadline or pf.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        assert body == b"web\n", "served from the pod's own /etc (its hostname file)"
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/hosts", timeout=5).status == 200
+    finally:
+        pf.terminate()
+        pf.wait(10)
+
+
+def test_official_client_stream_and_portforward(oci, namespace):
+    api = client.CoreV1Api(config.new_client_from_config(str(oci["kubeconfig"])))
+    api.create_namespaced_pod(namespace, busybox("nc", "while true; do echo pong | nc -l -p 7000; done"))
+    wait(api, namespace, "nc", running)
+    ws = stream(api.connect_get_namespaced_pod_exec, "nc", namespace, command=["sh", "-c", "read x; echo in:$x; exit 4"],
+                stdin=True, stdout=True, stderr=True, tty=False, _preload_content=False)
+    ws.write_stdin("hi\n")
+    ws.run_forever(timeout=20)
+    assert ws.read_stdout().strip() == "in:hi" and ws.returncode == 4
+    pf = portforward(api.connect_get_namespaced_pod_portforward, "nc", namespace, ports="7000")
+    s = pf.socket(7000)
+    s.setblocking(True)
+    s.settimeout(10)
+    s.sendall(b"ping\n")
+    assert s.recv(100) == b"pong\n"
+    s.close()
+
+
+def test_pull_policies_and_events(oci, k8s, namespace):
+    k8s.create_namespaced_pod(namespace, busybox("first", "sleep 600", policy="IfNotPresent"))
+    wait(k8s, namespace, "first", running)
+    k8s.create_namespaced_pod(namespace, busybox("second", "sleep 600", policy="IfNotPresent"))
+    wait(k8s, namespace, "second", running)
+    second = events(k8s, namespace, "second")
+    assert ("Pulled", 'Container image "busybox:1.37" already present on machine') in second, second
+    assert not [e for e in second if e[0] == "Pulling"], "IfNotPresent does not pull what is there"
+    k8s.create_namespaced_pod(namespace, busybox("always", "sleep 600", image="busybox:latest"))  # :latest → Always
+    p = wait(k8s, namespace, "always", running)
+    assert p.spec.containers[0].image_pull_policy == "Always"
+    pulled = [m for r, m in events(k8s, namespace, "always") if r == "Pulled"]
+    assert pulled and pulled[0].startswith('Successfully pulled image "busybox:latest" in ') and "Image size: " in pulled[0]
+    k8s.create_namespaced_pod(namespace, busybox("never", "true", image="python:3.14-slim", policy="Never"))
+    p = wait(k8s, namespace, "never", lambda p: waiting_reason(p) == "ErrImageNeverPull")
+    assert 'is not present with pull policy of Never' in p.status.container_statuses[0].state.waiting.message
+    k8s.create_namespaced_pod(namespace, busybox("missing", "true", image="nginx:1.27"))
+    wait(k8s, namespace, "missing", lambda p: waiting_reason(p) in ("ErrImagePull", "ImagePullBackOff"))
+    failed = [m for r, m in events(k8s, namespace, "missing") if r == "Failed"]
+    assert any("not found" in m and "kperflab lab images" in m for m in failed), failed
+    node = k8s.read_node("kperflab-lab")
+    names = [n for img in node.status.images or [] for n in img.names]
+    assert any(n.startswith("docker.io/library/busybox@sha256:") for n in names), names
+
+
+def test_a_corrupt_layer_fails_cleanly(oci, k8s, namespace):
+    """A blob whose bytes do not match its digest ends in ErrImagePull naming the layer; nothing of it is stored."""
+    added = kperflab(oci["home"], "lab", "images", "--add", "corrupt:test", "--size", "2MB", "--layers", "2")
+    assert added.returncode == 0, added.stderr
+    blobs = oci["run_dir"] / "registry"
+    manifest_digest = added.stdout.split("pushed in")[1].split(": ")[1].split()[0]
+    manifest = json.loads(next(blobs.rglob(f"{manifest_digest.split(':')[1]}/data")).read_bytes())
+    layer = manifest["layers"][-1]["digest"]
+    data = next(blobs.rglob(f"blobs/sha256/{layer.split(':')[1][:2]}/{layer.split(':')[1]}/data"))
+    assert data.stat().st_nlink == 1, "a pushed layer, not one hard-linked from the shared image cache"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    k8s.create_namespaced_pod(namespace, busybox("bad", "true", image="corrupt:test"))
+    wait(k8s, namespace, "bad", lambda p: waiting_reason(p) in ("ErrImagePull", "ImagePullBackOff"))
+    failed = [m for r, m in events(k8s, namespace, "bad") if r == "Failed" and "corrupt:test" in m]
+    assert any(layer in m for m in failed), failed
+    store = oci["run_dir"] / "images"
+    assert not [p for p in store.rglob("*") if layer.split(":")[1] in p.name], "a corrupt layer was kept"
