@@ -236,6 +236,9 @@ def test_two_labs_side_by_side_and_a_killed_one_recovers(tmp_path_factory, lab, 
         assert b["lab_id"] != lab["lab_id"]
         b_pids = labs.lab_processes(b["lab_id"])
         assert b_pids and not set(b_pids) & set(a_pids)
+        if b.get("registry"):  # the OCI runtime: B's registry and its container's overlay belong to B
+            assert any(b"docker-registry" in Path(f"/proc/{p}/cmdline").read_bytes() for p in b_pids)
+            assert labs.census(b["lab_id"], home / "lab").mounts
         listed = kperflab(home, "lab", "status").stdout
         assert f"{lab['lab_id']}  running" in listed and f"{b['lab_id']}  running" in listed, listed
 
@@ -251,6 +254,7 @@ def test_two_labs_side_by_side_and_a_killed_one_recovers(tmp_path_factory, lab, 
         assert again.returncode == 0 and f"Removed what a dead lab ({b['lab_id']}) left" in again.stdout, again.stdout + again.stderr
         assert not any(_alive(p) for p in b_pids)
         assert labs.census(b["lab_id"], home / "lab").empty()
+        assert not (home / "lab" / "run" / b["lab_id"]).exists(), "bundles, image store and registry storage went"
         pod = k8s.read_namespaced_pod("steady", namespace)
         assert pod.status.phase == "Running" and pod.status.container_statuses[0].restart_count == 0
         assert all(_alive(p) for p in a_pids) and sorted(_pod_pids(lab["lab_id"], uid)) == sorted(a_pids), \

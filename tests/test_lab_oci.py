@@ -195,3 +195,30 @@ def test_a_corrupt_layer_fails_cleanly(oci, k8s, namespace):
     assert any(layer in m for m in failed), failed
     store = oci["run_dir"] / "images"
     assert not [p for p in store.rglob("*") if layer.split(":")[1] in p.name], "a corrupt layer was kept"
+
+
+def test_root_writes_stay_in_the_writable_layer_and_rootfs_is_reported(oci, k8s, namespace):
+    """As root a container writes at `/`: the file is in its writable layer, not on the host, and the Summary API's
+    rootfs usage counts it; with readOnlyRootFilesystem the same write fails."""
+    k8s.create_namespaced_pod(namespace, busybox("rooty", "head -c 5000000 /dev/urandom > /written-at-root; sleep 600",
+                                                 securityContext={"runAsUser": 0}))
+    k8s.create_namespaced_pod(namespace, busybox("ro", "touch /nope && echo wrote || echo refused; sleep 600",
+                                                 securityContext={"readOnlyRootFilesystem": True, "runAsUser": 0}))
+    wait(k8s, namespace, "rooty", running)
+    wait(k8s, namespace, "ro", running)
+    assert not Path("/written-at-root").exists()
+    deadline = time.time() + 30
+    while True:
+        summary = json.loads(k8s.connect_get_node_proxy_with_path("kperflab-lab", "stats/summary",
+                                                                  _preload_content=False).data)
+        pod = next((p for p in summary["pods"] if p["podRef"]["name"] == "rooty" and p["podRef"]["namespace"] == namespace), None)
+        used = pod["containers"][0].get("rootfs", {}).get("usedBytes", 0) if pod else 0
+        if used >= 5_000_000 or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert used >= 5_000_000, pod
+    assert pod["ephemeral-storage"]["usedBytes"] >= used
+    deadline = time.time() + 10
+    while "refused" not in k8s.read_namespaced_pod_log("ro", namespace) and time.time() < deadline:
+        time.sleep(0.2)
+    assert k8s.read_namespaced_pod_log("ro", namespace).strip().endswith("refused")

@@ -663,7 +663,8 @@ class Kubelet:
                 pod_key = rec.cgroup or f"nocgroup/pod{rec.uid}"
                 cs = tuple(ContainerTarget(c.name, c.cgroup or f"{pod_key}/{c.containerID}", c.containerID,
                                            c.spec.get("image", ""), c.proc.started, c.oom_events,
-                                           None if c.cgroup else c.proc.pid)
+                                           None if c.cgroup else c.proc.pid,
+                                           c.proc.bundle / "upper" if c.proc.bundle is not None else None)
                            for c in rec.containers if c.proc is not None)
                 out.append(PodTarget(rec.uid, rec.namespace, rec.name, pod_key, rec.started, cs,
                                      self.state_dir / "pods" / f"{rec.namespace}_{rec.name}_{rec.uid}",

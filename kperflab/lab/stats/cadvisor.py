@@ -33,6 +33,7 @@ class ContainerTarget:
     started: float  # epoch seconds of the current run
     past_oom_events: int = 0  # OOM kills of earlier runs, whose cgroups are gone
     pid: int | None = None  # without cgroups (not root): the container's session, read from /proc
+    rootfs: Path | None = None  # the container's writable layer (OCI runtime): its usage is the Summary's rootfs
 
 
 @dataclass(frozen=True)

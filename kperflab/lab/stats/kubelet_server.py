@@ -201,6 +201,11 @@ def _pod(snap: Snapshot, p: PodTarget, st: os.statvfs_result, only_cpu_and_memor
         _section(co, "cpu", _cpu(snap, c.cgroup))
         _section(co, "memory", _memory(cp))
         if not only_cpu_and_memory:
+            if c.rootfs is not None:  # the writable layer: part of the pod's ephemeral storage, as the kubelet counts
+                used, inodes = _du(c.rootfs)
+                co["rootfs"] = _fs(st, cp.t, used, inodes)
+                logs_total += used
+                logs_inodes += inodes
             used, inodes = _du(p.log_dir / c.name) if p.log_dir else (0, 0)
             logs_total += used
             logs_inodes += inodes
