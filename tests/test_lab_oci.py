@@ -171,8 +171,12 @@ def test_pull_policies_and_events(oci, k8s, namespace):
     wait(k8s, namespace, "missing", lambda p: waiting_reason(p) in ("ErrImagePull", "ImagePullBackOff"))
     failed = [m for r, m in events(k8s, namespace, "missing") if r == "Failed"]
     assert any("not found" in m and "kperflab lab images" in m for m in failed), failed
-    node = k8s.read_node("kperflab-lab")
-    names = [n for img in node.status.images or [] for n in img.names]
+    deadline = time.time() + 25  # the node's status is written every 10 s, as the kubelet's nodeStatusUpdateFrequency
+    while True:
+        names = [n for img in k8s.read_node("kperflab-lab").status.images or [] for n in img.names]
+        if any(n.startswith("docker.io/library/busybox@sha256:") for n in names) or time.time() > deadline:
+            break
+        time.sleep(1)
     assert any(n.startswith("docker.io/library/busybox@sha256:") for n in names), names
 
 
@@ -222,3 +226,26 @@ def test_root_writes_stay_in_the_writable_layer_and_rootfs_is_reported(oci, k8s,
     while "refused" not in k8s.read_namespaced_pod_log("ro", namespace) and time.time() < deadline:
         time.sleep(0.2)
     assert k8s.read_namespaced_pod_log("ro", namespace).strip().endswith("refused")
+
+
+def test_a_command_not_in_the_image_is_a_start_error(oci, k8s, namespace):
+    """As on containerd: the container is created, cannot start, and has exited — terminated, StartError, 128 — so
+    restartPolicy Never fails the pod and Always backs off with the StartError as its last state."""
+    never = busybox("nostart", "true")
+    never["spec"]["restartPolicy"] = "Never"
+    never["spec"]["containers"][0]["command"] = ["no-such-command"]
+    k8s.create_namespaced_pod(namespace, never)
+    p = wait(k8s, namespace, "nostart", lambda p: p.status.phase in ("Failed", "Succeeded"))
+    assert p.status.phase == "Failed"
+    term = p.status.container_statuses[0].state.terminated
+    assert (term.reason, term.exit_code) == ("StartError", 128) and "no-such-command" in term.message, term
+    assert p.status.container_statuses[0].image == "docker.io/library/busybox:1.37"
+    assert p.status.container_statuses[0].image_id.startswith("docker.io/library/busybox@sha256:")
+    failed = [m for r, m in events(k8s, namespace, "nostart") if r == "Failed"]
+    assert failed and failed[0].startswith("Error: failed to create containerd task: "), failed
+    always = busybox("nostart-always", "true")
+    always["spec"]["containers"][0]["command"] = ["no-such-command"]
+    k8s.create_namespaced_pod(namespace, always)
+    p = wait(k8s, namespace, "nostart-always", lambda p: waiting_reason(p) == "CrashLoopBackOff")
+    assert p.status.phase == "Running"  # as the kubelet's getPhase says for Always with a stopped container
+    assert p.status.container_statuses[0].last_state.terminated.reason == "StartError"

@@ -23,6 +23,7 @@ from . import errors, lifecycle, quantity
 from .cgroups import Limits, pods_root
 from .events import Recorder
 from .imagemanager import ImageManager, Waiting
+from .images.reference import parse as parse_reference
 from .runtime.oci import (
     CrunRuntime,
     bundle_config,
@@ -68,6 +69,7 @@ class ContainerRec:
     restartCount: int = 0
     last: dict[str, Any] | None = None
     image_id: str = ""  # the image's repo digest (what containerStatuses[].imageID reports)
+    image_name: str = ""  # the image's repo tag as the runtime names it (containerStatuses[].image)
     start_failures: int = 0  # starts that failed in a row (their back-off)
     stdin_w: int | None = None  # where `kubectl attach -i` writes: the container's stdin pipe, or its pty
     tty: int | None = None  # the container's pty master (spec.tty)
@@ -383,12 +385,13 @@ class Kubelet:
             return
         self._started(pod, c, proc, cgroup, cid, image_id(c.spec.get("image", "")))
 
-    def _started(self, pod: dict[str, Any], c: ContainerRec, proc: Process, cgroup: str | None, cid: str, imageid: str) -> None:
+    def _started(self, pod: dict[str, Any], c: ContainerRec, proc: Process, cgroup: str | None, cid: str, imageid: str,
+                 image_name: str = "") -> None:
         if c.runs > 0:
             c.restartCount += 1
         c.runs += 1
         c.start_failures = 0
-        c.proc, c.cgroup, c.containerID, c.image_id = proc, cgroup, cid, imageid
+        c.proc, c.cgroup, c.containerID, c.image_id, c.image_name = proc, cgroup, cid, imageid, image_name
         c.stage, c.reason, c.message = "running", "", ""
         c.startedAt, c.finishedAt, c.exitCode, c.signal, c.oomKilled = rfc3339(proc.started), None, 0, 0, False
         threading.Thread(target=self._await_exit, args=(proc,), daemon=True, name="await-exit").start()
@@ -463,7 +466,11 @@ class Kubelet:
                 logs.close()
                 reason = " | ".join(line.decode(errors="replace") for _, _, line in read_log(log_path)[-3:])
                 self.oci.remove(proc)
-                raise OSError(f"OCI runtime create failed: {reason or 'crun gave no reason'}")
+                self._close_stdio(c)
+                self.runtime.driver.remove(cgroup)  # type: ignore[union-attr]
+                self._start_error(pod, c, cid, image, fp, "failed to create containerd task: failed to create shim task: "
+                                  f"OCI runtime create failed: {reason or 'crun gave no reason'}")
+                return
         except (OSError, ValueError, subprocess.CalledProcessError) as exc:
             c.stage, c.reason, c.message = "start-error", "RunContainerError", f"failed to create containerd task: {exc}"
             c.start_failures += 1
@@ -475,7 +482,43 @@ class Kubelet:
         finally:
             if stdin_r is not None:
                 os.close(stdin_r)  # the shim has it now
-        self._started(pod, c, proc, cgroup, cid, image.repo_digest)
+        self._started(pod, c, proc, cgroup, cid, image.repo_digest, self._image_name(c, image))
+
+    @staticmethod
+    def _image_name(c: ContainerRec, image: Any) -> str:
+        """The name containerd reports for the container's image: the spec's reference fully qualified when the image
+        has that tag (``python:3.13-slim`` → ``docker.io/library/python:3.13-slim``), else its first repo tag."""
+        try:
+            ref = str(parse_reference(c.spec.get("image", "")))
+        except ValueError:
+            ref = ""
+        return ref if ref in image.repo_tags else image.repo_tag
+
+    def _start_error(self, pod: dict[str, Any], c: ContainerRec, cid: str, image: Any, fp: str, message: str) -> None:
+        """crun could not start the container's process (e.g. its command is not in the image): as on containerd, the
+        container exists and has exited — terminated, reason StartError, exit code 128, never started (startedAt is
+        the epoch) — and the restart policy decides what comes next (Never: the pod fails)."""
+        if c.runs > 0:
+            c.restartCount += 1
+        c.runs += 1
+        c.containerID, c.image_id, c.image_name = cid, image.repo_digest, self._image_name(c, image)
+        c.stage, c.reason, c.message = "exited", "StartError", message
+        c.exitCode, c.signal, c.oomKilled = 128, 0, False
+        c.startedAt, c.finishedAt = "1970-01-01T00:00:00Z", rfc3339(time.time())
+        self.recorder.event(pod, "Warning", "Failed", f"Error: {message}", fp)
+        self._after_exit(pod, c, time.time())
+
+    def _after_exit(self, pod: dict[str, Any], c: ContainerRec, now: float) -> None:
+        """A container has exited: restart it after its back-off, or mark it done, by the pod's restart policy."""
+        policy = pod["spec"].get("restartPolicy", "Always")
+        if c.init and policy == "Always":
+            policy = "OnFailure"  # init containers restart only on failure
+        if lifecycle.should_restart(policy, c.exitCode):
+            c.last = c.record()
+            c.last["stage"] = "exited"
+            c.backoff_until = now + lifecycle.backoff_seconds(c.restartCount + 1 if c.restartCount else 0)
+        else:
+            c.done = True
 
     def _close_stdio(self, c: ContainerRec) -> None:
         for fd in (c.stdin_w, c.tty):
@@ -540,16 +583,7 @@ class Kubelet:
             if c.proc.popen.poll() is None:
                 return
             self._reap(pod, rec, c)
-            policy = pod["spec"].get("restartPolicy", "Always")
-            if c.init and policy == "Always":
-                policy = "OnFailure"  # init containers restart only on failure
-            if lifecycle.should_restart(policy, c.exitCode):
-                c.last = c.record()
-                c.last["stage"] = "exited"
-                c.backoff_until = now + lifecycle.backoff_seconds(c.restartCount + 1 if c.restartCount else 0)
-            else:
-                c.done = True
-                return
+            self._after_exit(pod, c, now)
         if c.done:
             return
         if c.stage == "start-error" and now < c.backoff_until:
@@ -714,8 +748,8 @@ class Kubelet:
 
     # -- status ----------------------------------------------------------------------------------
     def _write_status(self, pod: dict[str, Any], rec: PodRec, init_done: bool) -> None:
-        init_st = [lifecycle.container_status(c.spec, c.record(), c.image_id) for c in rec.inits]
-        main_st = [lifecycle.container_status(c.spec, c.record(), c.image_id) for c in rec.containers]
+        init_st = [lifecycle.container_status(c.spec, c.record(), c.image_id, c.image_name) for c in rec.inits]
+        main_st = [lifecycle.container_status(c.spec, c.record(), c.image_id, c.image_name) for c in rec.containers]
         phase = lifecycle.pod_phase(pod["spec"], init_st, main_st)
         old = pod.get("status") or {}
         scheduled = next((c.get("lastTransitionTime") for c in old.get("conditions") or [] if c.get("type") == "PodScheduled"),

@@ -63,7 +63,9 @@ def container_state(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def terminated(rec: dict[str, Any]) -> dict[str, Any]:
-    t: dict[str, Any] = {"exitCode": rec["exitCode"], "reason": exit_reason(rec["exitCode"], rec.get("oomKilled", False)),
+    # StartError (the runtime could not start the process) is the record's own reason; else the exit says it
+    reason = rec.get("reason") or exit_reason(rec["exitCode"], rec.get("oomKilled", False))
+    t: dict[str, Any] = {"exitCode": rec["exitCode"], "reason": reason,
                          "startedAt": rec.get("startedAt"), "finishedAt": rec.get("finishedAt"),
                          "containerID": rec.get("containerID", "")}
     # like the kubelet on containerd: the exit code says the signal (137 = 128 + SIGKILL); no `signal` field
@@ -72,7 +74,9 @@ def terminated(rec: dict[str, Any]) -> dict[str, Any]:
     return t
 
 
-def container_status(spec: dict[str, Any], rec: dict[str, Any], image_id: str) -> dict[str, Any]:
+def container_status(spec: dict[str, Any], rec: dict[str, Any], image_id: str, image_name: str = "") -> dict[str, Any]:
+    """``image`` is the runtime's name for the image once a container exists (containerd: the fully qualified repo
+    tag, ``docker.io/library/python:3.13-slim``), the spec's before."""
     state = container_state(rec)
     st: dict[str, Any] = {
         "name": spec["name"],
@@ -80,7 +84,7 @@ def container_status(spec: dict[str, Any], rec: dict[str, Any], image_id: str) -
         "lastState": {"terminated": terminated(rec["last"])} if rec.get("last") else {},
         "ready": "running" in state,
         "restartCount": rec.get("restartCount", 0),
-        "image": spec.get("image", ""),
+        "image": image_name if image_name and rec.get("containerID") else spec.get("image", ""),
         "imageID": image_id if rec.get("containerID") else "",
         "started": "running" in state,
     }
