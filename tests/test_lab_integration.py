@@ -239,6 +239,12 @@ def test_two_labs_side_by_side_and_a_killed_one_recovers(tmp_path_factory, lab, 
         if b.get("registry"):  # the OCI runtime: B's registry and its container's overlay belong to B
             assert any(b"docker-registry" in Path(f"/proc/{p}/cmdline").read_bytes() for p in b_pids)
             assert labs.census(b["lab_id"], home / "lab").mounts
+            a_info = json.loads((lab["home"] / "lab" / "lab.json").read_text())
+            assert labs.census(b["lab_id"]).netns == [f"kperflab-{b['lab_id']}"], "B's node network namespace is B's"
+            orphan = kb.read_namespaced_pod("orphan", "default")
+            steady = k8s.read_namespaced_pod("steady", namespace)
+            assert orphan.status.pod_ip.split(".")[:2] != steady.status.pod_ip.split(".")[:2], \
+                f"two labs, two pod CIDRs: {orphan.status.pod_ip} vs {steady.status.pod_ip} ({a_info.get('runtime')})"
         listed = kperflab(home, "lab", "status").stdout
         assert f"{lab['lab_id']}  running" in listed and f"{b['lab_id']}  running" in listed, listed
 
@@ -255,6 +261,10 @@ def test_two_labs_side_by_side_and_a_killed_one_recovers(tmp_path_factory, lab, 
         assert not any(_alive(p) for p in b_pids)
         assert labs.census(b["lab_id"], home / "lab").empty()
         assert not (home / "lab" / "run" / b["lab_id"]).exists(), "bundles, image store and registry storage went"
+        assert f"kperflab-{b['lab_id']}" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                               text=True).stdout, "B's network namespace went"
+        assert f"kperflab-{lab['lab_id']}" in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                             text=True).stdout or not b.get("registry")
         pod = k8s.read_namespaced_pod("steady", namespace)
         assert pod.status.phase == "Running" and pod.status.container_statuses[0].restart_count == 0
         assert all(_alive(p) for p in a_pids) and sorted(_pod_pids(lab["lab_id"], uid)) == sorted(a_pids), \

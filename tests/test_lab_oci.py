@@ -249,3 +249,40 @@ def test_a_command_not_in_the_image_is_a_start_error(oci, k8s, namespace):
     p = wait(k8s, namespace, "nostart-always", lambda p: waiting_reason(p) == "CrashLoopBackOff")
     assert p.status.phase == "Running"  # as the kubelet's getPhase says for Always with a stopped container
     assert p.status.container_statuses[0].last_state.terminated.reason == "StartError"
+
+
+def test_pods_have_their_own_addresses_and_talk_over_the_bridge(oci, k8s, namespace):
+    """Each pod gets eth0 with an address from the node's pod CIDR; one pod reaches another's address; the bytes show
+    in the Summary API and /metrics/cadvisor; the node's namespace is the lab's, named, and the host's own network
+    namespace gains no link."""
+    import ipaddress
+
+    host_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.count("\n")
+    k8s.create_namespaced_pod(namespace, busybox("server", "while true; do echo hi-from-$(hostname) | nc -l -p 8080; done"))
+    k8s.create_namespaced_pod(namespace, busybox("client", "sleep 600"))
+    server = wait(k8s, namespace, "server", running)
+    wait(k8s, namespace, "client", running)
+    node = k8s.read_node("kperflab-lab")
+    cidr = ipaddress.ip_network(node.spec.pod_cidr)
+    assert ipaddress.ip_address(server.status.pod_ip) in cidr and server.status.pod_ip != server.status.host_ip
+    out = kc(oci, "exec", "client", "-n", namespace, "--", "sh", "-c",
+             f"ip -o -4 addr show eth0; for i in 1 2 3 4 5; do nc -w 2 {server.status.pod_ip} 8080 </dev/null && break; "
+             "sleep 0.3; done").stdout.decode()
+    assert "hi-from-server" in out and "eth0" in out, out
+    assert f"kperflab-{oci['lab_id']}" in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.count("\n") == host_links
+    deadline = time.time() + 30
+    while True:
+        summary = json.loads(k8s.connect_get_node_proxy_with_path("kperflab-lab", "stats/summary",
+                                                                  _preload_content=False).data)
+        pod = next((p for p in summary["pods"] if p["podRef"]["name"] == "server" and p["podRef"]["namespace"] == namespace), {})
+        if pod.get("network", {}).get("txBytes", 0) > 0 or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert pod["network"]["name"] == "eth0" and pod["network"]["txBytes"] > 0 and pod["network"]["rxBytes"] > 0, pod
+    text = k8s.connect_get_node_proxy_with_path("kperflab-lab", "metrics/cadvisor", _preload_content=False).data.decode()
+    from prometheus_client.parser import text_string_to_metric_families
+
+    tx = [s for f in text_string_to_metric_families(text) if f.name == "container_network_transmit_bytes"
+          for s in f.samples if s.labels.get("pod") == "server" and s.labels.get("namespace") == namespace]
+    assert tx and tx[0].labels["interface"] == "eth0" and tx[0].value > 0, tx

@@ -24,6 +24,7 @@ from .cgroups import Limits, pods_root
 from .events import Recorder
 from .imagemanager import ImageManager, Waiting
 from .images.reference import parse as parse_reference
+from .network.podnet import PodNetwork, wait_for_own_netns
 from .runtime.oci import (
     CrunRuntime,
     bundle_config,
@@ -107,6 +108,9 @@ class PodRec:
     finished: bool = False
     sandbox_lost: bool = False  # died with restartPolicy Never: no new one
     oci: bool = False  # its containers run from images by crun (else as processes)
+    ip: str = ""  # its address on the pod network (empty: the node's, as for hostNetwork)
+    sandbox_id: str = ""  # the current sandbox's id (its network attachment is held under it)
+    sandboxes: int = 0  # sandboxes made so far
     warned: set[str] = field(default_factory=set)
 
     @property
@@ -152,7 +156,8 @@ def expand(text: str, env: dict[str, str]) -> str:
 class Kubelet:
     def __init__(self, store: Store, node_name: str, runtime: Runtime, state_dir: Path, host_ip: str = "127.0.0.1",
                  api_port: int = 0, oci: CrunRuntime | None = None, image_store: Any = None,
-                 run_dir: Path | None = None, no_oci: str = "") -> None:
+                 run_dir: Path | None = None, no_oci: str = "", podnet: PodNetwork | None = None,
+                 cluster_dns: str = "10.96.0.10") -> None:
         self.store = store
         self.node = node_name
         self.runtime = runtime
@@ -161,7 +166,9 @@ class Kubelet:
         self.run_dir = run_dir or state_dir / "run"
         self.no_oci = no_oci  # why the OCI runtime is not used here ("" when it is)
         self.state_dir = state_dir
-        self.host_ip = host_ip
+        self.podnet = podnet if self.oci is not None else None  # the pod network (OCI pods only; else host network)
+        self.host_ip = podnet.gateway if self.podnet is not None else host_ip
+        self.cluster_dns = cluster_dns
         self.api_port = api_port
         self.recorder = Recorder(store, "kubelet", node_name)
         self.pods: dict[str, PodRec] = {}
@@ -283,8 +290,22 @@ class Kubelet:
             driver.create(rec.cgroup, pod_limits(pod))
             driver.create(f"{rec.cgroup}/sandbox", Limits())
         if rec.oci and self.oci is not None:
-            self._pod_files(pod, rec)
             rec.sandbox = self.runtime.spawn(self.oci.sandbox_argv(rec.name), f"{rec.cgroup}/sandbox")
+            rec.sandboxes += 1
+            rec.sandbox_id = f"{rec.uid}-{rec.sandboxes}"
+            if self.podnet is not None:
+                try:
+                    wait_for_own_netns(rec.sandbox.pid)
+                    rec.ip = self.podnet.add(rec.sandbox_id, rec.sandbox.pid).ip
+                except OSError as exc:
+                    self.runtime.kill_tree(rec.sandbox)
+                    rec.sandbox = None
+                    self.podnet.delete(rec.sandbox_id)
+                    self.recorder.event(pod, "Warning", "FailedCreatePodSandBox",
+                                        "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup "
+                                        f'network for sandbox "{rec.sandbox_id}": plugin type="bridge" failed (add): {exc}')
+                    return
+            self._pod_files(pod, rec)
         else:
             rec.sandbox = self.runtime.start_sandbox(f"{rec.cgroup}/sandbox" if rec.cgroup else None)
         threading.Thread(target=self._await_exit, args=(rec.sandbox,), daemon=True, name="await-sandbox").start()
@@ -301,20 +322,59 @@ class Kubelet:
                 self._kill(c.proc)
         self.runtime.kill_tree(rec.sandbox)  # reaps it
         rec.sandbox = None
+        if self.podnet is not None and rec.sandbox_id:
+            self.podnet.delete(rec.sandbox_id)
         ran = any(c.runs for c in rec.all)
         if pod["spec"].get("restartPolicy", "Always") == "Never" and ran:
             rec.sandbox_lost = True
             return
         self.recorder.event(pod, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
 
+    def _service_env(self, namespace: str, links: bool) -> dict[str, str]:
+        """The kubelet's service variables (getServiceEnvVarMap): the ``kubernetes`` Service's always, and with
+        ``enableServiceLinks`` (the default) every Service of the pod's namespace that has a cluster IP, as Docker
+        links named them (``<NAME>_SERVICE_HOST``, ``<NAME>_PORT_<port>_<PROTO>_ADDR`` …)."""
+        services, *_ = self.store.list("v1/services", None, lambda s: (
+            (links and s["metadata"]["namespace"] == namespace) or
+            (s["metadata"]["namespace"] == "default" and s["metadata"]["name"] == "kubernetes")))
+        env: dict[str, str] = {}
+        for svc in services:
+            spec = svc.get("spec") or {}
+            ip = spec.get("clusterIP")
+            if not ip or ip == "None":
+                continue
+            name = svc["metadata"]["name"].upper().replace("-", "_")
+            ports = spec.get("ports") or []
+            if not ports:
+                continue
+            env[f"{name}_SERVICE_HOST"] = ip
+            env[f"{name}_SERVICE_PORT"] = str(ports[0].get("port"))
+            for p in ports:
+                if p.get("name"):
+                    env[f"{name}_SERVICE_PORT_{p['name'].upper().replace('-', '_')}"] = str(p.get("port"))
+            first = ports[0]
+            env[f"{name}_PORT"] = f"{first.get('protocol', 'TCP').lower()}://{ip}:{first.get('port')}"
+            for p in ports:
+                proto = p.get("protocol", "TCP")
+                prefix = f"{name}_PORT_{p.get('port')}_{proto.upper()}"
+                env[prefix] = f"{proto.lower()}://{ip}:{p.get('port')}"
+                env[f"{prefix}_PROTO"] = proto.lower()
+                env[f"{prefix}_PORT"] = str(p.get("port"))
+                env[f"{prefix}_ADDR"] = ip
+        return env
+
     def _env(self, pod: dict[str, Any], spec: dict[str, Any], base: dict[str, str]) -> dict[str, str]:
         """The container's environment: ``base`` (the runtime's and the image's), the service variables, then the
         container's own ``env`` in order ($(VAR) sees the ones before it)."""
         meta = pod["metadata"]
-        env = {**base, "KUBERNETES_SERVICE_HOST": self.host_ip, "KUBERNETES_SERVICE_PORT": str(self.api_port)}
+        env = {**base}
+        if self.podnet is None:  # host network: the API server where it listens
+            env.update({"KUBERNETES_SERVICE_HOST": self.host_ip, "KUBERNETES_SERVICE_PORT": str(self.api_port)})
+        else:
+            env.update(self._service_env(meta["namespace"], pod["spec"].get("enableServiceLinks", True)))
         fields = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"], "metadata.uid": meta["uid"],
                   "spec.nodeName": self.node, "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default"),
-                  "status.podIP": self.host_ip, "status.hostIP": self.host_ip}
+                  "status.podIP": self._pod_ip(pod), "status.hostIP": self.host_ip}
         res = spec.get("resources") or {}
         for e in spec.get("env") or []:
             name = e.get("name", "")
@@ -400,14 +460,32 @@ class Kubelet:
         self.recorder.event(pod, "Normal", "Started", f"Started container {c.name}", fp)
 
     def _pod_files(self, pod: dict[str, Any], rec: PodRec) -> None:
-        """/etc/hosts, /etc/hostname and /etc/resolv.conf of the pod, bind-mounted into each of its containers."""
+        """/etc/hosts, /etc/hostname and /etc/resolv.conf of the pod, bind-mounted into each of its containers (the
+        hosts file as the kubelet's managedHostsFileContent writes it)."""
         d = self.pod_dir(rec)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "hostname").write_text(f"{rec.name}\n")
+        spec = pod["spec"]
+        hostname = spec.get("hostname") or rec.name
+        names = hostname
+        if spec.get("subdomain"):
+            names = f"{hostname}.{spec['subdomain']}.{rec.namespace}.svc.cluster.local\t{hostname}"
+        (d / "hostname").write_text(f"{hostname}\n")
         (d / "hosts").write_text("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                                 f"127.0.1.1\t{rec.name}\n")
-        (d / "resolv.conf").write_text(f"search {rec.namespace}.svc.cluster.local svc.cluster.local cluster.local\n"
-                                       "nameserver 10.96.0.10\noptions ndots:5\n")
+                                 "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n"
+                                 f"{rec.ip or '127.0.1.1'}\t{names}\n")
+        text, events = self._resolv_conf(pod)
+        (d / "resolv.conf").write_text(text)
+        for reason, message in events:
+            self.recorder.event(pod, "Warning", reason, message)
+
+    def _resolv_conf(self, pod: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+        ns = pod["metadata"]["namespace"]
+        return (f"search {ns}.svc.cluster.local svc.cluster.local cluster.local\n"
+                f"nameserver {self.cluster_dns}\noptions ndots:5\n"), []
+
+    def _pod_ip(self, pod: dict[str, Any]) -> str:
+        rec = self.pods.get(pod["metadata"].get("uid", ""))
+        return rec.ip if rec is not None and rec.ip else self.host_ip
 
     def pod_dir(self, rec: PodRec) -> Path:
         return self.run_dir / "pods" / rec.uid
@@ -702,7 +780,8 @@ class Kubelet:
                            for c in rec.containers if c.proc is not None)
                 out.append(PodTarget(rec.uid, rec.namespace, rec.name, pod_key, rec.started, cs,
                                      self.state_dir / "pods" / f"{rec.namespace}_{rec.name}_{rec.uid}",
-                                     sum(c.oom_events for c in rec.all)))
+                                     sum(c.oom_events for c in rec.all),
+                                     rec.sandbox.pid if rec.ip and rec.sandbox is not None else None))
             return out
 
     # -- stopping --------------------------------------------------------------------------------
@@ -740,6 +819,8 @@ class Kubelet:
         if rec.sandbox is not None:
             self.runtime.kill_tree(rec.sandbox)
             rec.sandbox = None
+        if self.podnet is not None and rec.sandbox_id:
+            self.podnet.delete(rec.sandbox_id)
         if rec.cgroup and self.runtime.driver is not None:
             self.runtime.driver.kill_all(rec.cgroup)
             self.runtime.driver.remove(rec.cgroup)
@@ -760,7 +841,7 @@ class Kubelet:
             "conditions": lifecycle.conditions(phase, init_done, main_st, scheduled, old.get("conditions") or [], now,
                                                [c.name for c in rec.inits if not (c.done and c.exitCode == 0)]),
             "hostIP": self.host_ip, "hostIPs": [{"ip": self.host_ip}],
-            "podIP": self.host_ip, "podIPs": [{"ip": self.host_ip}],
+            "podIP": rec.ip or self.host_ip, "podIPs": [{"ip": rec.ip or self.host_ip}],
             "startTime": rfc3339(rec.started),
             "containerStatuses": main_st,
             "qosClass": old.get("qosClass", "BestEffort"),

@@ -4,7 +4,9 @@ A lab owns its kernel state by its id (16 hex digits):
 
 - the processes it starts for pods carry ``KPERFLAB_LAB=<id>`` in their environment;
 - its cgroups live under ``kperflab/<id>/`` in every hierarchy;
-- its mounts live under ``<state dir>/run/<id>/``.
+- its mounts live under ``<state dir>/run/<id>/``;
+- its node network namespace is ``kperflab-<id>`` (``ip netns list``), holding its bridge, pod veths and kube-proxy's
+  rules; its network slot (pod and service CIDRs) is in its record.
 
 While it runs, a lab holds an abstract unix socket named ``kperflab-lab-<id>`` (listed in ``/proc/net/unix`` for
 every user on the machine), a lock (``flock``) on its record in its user's registry (``/run/kperflab/labs/<id>.json``
@@ -33,6 +35,7 @@ from typing import Any
 
 from ..errors import LabError
 from . import cgroups
+from .network.podnet import delete_netns, lab_netns
 
 LAB_ENV = "KPERFLAB_LAB"  # every process a lab starts for a pod carries it: the census finds them by it
 ID_RE = re.compile(r"^[0-9a-f]{16}$")
@@ -55,6 +58,7 @@ def _registry_dirs() -> list[Path]:
 
 
 SOCKET_PREFIX = "kperflab-lab-"
+NETWORK_SLOTS = 12  # pod CIDR 10.(244+k).0.0/16 and service CIDR 10.(96+k).0.0/16 for slot k
 
 
 def live_ids(proc_net_unix: Path = Path("/proc/net/unix")) -> set[str]:
@@ -124,6 +128,23 @@ class Registration:
     def update(self, **info: Any) -> None:
         self.info.update(info)
         self._write()
+
+    def claim_network_slot(self, slots: int = NETWORK_SLOTS) -> int:
+        """A network slot no other live lab holds (its pod and service CIDRs follow from it), said in the record.
+        Chosen under a lock on the registry, so two labs starting together get different slots."""
+        d = registry_dir()
+        fd = os.open(d / ".network.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            used = {r.info.get("network_slot") for r in records() if r.lab_id != self.lab_id and r.alive}
+            free = [k for k in range(slots) if k not in used]
+            if not free:
+                raise LabError(f"{slots} labs are running on this machine, each with its own pod network; no slot is "
+                               "free.", hint="Stop one (`kperflab lab status` lists them).")
+            self.update(network_slot=free[0])
+            return free[0]
+        finally:
+            os.close(fd)
 
     def _write(self) -> None:
         data = json.dumps(self.info).encode()
@@ -251,12 +272,15 @@ class Census:
     cgroups: list[str] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)
     record: LabRecord | None = None
+    netns: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.processes or self.cgroups or self.mounts)
+        return not (self.processes or self.cgroups or self.mounts or self.netns)
 
     def describe(self) -> str:
         parts = [f"{len(self.processes)} process(es)", f"{len(self.cgroups)} cgroup tree(s)", f"{len(self.mounts)} mount(s)"]
+        if self.netns:
+            parts.append(f"network namespace {', '.join(self.netns)}")
         return ", ".join(parts)
 
 
@@ -266,7 +290,7 @@ def census(lab_id: str, state_dir: Path | None = None, driver: cgroups.Driver | 
     rec = next((r for r in records() if r.lab_id == lab_id), None)
     sd = state_dir or (rec.state_dir if rec else None)
     return Census(lab_id, lab_processes(lab_id), [str(d) for d in drv.lab_dirs(lab_id)] if drv else [],
-                  _mounts_under(run_dir(sd, lab_id)) if sd else [], rec)
+                  _mounts_under(run_dir(sd, lab_id)) if sd else [], rec, _netns_of(lab_id))
 
 
 def dead_labs(home_state_dir: Path | None = None) -> list[Census]:
@@ -277,18 +301,23 @@ def dead_labs(home_state_dir: Path | None = None) -> list[Census]:
     drv = cgroups.detect()
     procs = processes_by_lab()
     cg_ids = drv.lab_ids() if drv else set()
+    ns_ids = {i for i in lab_netns() if ID_RE.match(i)}
     run_ids: set[str] = set()
     if home_state_dir is not None and (home_state_dir / "run").is_dir():
         run_ids = {p.name for p in (home_state_dir / "run").iterdir() if ID_RE.match(p.name)}
     recs = {r.lab_id: r for r in records()}
     live = live_ids() | {i for i, r in recs.items() if r.alive}
     out = []
-    for lab_id in sorted((set(procs) | cg_ids | run_ids | {i for i, r in recs.items() if not r.alive}) - live):
+    for lab_id in sorted((set(procs) | cg_ids | run_ids | ns_ids | {i for i, r in recs.items() if not r.alive}) - live):
         rec = recs.get(lab_id)
         sd = rec.state_dir if rec else (home_state_dir if lab_id in run_ids else None)
         out.append(Census(lab_id, procs.get(lab_id, []), [str(d) for d in drv.lab_dirs(lab_id)] if drv else [],
-                          _mounts_under(run_dir(sd, lab_id)) if sd else [], rec))
+                          _mounts_under(run_dir(sd, lab_id)) if sd else [], rec, _netns_of(lab_id)))
     return out
+
+
+def _netns_of(lab_id: str) -> list[str]:
+    return [p.name for i, p in lab_netns().items() if i == lab_id]
 
 
 def remove(lab_id: str, state_dir: Path | None = None, driver: cgroups.Driver | None = None, own: bool = False) -> Census:
@@ -314,6 +343,8 @@ def remove(lab_id: str, state_dir: Path | None = None, driver: cgroups.Driver | 
             except (ProcessLookupError, PermissionError):
                 pass
         time.sleep(0.05)
+    if not theirs:
+        delete_netns(lab_id)  # its bridge, veths and kube-proxy rules go with it
     if drv is not None:
         rel = cgroups.lab_root(lab_id)
         drv.kill_all(rel)

@@ -20,6 +20,7 @@ from .controllers import Controllers
 from .images import ImageStore, Registry, cached_base_images
 from .kubelet import Kubelet
 from .labs import LAB_ENV
+from .network.podnet import PodNetwork
 from .node import NODE_NAME, Conditions, arch, machine_labels, node_object, observe
 from .runtime.oci import CrunRuntime
 from .runtime.oci import unavailable_reason as oci_unavailable
@@ -86,8 +87,16 @@ class Lab:
         self.registration.update(port=self.port, cgroups=self.driver.version if self.driver else None)
         self.run_dir = labs.run_dir(state_dir, self.lab_id)
         self.oci, self.image_store, self.no_oci = self._oci_runtime(runtime)
+        slot = self.registration.claim_network_slot()
+        self.pod_cidr, self.service_cidr = f"10.{244 + slot}.0.0/16", f"10.{96 + slot}.0.0/16"
+        self.kubernetes_ip, self.dns_ip = f"10.{96 + slot}.0.1", f"10.{96 + slot}.0.10"
+        self.podnet: PodNetwork | None = None
+        if self.oci is not None:  # pods from images get a network of their own; the process runtime's share the host's
+            self.podnet = PodNetwork(self.lab_id, self.run_dir, self.pod_cidr)
+            self.podnet.setup()
         self.kubelet = Kubelet(self.store, NODE_NAME, self.runtime, state_dir, api_port=self.port, oci=self.oci,
-                               image_store=self.image_store, run_dir=self.run_dir, no_oci=self.no_oci)
+                               image_store=self.image_store, run_dir=self.run_dir, no_oci=self.no_oci,
+                               podnet=self.podnet, cluster_dns=self.dns_ip)
         self.api.logs = self.kubelet.logs
         self.api.streaming = self.kubelet
         self.controllers = Controllers(self.store, NODE_NAME)
@@ -113,10 +122,13 @@ class Lab:
         node["status"]["nodeInfo"]["containerRuntimeVersion"] = (
             f"crun://{self.oci.version.split()[-1]}" if self.oci is not None else "kperflab-process://0.1.0")
         node["status"]["images"] = self.image_store.node_images() if self.image_store is not None else []
+        if self.podnet is not None:
+            node["status"]["addresses"][0]["address"] = self.podnet.gateway  # the node's address on the pod network
+            node["spec"]["podCIDR"], node["spec"]["podCIDRs"] = self.pod_cidr, [self.pod_cidr]
         self.store.create("v1/nodes", node)
         self.store.create("v1/services", {"apiVersion": "v1", "kind": "Service", "metadata": {
             "name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"], "ports": [
+            "spec": {"type": "ClusterIP", "clusterIP": self.kubernetes_ip, "clusterIPs": [self.kubernetes_ip], "ports": [
                 {"name": "https", "port": 443, "protocol": "TCP", "targetPort": self.port}], "sessionAffinity": "None"},
             "status": {"loadBalancer": {}}})
 

@@ -46,6 +46,7 @@ class PodTarget:
     containers: tuple[ContainerTarget, ...]
     log_dir: Path | None = None
     past_oom_events: int = 0
+    netns_pid: int | None = None  # a process in the pod's network namespace (its sandbox), for the network counters
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ class Sampler:
             for p in pods:
                 fresh[p.cgroup] = self.driver.stats(p.cgroup)
                 fresh[p.cgroup]["process_count"] = self.driver.count_procs(p.cgroup)
+                if p.netns_pid:
+                    fresh[p.cgroup].update(pod_network_raw(p.netns_pid, self.proc))
                 for c in p.containers:
                     fresh[c.cgroup] = self.driver.stats(c.cgroup)
         else:  # no cgroups: each container is a session of processes; the pod is the sum of its containers
@@ -258,3 +261,35 @@ def boot_time(proc: Path = Path("/proc")) -> float:
         if line.startswith("btime "):
             return float(line.split()[1])
     return 0.0
+
+
+NET_FIELDS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets", "tx_errors", "tx_dropped")
+
+
+def pod_network_raw(pid: int, proc: Path = Path("/proc")) -> dict[str, int]:
+    """The pod's interfaces (but lo) from /proc/<pid>/net/dev — what that process's network namespace counts — as
+    flat raw keys ``net/<iface>/<field>``, as cAdvisor reads a pod's network from its sandbox."""
+    try:
+        lines = (proc / str(pid) / "net" / "dev").read_text().splitlines()[2:]
+    except OSError:
+        return {}
+    out: dict[str, int] = {}
+    for line in lines:
+        name, _, rest = line.partition(":")
+        f = rest.split()
+        name = name.strip()
+        if name == "lo" or len(f) < 16:
+            continue
+        for key, i in zip(NET_FIELDS, (0, 1, 2, 3, 8, 9, 10, 11), strict=True):
+            out[f"net/{name}/{key}"] = int(f[i])
+    return out
+
+
+def network_interfaces(raw: dict[str, int]) -> dict[str, dict[str, int]]:
+    """The ``net/<iface>/<field>`` keys of a raw point, back as {iface: {field: value}}."""
+    out: dict[str, dict[str, int]] = {}
+    for k, v in raw.items():
+        if k.startswith("net/"):
+            _, iface, name = k.split("/", 2)
+            out.setdefault(iface, {})[name] = v
+    return out

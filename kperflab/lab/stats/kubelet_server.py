@@ -29,6 +29,7 @@ from .cadvisor import (
     Sampler,
     Snapshot,
     boot_time,
+    network_interfaces,
     working_set,
 )
 from .promtext import Family
@@ -142,6 +143,17 @@ def _network(t: float, proc: Path = Path("/proc")) -> Obj | None:
     return {"time": t, **first, "interfaces": ifaces}
 
 
+def _pod_network(t: float, raw: dict[str, int]) -> Obj | None:
+    """The pod's network stats as the Summary API gives them: eth0's counters inline, every interface listed."""
+    ifaces = [{"name": name, "rxBytes": f.get("rx_bytes", 0), "rxErrors": f.get("rx_errors", 0),
+               "txBytes": f.get("tx_bytes", 0), "txErrors": f.get("tx_errors", 0)}
+              for name, f in sorted(network_interfaces(raw).items())]
+    if not ifaces:
+        return None
+    first = next((i for i in ifaces if i["name"] == "eth0"), ifaces[0])
+    return {"time": t, **first, "interfaces": ifaces}
+
+
 def _rlimit(t: float, proc: Path = Path("/proc")) -> Obj:
     out: Obj = {"time": t}
     try:
@@ -216,6 +228,7 @@ def _pod(snap: Snapshot, p: PodTarget, st: os.statvfs_result, only_cpu_and_memor
     _section(out, "cpu", _cpu(snap, p.cgroup))
     _section(out, "memory", _memory(last))
     if not only_cpu_and_memory:
+        _section(out, "network", _pod_network(last.t, last.raw))
         out["ephemeral-storage"] = _fs(st, last.t, logs_total, logs_inodes)
         if "process_count" in last.raw:
             out["process_stats"] = {"process_count": last.raw["process_count"]}
@@ -319,6 +332,14 @@ CADVISOR_HELP = {
     "container_spec_cpu_shares": ("gauge", "CPU share of the container."),
     "container_spec_memory_limit_bytes": ("gauge", "Memory limit for the container."),
     "container_start_time_seconds": ("gauge", "Start time of the container since unix epoch in seconds."),
+    "container_network_receive_bytes_total": ("counter", "Cumulative count of bytes received"),
+    "container_network_receive_packets_total": ("counter", "Cumulative count of packets received"),
+    "container_network_receive_errors_total": ("counter", "Cumulative count of errors encountered while receiving"),
+    "container_network_receive_packets_dropped_total": ("counter", "Cumulative count of packets dropped while receiving"),
+    "container_network_transmit_bytes_total": ("counter", "Cumulative count of bytes transmitted"),
+    "container_network_transmit_packets_total": ("counter", "Cumulative count of packets transmitted"),
+    "container_network_transmit_errors_total": ("counter", "Cumulative count of errors encountered while transmitting"),
+    "container_network_transmit_packets_dropped_total": ("counter", "Cumulative count of packets dropped while transmitting"),
     "container_last_seen": ("gauge", "Last time a container was seen by the exporter"),
     "machine_cpu_cores": ("gauge", "Number of logical CPU cores."),
     "machine_memory_bytes": ("gauge", "Amount of memory installed on the machine."),
@@ -384,6 +405,10 @@ def cadvisor_metrics(snap: Snapshot, machine: dict[str, str]) -> str:
                                                             raw.get("pgmajfault", 0), t)
         if oom_kills is not None:
             fams["container_oom_events_total"].add(labels, oom_kills, t)
+        # the pod's network, on its pod-level series (containerd's containers share the sandbox's namespace)
+        for iface, f in sorted(network_interfaces(raw).items()) if key != "/" else ():
+            for field, fam in NETWORK_FAMILIES:
+                fams[fam].add({**labels, "interface": iface}, f.get(field, 0), t)
         fams["container_start_time_seconds"].add(labels, start)
         fams["container_last_seen"].add(labels, t)
     node = snap.last(NODE)
@@ -391,6 +416,16 @@ def cadvisor_metrics(snap: Snapshot, machine: dict[str, str]) -> str:
     if node is not None:
         fams["machine_memory_bytes"].add(machine, node.raw.get("memory_limit", 0))
     return promtext.render(list(fams.values()))
+
+
+NETWORK_FAMILIES = (
+    ("rx_bytes", "container_network_receive_bytes_total"), ("rx_packets", "container_network_receive_packets_total"),
+    ("rx_errors", "container_network_receive_errors_total"),
+    ("rx_dropped", "container_network_receive_packets_dropped_total"),
+    ("tx_bytes", "container_network_transmit_bytes_total"), ("tx_packets", "container_network_transmit_packets_total"),
+    ("tx_errors", "container_network_transmit_errors_total"),
+    ("tx_dropped", "container_network_transmit_packets_dropped_total"),
+)
 
 
 # -- routing --------------------------------------------------------------------------------------------
