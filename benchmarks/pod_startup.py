@@ -21,6 +21,7 @@ from pathlib import Path
 
 CODE = "import time; print('up', flush=True); time.sleep(30)"
 RUNTIME = "?"
+CRUN: list[float] = []
 
 
 def bare(n: int) -> list[float]:
@@ -108,9 +109,58 @@ def lab_raw(n: int) -> list[float]:
                 out.append(time.perf_counter() - t0)
             api.request("DELETE", f"/api/v1/namespaces/default/pods/{name}?gracePeriodSeconds=0", headers=hdr)
             api.getresponse().read()
+        if RUNTIME.startswith("crun"):
+            global CRUN
+            CRUN = bare_crun(home, n)
         return out
     finally:
         subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "down"], env=env, capture_output=True)
+
+
+def bare_crun(home: Path, n: int) -> list[float]:
+    """The same command in a container started by hand: ``crun run`` of a bundle on an overlay of the lab's unpacked
+    python image (new PID, mount, IPC, UTS and network namespaces), until its first output — the container's own cost,
+    without the kubelet, the sandbox, the pod network or the API."""
+    import json
+    import secrets
+
+    from kperflab.lab.images import ImageStore
+
+    lab = json.loads((home / "lab" / "lab.json").read_text())
+    image = ImageStore(home / "lab" / "run" / lab["lab_id"] / "images").get("python:3.13-slim")
+    assert image is not None, "the lab has not pulled python:3.13-slim"
+    work = Path(tempfile.mkdtemp(prefix="kperflab-bench-crun-"))
+    out = []
+    try:
+        subprocess.run(["crun", "spec"], cwd=work, check=True, capture_output=True)
+        spec = json.loads((work / "config.json").read_text())
+        spec["process"].update(terminal=False, args=["python", "-c", CODE],
+                               env=["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONUNBUFFERED=1"])
+        spec["root"] = {"path": "rootfs", "readonly": False}
+        for i in range(n):
+            b = work / f"b{i}"
+            for d in ("rootfs", "upper", "work"):
+                (b / d).mkdir(parents=True)
+            (b / "config.json").write_text(json.dumps(spec))
+            lower = ":".join(str(p) for p in image.lowerdirs)
+            subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                            f"lowerdir={lower},upperdir={b / 'upper'},workdir={b / 'work'}", str(b / "rootfs")], check=True)
+            cid = f"bench-{secrets.token_hex(4)}"
+            try:
+                t0 = time.perf_counter()
+                p = subprocess.Popen(["crun", "run", "--bundle", str(b), cid], stdout=subprocess.PIPE)
+                p.stdout.readline()
+                out.append(time.perf_counter() - t0)
+                subprocess.run(["crun", "kill", cid, "KILL"], capture_output=True)
+                p.wait(10)
+                subprocess.run(["crun", "delete", "-f", cid], capture_output=True)
+            finally:
+                subprocess.run(["umount", str(b / "rootfs")], capture_output=True)
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return out
 
 
 def build_time() -> float:
@@ -142,6 +192,10 @@ def main() -> None:
     print(f"lab create → Running (keep-alive HTTPS, watch): median {mr * 1000:.1f} ms, p90 {sorted(r)[int(n * .9) - 1] * 1000:.1f} ms")
     print(f"lab create → Running (official client):       median {mk * 1000:.1f} ms, p90 {sorted(k)[int(n * .9) - 1] * 1000:.1f} ms")
     print(f"ratio, lab/bare: {mr / mb:.2f}x (target ≤ 3x); with the official client's own cost: {mk / mb:.2f}x")
+    if CRUN:
+        mc = statistics.median(CRUN)
+        print(f"bare `crun run` of the same command on the same image, until first output: median {mc * 1000:.1f} ms")
+        print(f"ratio, lab/bare container: {mr / mc:.2f}x (target ≤ 3x); with the official client: {mk / mc:.2f}x")
     print(f"container runtime: {RUNTIME}")
 
 

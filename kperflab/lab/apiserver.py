@@ -28,6 +28,7 @@ from .authn import ADMIN, Authenticator, User
 from .errors import APIError
 from .resources import BY_PATH, TYPES, ResourceType, api_resource_list, groups
 from .selectors import parse_field_selector, parse_label_selector
+from .services import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceRegistry, default_on_read
 from .store import Store
 
 log = logging.getLogger("kperflab.lab.apiserver")
@@ -36,6 +37,9 @@ MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's default request body limit
 STREAM_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/(?P<sub>exec|attach|portforward)/?$")
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 READ_MEDIA = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+# kinds whose DELETE answers with the deleted object rather than a Status (their stores' ReturnDeletedObject: Pod and
+# Namespace answer with the object anyway, being deleted gracefully)
+RETURNS_DELETED_OBJECT = ("Service", "ServiceAccount", "StorageClass")
 
 
 @dataclass
@@ -74,12 +78,15 @@ class APIServer:
                  logs: Callable[..., Iterator[bytes]] | None = None,
                  node_proxy: Callable[[str, str, dict[str, str]], Response] | None = None,
                  extra_groups: dict[str, Any] | None = None,
-                 ready: Callable[[], bool] = lambda: True) -> None:
+                 ready: Callable[[], bool] = lambda: True,
+                 service_cidr: str = DEFAULT_SERVICE_CIDR, node_port_range: str = DEFAULT_NODE_PORT_RANGE) -> None:
         self.store = store
+        self.services = ServiceRegistry(store, service_cidr, node_port_range)  # ClusterIPs and node ports
         self.authn = token if isinstance(token, Authenticator) else Authenticator(token)
         self.version = version
         self.logs = logs
         self.node_proxy = node_proxy
+        self.proxy: Any = None  # apiproxy.APIProxy: nodes/services/pods …/proxy, wired by the lab
         self.extra_groups = extra_groups or {}  # group → object with .versions, .handle(req, version, rest)
         self.streaming: Any = None  # the kubelet: exec_session(pod, options), attach_session(…), dial(pod, port)
         self.ready = ready
@@ -209,8 +216,8 @@ class APIServer:
             return self._review(req, rtype)
         if sub == "log":
             return self._logs(req, namespace, name)
-        if sub.startswith("proxy") and rtype.kind == "Node":
-            return self._node_proxy(req, name, sub[len("proxy"):])
+        if sub.split("/")[0] == "proxy" and rtype.kind in ("Node", "Service", "Pod"):
+            return self._proxy(req, rtype.kind, namespace, name, sub[len("proxy"):])
         if sub and sub.split("/")[0] not in ("status", "finalize"):
             raise errors.method_not_allowed(f"the lab does not implement {rtype.plural}/{sub.split('/')[0]}")
         m = req.method
@@ -297,8 +304,25 @@ class APIServer:
             meta.pop("namespace", None)
         meta.pop("uid", None)
         val.generate_name(meta)
+        if rtype.kind == "Service":
+            return self._create_service(req, rtype, obj)
         if rtype.default:
             rtype.default(obj)
+        return self._finish_create(req, rtype, obj)
+
+    def _create_service(self, req: Request, rtype: ResourceType, obj: dict[str, Any]) -> Response:
+        """A Service is decoded and defaulted, then given its ClusterIPs and node ports, validated and stored in one
+        step under the store's lock (kube-apiserver's beginCreate runs before validation, as here)."""
+        why = val.service_decode_error(obj)
+        if why:
+            raise errors.bad_request(why)
+        val.default_service(obj)
+        with self.services.transaction():
+            self.services.begin_create(obj, dry_run=req.q("dryRun") == "All")
+            return self._finish_create(req, rtype, obj)
+
+    def _finish_create(self, req: Request, rtype: ResourceType, obj: dict[str, Any]) -> Response:
+        meta = obj["metadata"]
         causes = rtype.validate(obj)
         if causes:
             raise errors.invalid(rtype.kind, str(meta.get("name") or ""), causes, rtype.group)
@@ -345,6 +369,8 @@ class APIServer:
         meta["name"] = name
         if rtype.namespaced:
             meta["namespace"] = namespace
+        if rtype.kind == "Service" and not sub:
+            return self._update_service(req, rtype, obj)
         old = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
         if sub in ("status", "finalize"):
             new = copy.deepcopy(old)
@@ -370,6 +396,29 @@ class APIServer:
         if sub == "finalize" and rtype.kind == "Namespace" and updated["metadata"].get("deletionTimestamp") \
                 and not updated["spec"].get("finalizers"):
             self.store.remove(rtype.key, "", name)
+        return self._respond(req, rtype, updated)
+
+    def _update_service(self, req: Request, rtype: ResourceType, obj: dict[str, Any]) -> Response:
+        """kube-apiserver's beginUpdate (keep what it allocated and the client left out, allocate what a type change
+        needs), dropTypeDependentFields, ValidateServiceUpdate, under the store's lock."""
+        why = val.service_decode_error(obj)
+        if why:
+            raise errors.bad_request(why)
+        val.default_service(obj)
+        meta = obj["metadata"]
+        with self.services.transaction():
+            old = self.store.get(rtype.key, meta["namespace"], meta["name"], rtype.plural, rtype.group)
+            default_on_read(old, self.services.ip_range.family)
+            obj["status"] = copy.deepcopy(old.get("status") or {})
+            self.services.begin_update(obj, old, dry_run=req.q("dryRun") == "All")
+            causes = val.service_update(old, obj)
+            if causes:
+                raise errors.invalid(rtype.kind, meta["name"], causes, rtype.group)
+            obj["kind"], obj["apiVersion"] = rtype.kind, rtype.group_version
+            if req.q("dryRun") == "All":
+                return Response(200, obj)
+            updated = self.store.update(rtype.key, obj, kind=rtype.plural, group=rtype.group,
+                                        spec_changed=lambda a, b: a.get("spec") != b.get("spec"))
         return self._respond(req, rtype, updated)
 
     def _patch(self, req: Request, rtype: ResourceType, namespace: str, name: str, sub: str) -> Response:
@@ -429,7 +478,9 @@ class APIServer:
             return self._respond(req, rtype, self.store.mark_deleting(rtype.key, namespace, name, grace, uid=uid))
         if obj["metadata"].get("finalizers"):
             return self._respond(req, rtype, self.store.mark_deleting(rtype.key, namespace, name, 0, uid=uid))
-        self.store.remove(rtype.key, namespace, name, uid=uid)
+        gone = self.store.remove(rtype.key, namespace, name, uid=uid)
+        if rtype.kind in RETURNS_DELETED_OBJECT:
+            return self._respond(req, rtype, gone)
         return Response(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "details": {"name": name, "group": rtype.group, "kind": rtype.plural, "uid": obj["metadata"]["uid"]}})
 
@@ -482,6 +533,22 @@ class APIServer:
         if self.logs is None:
             raise errors.bad_request("logs are not available: the lab has no kubelet")
         return Response(200, None, "text/plain", stream=self.logs(pod, req.query))
+
+    def _proxy(self, req: Request, kind: str, namespace: str, name: str, rest: str) -> Response:
+        """nodes/services/pods ``…/proxy``: through the lab's API proxy (dialing from the node's network namespace), or
+        for a node without one, the kubelet's endpoints in-process."""
+        if kind != "Node" and not namespace:
+            raise _no_resource()
+        if self.proxy is None:
+            if kind != "Node":
+                raise _no_resource()
+            return self._node_proxy(req, name, rest)
+        args = (req.method, name, rest, req.query, req.headers, req.body)
+        if kind == "Node":
+            return self.proxy.node(*args)
+        if kind == "Service":
+            return self.proxy.service(req.method, namespace, name, rest, req.query, req.headers, req.body)
+        return self.proxy.pod(req.method, namespace, name, rest, req.query, req.headers, req.body)
 
     def _node_proxy(self, req: Request, node: str, rest: str) -> Response:
         self.store.get("v1/nodes", "", node, "nodes")

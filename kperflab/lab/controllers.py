@@ -1,5 +1,6 @@
 """The minimal control plane a one-node cluster needs: scheduler, namespace deletion, Jobs, DaemonSets,
-garbage collection of owned pods, and the node's heartbeat. One reconcile pass each, run in a loop."""
+garbage collection of owned pods, EndpointSlices and Endpoints of Services (`endpointslices`), and the node's
+heartbeat. One reconcile pass each, run in a loop."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import threading
 from typing import Any
 
 from . import errors, validation
+from .endpointslices import EndpointSliceController
 from .events import Recorder
 from .resources import TYPES
 from .store import Store, rfc3339
@@ -31,6 +33,7 @@ class Controllers:
         self.sched_events = Recorder(store, "default-scheduler")
         self.job_events = Recorder(store, "job-controller")
         self.ds_events = Recorder(store, "daemonset-controller")
+        self.endpointslices = EndpointSliceController(store)
 
     def run(self, stop: threading.Event) -> None:
         rv = 0
@@ -47,6 +50,7 @@ class Controllers:
         self.jobs()
         self.daemonsets()
         self.garbage_collect()
+        self.endpointslices.reconcile()
 
     # -- scheduler -------------------------------------------------------------------------------
     def schedule(self) -> None:

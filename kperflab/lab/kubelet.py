@@ -25,6 +25,7 @@ from .events import Recorder
 from .imagemanager import ImageManager, Waiting
 from .images.reference import parse as parse_reference
 from .network.podnet import PodNetwork, wait_for_own_netns
+from .network.resolvconf import pod_resolv_conf
 from .runtime.oci import (
     CrunRuntime,
     bundle_config,
@@ -479,9 +480,12 @@ class Kubelet:
             self.recorder.event(pod, "Warning", reason, message)
 
     def _resolv_conf(self, pod: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
-        ns = pod["metadata"]["namespace"]
-        return (f"search {ns}.svc.cluster.local svc.cluster.local cluster.local\n"
-                f"nameserver {self.cluster_dns}\noptions ndots:5\n"), []
+        """The kubelet's pod resolv.conf for its dnsPolicy and dnsConfig, the node's file (`resolvConf`) the base."""
+        try:
+            node = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            node = ""
+        return pod_resolv_conf(pod, cluster_dns=[self.cluster_dns], cluster_domain="cluster.local", node_resolv_conf=node)
 
     def _pod_ip(self, pod: dict[str, Any]) -> str:
         rec = self.pods.get(pod["metadata"].get("uid", ""))

@@ -7,6 +7,7 @@ import os
 import platform
 import secrets
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -14,13 +15,16 @@ from typing import Any
 
 from ..errors import LabError
 from . import cgroups, labs
+from .apiproxy import APIProxy
 from .apiserver import APIServer, serve
 from .authn import Authenticator
 from .controllers import Controllers
 from .images import ImageStore, Registry, cached_base_images
 from .kubelet import Kubelet
 from .labs import LAB_ENV
-from .network.podnet import PodNetwork
+from .network.dns import ClusterDNS
+from .network.httpd import serve_in_netns
+from .network.podnet import PodNetwork, in_netns, socket_in
 from .node import NODE_NAME, Conditions, arch, machine_labels, node_object, observe
 from .runtime.oci import CrunRuntime
 from .runtime.oci import unavailable_reason as oci_unavailable
@@ -79,17 +83,17 @@ class Lab:
         self.stop_event = threading.Event()
         self.shutdown_requested = threading.Event()
         self.metric_resolution = metric_resolution
+        slot = self.registration.claim_network_slot()
+        self.pod_cidr, self.service_cidr = f"10.{244 + slot}.0.0/16", f"10.{96 + slot}.0.0/16"
         self.api = APIServer(self.store, Authenticator(token, state_dir / "tokens.csv"), version=version_info(),
-                             ready=lambda: self._ready)
+                             ready=lambda: self._ready, service_cidr=self.service_cidr)
+        self.kubernetes_ip, self.dns_ip = self.api.services.ip_range.nth(1), self.api.services.ip_range.nth(10)
         self._ready = False
         self.server, _ = serve(self.api, tls[0], tls[1], port)
         self.port = self.server.server_address[1]
         self.registration.update(port=self.port, cgroups=self.driver.version if self.driver else None)
         self.run_dir = labs.run_dir(state_dir, self.lab_id)
         self.oci, self.image_store, self.no_oci = self._oci_runtime(runtime)
-        slot = self.registration.claim_network_slot()
-        self.pod_cidr, self.service_cidr = f"10.{244 + slot}.0.0/16", f"10.{96 + slot}.0.0/16"
-        self.kubernetes_ip, self.dns_ip = f"10.{96 + slot}.0.1", f"10.{96 + slot}.0.10"
         self.podnet: PodNetwork | None = None
         if self.oci is not None:  # pods from images get a network of their own; the process runtime's share the host's
             self.podnet = PodNetwork(self.lab_id, self.run_dir, self.pod_cidr)
@@ -106,6 +110,13 @@ class Lab:
                                             machine_labels(), self._pods_of_node)
         self.metrics_server = MetricsServer(self.store, lambda: self.sampler.snapshot, NODE_NAME, metric_resolution)
         self.api.node_proxy = self.kubelet_server.handle
+        self.dns: ClusterDNS | None = None
+        self._node_servers: list[Any] = []
+        if self.podnet is not None:
+            self._node_network()
+        else:  # the process runtime: pods share the host's network, so the proxies dial here
+            self.api.proxy = APIProxy(self.store, lambda ip, port, timeout: socket.create_connection((ip, port), timeout),
+                                      "127.0.0.1", self.kubelet_server.handle)
         self.api.extra_groups = {METRICS_GROUP: self.metrics_server}
         self._threads: list[threading.Thread] = []
 
@@ -128,9 +139,36 @@ class Lab:
         self.store.create("v1/nodes", node)
         self.store.create("v1/services", {"apiVersion": "v1", "kind": "Service", "metadata": {
             "name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-            "spec": {"type": "ClusterIP", "clusterIP": self.kubernetes_ip, "clusterIPs": [self.kubernetes_ip], "ports": [
+            "spec": {"type": "ClusterIP", "clusterIP": self.kubernetes_ip, "clusterIPs": [self.kubernetes_ip],
+                     "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster", "ports": [
                 {"name": "https", "port": 443, "protocol": "TCP", "targetPort": self.port}], "sessionAffinity": "None"},
             "status": {"loadBalancer": {}}})
+        if self.podnet is not None:
+            self._bootstrap_dns()
+
+    def _bootstrap_dns(self) -> None:
+        """The ``kube-dns`` Service, as kubeadm names CoreDNS's, at the service CIDR's tenth address; its endpoint is
+        the lab's DNS on the node's address (the lab's DNS is not a pod, so the Service has no selector and its
+        EndpointSlice is the lab's own)."""
+        assert self.podnet is not None
+        ports = [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                 {"name": "metrics", "port": 9153, "protocol": "TCP"}]
+        self.store.create("v1/services", {"apiVersion": "v1", "kind": "Service", "metadata": {
+            "name": "kube-dns", "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"},
+            "annotations": {"prometheus.io/port": "9153", "prometheus.io/scrape": "true"}},
+            "spec": {"type": "ClusterIP", "clusterIP": self.dns_ip, "clusterIPs": [self.dns_ip], "ipFamilies": ["IPv4"],
+                     "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster", "sessionAffinity": "None",
+                     "ports": [{**p, "targetPort": p["port"]} for p in ports]},
+            "status": {"loadBalancer": {}}})
+        self.store.create("discovery.k8s.io/v1/endpointslices", {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {
+                "name": "kube-dns-lab", "namespace": "kube-system",
+                "labels": {"kubernetes.io/service-name": "kube-dns", "endpointslice.kubernetes.io/managed-by": "kperflab-lab"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [self.podnet.gateway], "nodeName": NODE_NAME,
+                           "conditions": {"ready": True, "serving": True, "terminating": False}}],
+            "ports": ports})
 
     def start(self) -> None:
         self.bootstrap()
@@ -193,6 +231,25 @@ class Lab:
                 log.exception("metrics sampling failed")
             stop.wait(max(0.0, min(next_sample, next_scrape) - time.monotonic()))
 
+    def _node_network(self) -> None:
+        """What runs in the node's network namespace: the cluster DNS (UDP and TCP :53 on the node's address, metrics on
+        :9153) and the API server's proxies dialing from there."""
+        assert self.podnet is not None
+        ns, gw = self.podnet.netns_path, self.podnet.gateway
+        self.api.proxy = APIProxy(self.store, lambda ip, port, timeout: in_netns(
+            ns, lambda: socket.create_connection((ip, port), timeout)), gw, self.kubelet_server.handle)
+        self.dns = ClusterDNS(self.store)
+        udp = socket_in(ns, socket.SOCK_DGRAM, (gw, 53))
+        tcp = socket_in(ns, socket.SOCK_STREAM, (gw, 53), listen=128)
+        t = threading.Thread(target=self.dns.serve, args=(udp, tcp, self.stop_event), name="dns", daemon=True)
+        t.start()
+        self._dns_sockets = (udp, tcp)
+        dns = self.dns
+        self._node_servers.append(serve_in_netns(ns, 9153, {
+            "/metrics": lambda: (200, "text/plain; version=0.0.4; charset=utf-8", dns.metrics_text()),
+            "/health": lambda: (200, "text/plain; charset=utf-8", b"OK"),
+            "/ready": lambda: (200, "text/plain; charset=utf-8", b"OK")}, host=gw))
+
     def _oci_runtime(self, mode: str) -> tuple[CrunRuntime | None, ImageStore | None, str]:
         """The OCI runtime with its registry and image store, or (None, None, why not) for the process runtime."""
         if mode == "process":
@@ -229,6 +286,11 @@ class Lab:
                 self.registry.stop()
             self.server.shutdown()
             self.server.server_close()
+            for srv in self._node_servers:
+                srv.shutdown()
+                srv.server_close()
+            for sock in getattr(self, "_dns_sockets", ()):
+                sock.close()
             labs.remove(self.lab_id, self.state_dir, self.driver, own=True)  # what the kubelet left: ours only, by id
         finally:
             self.registration.release()

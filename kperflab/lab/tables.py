@@ -164,14 +164,57 @@ def events(obj: Obj, now: float) -> list[Any]:
             obj.get("message", "")]
 
 
+def _lb_ingress(status: Any, wide: bool = False) -> str:
+    """loadBalancerStatusStringer: ingress IPs (else hostnames), sorted, clipped to 16 characters unless wide."""
+    lb = status.get("loadBalancer") if isinstance(status, dict) else None
+    ingress = lb.get("ingress") if isinstance(lb, dict) else None
+    out = sorted({str(i.get("ip") or i.get("hostname")) for i in ingress if isinstance(i, dict) and (i.get("ip") or i.get("hostname"))}
+                 if isinstance(ingress, list) else set())
+    text = ",".join(out)
+    return text if wide or len(text) <= 16 else text[:13] + "..."
+
+
+def _service_external_ip(obj: Obj) -> str:
+    """getServiceExternalIP."""
+    spec, ext = obj.get("spec", {}), ",".join(obj.get("spec", {}).get("externalIPs") or [])
+    t = spec.get("type")
+    if t in ("ClusterIP", "NodePort"):
+        return ext or "<none>"
+    if t == "LoadBalancer":
+        lb = _lb_ingress(obj.get("status"))
+        return ",".join(x for x in (lb, ext) if x) or "<pending>"
+    if t == "ExternalName":
+        return spec.get("externalName", "")
+    return "<unknown>"
+
+
 def services(obj: Obj, now: float) -> list[Any]:
+    """printService: CLUSTER-IP is clusterIPs[0]; PORT(S) ``80/TCP`` or ``80:31234/TCP``."""
     spec = obj.get("spec", {})
-    ports = ",".join(f"{p.get('port')}{'/' + str(p.get('nodePort')) if p.get('nodePort') else ''}/{p.get('protocol', 'TCP')}"
-                     for p in spec.get("ports") or []) or "<none>"
-    ext = ",".join(spec.get("externalIPs") or []) or ("<pending>" if spec.get("type") == "LoadBalancer" else "<none>")
+    ports = ",".join(f"{p.get('port', 0)}:{p['nodePort']}/{p.get('protocol', '')}" if p.get("nodePort")
+                     else f"{p.get('port', 0)}/{p.get('protocol', '')}" for p in spec.get("ports") or []) or "<none>"
     sel = ",".join(f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items())) or "<none>"
-    return [obj["metadata"]["name"], spec.get("type", "ClusterIP"), spec.get("clusterIP") or "<none>", ext, ports,
-            age(obj["metadata"].get("creationTimestamp"), now), sel]
+    return [obj["metadata"]["name"], spec.get("type", ""), (spec.get("clusterIPs") or ["<none>"])[0],
+            _service_external_ip(obj), ports, age(obj["metadata"].get("creationTimestamp"), now), sel]
+
+
+def endpoints(obj: Obj, now: float) -> list[Any]:
+    """printEndpoints (formatEndpoints): up to three ``ip:port``, then `` + N more...``; ``<none>`` without subsets."""
+    subsets = obj.get("subsets") or []
+    if not subsets:
+        return [obj["metadata"]["name"], "<none>", age(obj["metadata"].get("creationTimestamp"), now)]
+    shown: list[str] = []
+    count = 0
+    for ss in subsets:
+        addrs = [a.get("ip", "") for a in ss.get("addresses") or []]
+        pairs = [(ip, None) for ip in addrs] if not ss.get("ports") else \
+            [(ip, p.get("port")) for p in ss["ports"] for ip in addrs]
+        count += len(pairs)
+        for ip, port in pairs:
+            if len(shown) < 3:
+                shown.append(ip if port is None else (f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"))
+    text = ",".join(shown) + (f" + {count - 3} more..." if count > 3 else "")
+    return [obj["metadata"]["name"], text, age(obj["metadata"].get("creationTimestamp"), now)]
 
 
 def jobs(obj: Obj, now: float) -> list[Any]:
@@ -231,16 +274,38 @@ def storageclasses(obj: Obj, now: float) -> list[Any]:
             str(bool(obj.get("allowVolumeExpansion", False))).lower(), age(obj["metadata"].get("creationTimestamp"), now)]
 
 
+def _list_with_more(items: list[str]) -> str:
+    """listWithMoreString: three, then `` + N more...``; ``<unset>`` for none."""
+    text = ",".join(items[:3])
+    return f"{text} + {len(items) - 3} more..." if len(items) > 3 else text or "<unset>"
+
+
 def endpointslices(obj: Obj, now: float) -> list[Any]:
-    ports = ",".join(str(p.get("port")) for p in obj.get("ports") or []) or "<unset>"
-    eps = [a for e in obj.get("endpoints") or [] for a in e.get("addresses") or []]
-    shown = ",".join(eps[:3]) + (f" + {len(eps) - 3} more..." if len(eps) > 3 else "")
-    return [obj["metadata"]["name"], obj.get("addressType", ""), ports, shown or "<unset>", age(obj["metadata"].get("creationTimestamp"), now)]
+    """printEndpointSlice: port numbers (a name, or ``*``, when unset) and addresses, three of each at most."""
+    ports = [str(p["port"]) if p.get("port") is not None else (p.get("name") if p.get("name") is not None else "*")
+             for p in obj.get("ports") or []]
+    addrs = [a for e in obj.get("endpoints") or [] for a in e.get("addresses") or []]
+    return [obj["metadata"]["name"], obj.get("addressType", ""), _list_with_more(ports), _list_with_more(addrs),
+            age(obj["metadata"].get("creationTimestamp"), now)]
 
 
 def default(obj: Obj, now: float) -> list[Any]:
     return [obj["metadata"]["name"], obj["metadata"].get("creationTimestamp", "")]
 
+
+# the column descriptions kube-apiserver sends (the fields' SwaggerDoc), shortened to their first sentence
+SVC_DOC = {
+    "type": "type determines how the Service is exposed. Defaults to ClusterIP.",
+    "clusterIP": "clusterIP is the IP address of the service and is usually assigned randomly.",
+    "externalIPs": "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.",
+    "ports": "The list of ports that are exposed by this service.",
+    "selector": "Route service traffic to pods with label keys and values matching this selector.",
+}
+SLICE_DOC = {
+    "addressType": "addressType specifies the type of address carried by this EndpointSlice.",
+    "ports": "ports specifies the list of network ports exposed by each endpoint in this slice.",
+    "endpoints": "endpoints is a list of unique endpoints in this slice.",
+}
 
 TABLES: dict[str, tuple[list[dict[str, Any]], Callable[[Obj, float], list[Any]]]] = {
     "v1/pods": (POD_COLUMNS, pods),
@@ -248,7 +313,15 @@ TABLES: dict[str, tuple[list[dict[str, Any]], Callable[[Obj, float], list[Any]]]
     "v1/namespaces": ([NAME, col("Status", desc="The status of the namespace"), AGE], namespaces),
     "v1/events": ([col("Last Seen"), col("Type"), col("Reason"), col("Object"), col("Message")], events),
     "events.k8s.io/v1/events": ([col("Last Seen"), col("Type"), col("Reason"), col("Object"), col("Message")], events),
-    "v1/services": ([NAME, col("Type"), col("Cluster-IP"), col("External-IP"), col("Port(s)"), AGE, col("Selector", priority=1)], services),
+    "v1/services": ([NAME, col("Type", desc=SVC_DOC["type"]), col("Cluster-IP", desc=SVC_DOC["clusterIP"]),
+                     col("External-IP", desc=SVC_DOC["externalIPs"]), col("Port(s)", desc=SVC_DOC["ports"]), AGE,
+                     col("Selector", priority=1, desc=SVC_DOC["selector"])], services),
+    "v1/endpoints": ([NAME, col("Endpoints", desc="The set of all endpoints is the union of all subsets. Addresses are "
+                                "placed into subsets according to the IPs they share. A single address with multiple ports, "
+                                "some of which are ready and some of which are not (because they come from different "
+                                "containers) will result in the address being displayed in different subsets for the "
+                                "different ports. No address will appear in both Addresses and NotReadyAddresses in the "
+                                "same subset. Sets of addresses and ports that comprise a service."), AGE], endpoints),
     "v1/configmaps": ([NAME, col("Data", "integer"), AGE], configmaps),
     "coordination.k8s.io/v1/leases": ([NAME, col("Holder"), AGE], leases),
     "v1/persistentvolumes": ([NAME, col("Capacity"), col("Access Modes"), col("Reclaim Policy"), col("Status"), col("Claim"),
@@ -257,7 +330,9 @@ TABLES: dict[str, tuple[list[dict[str, Any]], Callable[[Obj, float], list[Any]]]
                                    col("VolumeAttributesClass"), AGE], pvcs),
     "storage.k8s.io/v1/storageclasses": ([NAME, col("Provisioner"), col("ReclaimPolicy"), col("VolumeBindingMode"),
                                           col("AllowVolumeExpansion"), AGE], storageclasses),
-    "discovery.k8s.io/v1/endpointslices": ([NAME, col("AddressType"), col("Ports"), col("Endpoints"), AGE], endpointslices),
+    "discovery.k8s.io/v1/endpointslices": ([NAME, col("AddressType", desc=SLICE_DOC["addressType"]),
+                                            col("Ports", desc=SLICE_DOC["ports"]),
+                                            col("Endpoints", desc=SLICE_DOC["endpoints"]), AGE], endpointslices),
     "batch/v1/jobs": ([NAME, col("Status"), col("Completions"), col("Duration"), AGE], jobs),
     "apps/v1/daemonsets": ([NAME, col("Desired", "integer"), col("Current", "integer"), col("Ready", "integer"),
                             col("Up-to-date", "integer"), col("Available", "integer"), col("Node Selector"), AGE], daemonsets),

@@ -70,7 +70,8 @@ def metadata(meta: Any, *, namespaced: bool, name_rule: str = "subdomain") -> li
     elif not isinstance(name, str):
         out.append(invalid_value("metadata.name", name, "must be a string"))
     else:
-        out += (dns_label if name_rule == "label" else dns_subdomain)("metadata.name", name)
+        rule = {"label": dns_label, "dns1035": dns1035_label}.get(name_rule, dns_subdomain)
+        out += rule("metadata.name", name)
     for field in ("labels", "annotations"):
         value = meta.get(field)
         if value is None:
@@ -269,36 +270,512 @@ def generic(obj: dict[str, Any]) -> list[Cause]:
     return metadata(obj.get("metadata"), namespaced=True)
 
 
-def service(obj: dict[str, Any]) -> list[Cause]:
-    out = metadata(obj.get("metadata"), namespaced=True, name_rule="label")
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        return out + [cause("spec", "Required value", "")]
-    ports = spec.get("ports") or []
-    if not ports and spec.get("clusterIP") != "None" and spec.get("type") != "ExternalName":
-        out.append(cause("spec.ports", "Required value", ""))
-    for i, p in enumerate(ports):
-        port = p.get("port") if isinstance(p, dict) else None
-        if not isinstance(port, int) or not 1 <= port <= 65535:
-            out.append(invalid_value(f"spec.ports[{i}].port", port, "must be between 1 and 65535, inclusive"))
+# -- services --------------------------------------------------------------------------------------
+
+SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
+_DNS1035_LABEL = "[a-z]([-a-z0-9]*[a-z0-9])?"
+_DNS1035_MSG = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic "
+                "character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for "
+                f"validation is '{_DNS1035_LABEL}')")
+_QUALIFIED_MSG = ("must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                  "character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+                  "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+_LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and "
+                    "must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex "
+                    "used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
+_IP_MSG = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+_PORT_MSG = "must be between 1 and 65535, inclusive"
+
+
+def go_value(value: Any) -> str:
+    """A bad value as apimachinery's field.Error prints it: strings quoted, nil pointers as "null", []string with %#v."""
+    import json
+
+    if value is None:
+        return '"null"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[]string{" + ", ".join(go_value(v) for v in value) + "}"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def go_strings(value: list[str] | None) -> str:
+    """A []string field's value: nil when absent."""
+    return "[]string(nil)" if value is None else go_value(value)
+
+
+def not_supported(field: str, value: Any, supported: tuple[str, ...]) -> Cause:
+    return cause(field, "Unsupported value", f"{go_value(value)}: supported values: " + ", ".join(f'"{s}"' for s in supported))
+
+
+def dns1035_label(field: str, value: str) -> list[Cause]:
+    if len(value) > 63:
+        return [invalid_value(field, value, "must be no more than 63 characters")]
+    if not re.fullmatch(_DNS1035_LABEL, value):
+        return [invalid_value(field, value, _DNS1035_MSG)]
+    return []
+
+
+def qualified_name(field: str, value: str) -> list[Cause]:
+    """IsQualifiedName: an optional DNS subdomain prefix, '/', and a name part."""
+    prefix, _, name = value.rpartition("/")
+    out: list[Cause] = []
+    if "/" in prefix:
+        return [invalid_value(field, value, "a qualified name " + _QUALIFIED_MSG + " with an optional DNS subdomain prefix "
+                              "and '/' (e.g. 'example.com/MyName')")]
+    if not name:
+        out.append(invalid_value(field, value, "name part must be non-empty"))
+    elif len(name) > 63:
+        out.append(invalid_value(field, value, "name part must be no more than 63 characters"))
+    elif not _QUALIFIED.fullmatch(name):
+        out.append(invalid_value(field, value, "name part " + _QUALIFIED_MSG))
+    if "/" in value:
+        if not prefix:
+            out.append(invalid_value(field, value, "prefix part must be non-empty"))
+        elif len(prefix) > 253 or not re.fullmatch(DNS1123_SUBDOMAIN, prefix):
+            out.append(invalid_value(field, value, "prefix part " + _SUB_MSG))
     return out
 
 
+def _labels(field: str, labels: dict[str, str]) -> list[Cause]:
+    out: list[Cause] = []
+    for k, v in labels.items():
+        out += qualified_name(field, k)
+        if len(v) > 63:
+            out.append(invalid_value(field, v, "must be no more than 63 characters"))
+        elif not _LABEL_VALUE.fullmatch(v):
+            out.append(invalid_value(field, v, _LABEL_VALUE_MSG))
+    return out
+
+
+def _port_name(field: str, name: str) -> list[Cause]:
+    """IsValidPortName (an IANA_SVC_NAME)."""
+    msgs = []
+    if len(name) > 15:
+        msgs.append("must be no more than 15 characters")
+    if not re.fullmatch(r"[-a-z0-9]+", name):
+        msgs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if not re.search(r"[a-z]", name):
+        msgs.append("must contain at least one letter (a-z)")
+    if "--" in name:
+        msgs.append("must not contain consecutive hyphens")
+    if name and (name[0] == "-" or name[-1] == "-"):
+        msgs.append("must not begin or end with a hyphen")
+    return [invalid_value(field, name, m) for m in msgs]
+
+
+def _ip_errors(field: str, ip: str) -> list[Cause]:
+    """IsValidIP, then ValidateNonSpecialIP."""
+    import ipaddress
+
+    from .services import parse_ip
+
+    addr = parse_ip(ip)
+    if addr is None:
+        return [invalid_value(field, ip, _IP_MSG)]
+    out = []
+    if addr.is_unspecified:
+        out.append(invalid_value(field, ip, f"may not be unspecified ({ip})"))
+    if addr.is_loopback:
+        out.append(invalid_value(field, ip, "may not be in the loopback range (127.0.0.0/8, ::1/128)"))
+    if addr.is_link_local:
+        out.append(invalid_value(field, ip, "may not be in the link-local range (169.254.0.0/16, fe80::/10)"))
+    if addr in ipaddress.ip_network("224.0.0.0/24" if addr.version == 4 else "ff02::/16"):
+        out.append(invalid_value(field, ip, "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"))
+    return out
+
+
+# What json.Unmarshal would refuse in a Service (k8s.io/api/core/v1 types): kind, Go type, then the fields.
+_STR, _INT32, _BOOL, _INTSTR = ("str", "string"), ("int32", "int32"), ("bool", "bool"), ("intstr", "int32")
+
+
+def _named(go: str) -> tuple[str, str]:
+    return ("str", go)
+
+
+_STRINGS = ("list", "[]string", _STR)
+_SERVICE_PORT = ("struct", "v1.ServicePort", "ServicePort", {
+    "name": _STR, "protocol": _named("v1.Protocol"), "appProtocol": _STR, "port": _INT32, "targetPort": _INTSTR,
+    "nodePort": _INT32})
+_SERVICE_SPEC = ("struct", "v1.ServiceSpec", "ServiceSpec", {
+    "ports": ("list", "[]v1.ServicePort", _SERVICE_PORT), "selector": ("map", "map[string]string", _STR),
+    "clusterIP": _STR, "clusterIPs": _STRINGS, "type": _named("v1.ServiceType"), "externalIPs": _STRINGS,
+    "sessionAffinity": _named("v1.ServiceAffinity"), "loadBalancerIP": _STR, "loadBalancerSourceRanges": _STRINGS,
+    "externalName": _STR, "externalTrafficPolicy": _named("v1.ServiceExternalTrafficPolicy"),
+    "healthCheckNodePort": _INT32, "publishNotReadyAddresses": _BOOL,
+    "sessionAffinityConfig": ("struct", "v1.SessionAffinityConfig", "SessionAffinityConfig", {
+        "clientIP": ("struct", "v1.ClientIPConfig", "ClientIPConfig", {"timeoutSeconds": _INT32})}),
+    "ipFamilies": ("list", "[]v1.IPFamily", _named("v1.IPFamily")), "ipFamilyPolicy": _named("v1.IPFamilyPolicy"),
+    "allocateLoadBalancerNodePorts": _BOOL, "loadBalancerClass": _STR,
+    "internalTrafficPolicy": _named("v1.ServiceInternalTrafficPolicy"), "trafficDistribution": _STR})
+
+
+def _json_kind(value: Any, literal: bool = False) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return f"number {value}" if literal else "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "value")
+
+
+def _decode(value: Any, node: tuple[Any, ...], struct: str, path: str) -> str | None:
+    """The error json.Unmarshal would give for ``value`` at ``path``, or None; nulls inside are dropped (Go's zero)."""
+    kind = node[0]
+
+    def wrong(got: str, go: str) -> str:
+        return f"json: cannot unmarshal {got} into Go struct field {struct}.{path} of type {go}"
+
+    if kind == "str":
+        return None if isinstance(value, str) else wrong(_json_kind(value), node[1])
+    if kind == "bool":
+        return None if isinstance(value, bool) else wrong(_json_kind(value), node[1])
+    if kind in ("int32", "intstr"):
+        if kind == "intstr" and isinstance(value, str):
+            return None
+        if type(value) is int and -(2**31) <= value < 2**31:
+            return None
+        return wrong(_json_kind(value, literal=isinstance(value, (int, float)) and not isinstance(value, bool)), "int32")
+    if kind == "list":
+        if not isinstance(value, list):
+            return wrong(_json_kind(value), node[1])
+        elem = node[2]
+        for i, item in enumerate(value):
+            if item is None:
+                value[i] = {} if elem[0] == "struct" else ""
+                continue
+            err = _decode(item, elem, struct, path)
+            if err:
+                return err
+        return None
+    if kind == "map":
+        if not isinstance(value, dict):
+            return wrong(_json_kind(value), node[1])
+        for k, item in list(value.items()):
+            if item is None:
+                value[k] = ""
+            elif (err := _decode(item, node[2], struct, path)) is not None:
+                return err
+        return None
+    # struct
+    if not isinstance(value, dict):
+        return wrong(_json_kind(value), node[1])
+    for field, sub in node[3].items():
+        if field not in value:
+            continue
+        if value[field] is None:
+            del value[field]
+            continue
+        err = _decode(value[field], sub, node[2], f"{path}.{field}")
+        if err:
+            return err
+    return None
+
+
+def service_decode_error(obj: dict[str, Any]) -> str | None:
+    """kube-apiserver's 400 for a Service whose fields have the wrong JSON types (``json: cannot unmarshal …``), else
+    None; null fields are dropped, as Go decodes them to their zero values."""
+    if obj.get("spec") is None:
+        obj["spec"] = {}
+    err = _decode(obj["spec"], _SERVICE_SPEC, "Service", "spec")
+    if err:
+        return f'Service in version "v1" cannot be handled as a Service: {err}'
+    return None
+
+
+def externally_accessible(svc: dict[str, Any]) -> bool:
+    """pkg/api/service ExternallyAccessible."""
+    spec = svc.get("spec") if isinstance(svc.get("spec"), dict) else {}
+    t = spec.get("type")
+    return t in ("LoadBalancer", "NodePort") or (t == "ClusterIP" and bool(spec.get("externalIPs")))
+
+
+def needs_health_check(svc: dict[str, Any]) -> bool:
+    spec = svc.get("spec") if isinstance(svc.get("spec"), dict) else {}
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+
+
 def default_service(obj: dict[str, Any]) -> None:
+    """SetDefaults_Service (k8s.io/kubernetes pkg/apis/core/v1/defaults.go). ClusterIPs, IP families and node ports
+    are the API server's to fill when it allocates (`services`)."""
     spec = obj.setdefault("spec", {})
     if not isinstance(spec, dict):
         return
-    spec.setdefault("type", "ClusterIP")
-    spec.setdefault("sessionAffinity", "None")
-    spec.setdefault("ipFamilies", ["IPv4"])
-    spec.setdefault("ipFamilyPolicy", "SingleStack")
-    spec.setdefault("internalTrafficPolicy", "Cluster")
-    for p in spec.get("ports") or []:
+    if not spec.get("sessionAffinity"):
+        spec["sessionAffinity"] = "None"
+    if spec["sessionAffinity"] == "None":
+        spec.pop("sessionAffinityConfig", None)
+    elif spec["sessionAffinity"] == "ClientIP":
+        cfg = spec.get("sessionAffinityConfig")
+        client = cfg.get("clientIP") if isinstance(cfg, dict) else None
+        if not isinstance(client, dict) or client.get("timeoutSeconds") is None:
+            spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": 10800}}
+    if not spec.get("type"):
+        spec["type"] = "ClusterIP"
+    for p in spec.get("ports") or [] if isinstance(spec.get("ports"), list) else []:
         if isinstance(p, dict):
-            p.setdefault("protocol", "TCP")
-            p.setdefault("targetPort", p.get("port"))
-    obj.setdefault("status", {"loadBalancer": {}})
+            if not p.get("protocol"):
+                p["protocol"] = "TCP"
+            if p.get("targetPort") in (None, 0, ""):
+                p["targetPort"] = p.get("port") or 0
+    if externally_accessible(obj) and not spec.get("externalTrafficPolicy"):
+        spec["externalTrafficPolicy"] = "Cluster"
+    if spec.get("internalTrafficPolicy") is None and spec["type"] in ("NodePort", "LoadBalancer", "ClusterIP"):
+        spec["internalTrafficPolicy"] = "Cluster"
+    if spec["type"] == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is None:
+        spec["allocateLoadBalancerNodePorts"] = True
+    if not isinstance(obj.get("status"), dict):
+        obj["status"] = {"loadBalancer": {}}
 
+
+def _is_headless(spec: dict[str, Any]) -> bool:
+    ips = spec.get("clusterIPs") or []
+    return len(ips) == 1 and ips[0] == "None"
+
+
+def service_cluster_ips_fields(svc: dict[str, Any]) -> list[Cause]:
+    """ValidateServiceClusterIPsRelatedFields: clusterIP/clusterIPs in step, valid IPs, families and policy."""
+    spec = svc["spec"]
+    if spec.get("type") == "ExternalName":
+        return []
+    out: list[Cause] = []
+    ip, ips = spec.get("clusterIP") or "", spec.get("clusterIPs")
+    shown = go_strings(ips)
+    if ip:
+        if not ips:
+            out.append(cause("spec.clusterIPs", "Required value", ""))
+        elif ips[0] != ip:
+            out.append(cause("spec.clusterIPs", "Invalid value", f"{shown}: first value must match `clusterIP`"))
+    elif ips:
+        out.append(cause("spec.clusterIPs", "Invalid value", f"{shown}: must be empty when `clusterIP` is not specified"))
+    seen: set[str] = set()
+    for i, fam in enumerate(spec.get("ipFamilies") or []):
+        if fam not in ("IPv4", "IPv6"):
+            out.append(not_supported(f"spec.ipFamilies[{i}]", fam, ("IPv4", "IPv6")))
+        if fam in seen:
+            out.append(cause(f"spec.ipFamilies[{i}]", "Duplicate value", go_value(fam)))
+        seen.add(fam)
+    policy = spec.get("ipFamilyPolicy")
+    if policy is not None and policy not in ("PreferDualStack", "RequireDualStack", "SingleStack"):
+        out.append(not_supported("spec.ipFamilyPolicy", policy, ("PreferDualStack", "RequireDualStack", "SingleStack")))
+    bad = False
+    from .services import parse_ip
+
+    for i, one in enumerate(ips or []):
+        if i == 0 and one == "None":
+            if len(ips) > 1:
+                bad = True
+                out.append(cause("spec.clusterIPs", "Invalid value", f"{shown}: 'None' must be the first and only value"))
+            continue
+        if parse_ip(one) is None:
+            bad = True
+            out.append(invalid_value(f"spec.clusterIPs[{i}]", one, _IP_MSG))
+    if ips and len(ips) > 2:
+        out.append(cause("spec.clusterIPs", "Invalid value", f"{shown}: may only hold up to 2 values"))
+    if bad:
+        return out
+    if ips and len(ips) > 1:
+        versions = {parse_ip(x).version for x in ips}  # type: ignore[union-attr]
+        if len(versions) < 2:
+            out.append(cause("spec.clusterIPs", "Invalid value", f"{shown}: may specify no more than one IP for each IP family"))
+    if not _is_headless(spec) and ips and spec.get("ipFamilies"):
+        for i, one in enumerate(ips):
+            if i >= len(spec["ipFamilies"]):
+                break
+            v6 = parse_ip(one).version == 6  # type: ignore[union-attr]
+            if spec["ipFamilies"][i] == "IPv4" and v6:
+                out.append(invalid_value(f"spec.clusterIPs[{i}]", one, f"expected an IPv4 value as indicated by `ipFamilies[{i}]`"))
+            if spec["ipFamilies"][i] == "IPv6" and not v6:
+                out.append(invalid_value(f"spec.clusterIPs[{i}]", one, f"expected an IPv6 value as indicated by `ipFamilies[{i}]`"))
+    return out
+
+
+def _service_port(p: dict[str, Any], i: int, require_name: bool, names: set[str]) -> list[Cause]:
+    f = f"spec.ports[{i}]"
+    out: list[Cause] = []
+    name = p.get("name") or ""
+    if require_name and not name:
+        out.append(cause(f"{f}.name", "Required value", ""))
+    elif name:
+        out += dns_label(f"{f}.name", name)
+        if name in names:
+            out.append(cause(f"{f}.name", "Duplicate value", go_value(name)))
+        names.add(name)
+    port = p.get("port") or 0
+    if not 1 <= port <= 65535:
+        out.append(invalid_value(f"{f}.port", port, _PORT_MSG))
+    proto = p.get("protocol") or ""
+    if not proto:
+        out.append(cause(f"{f}.protocol", "Required value", ""))
+    elif proto not in ("SCTP", "TCP", "UDP"):
+        out.append(not_supported(f"{f}.protocol", proto, ("SCTP", "TCP", "UDP")))
+    target = p.get("targetPort", 0)
+    if isinstance(target, str):
+        out += _port_name(f"{f}.targetPort", target) if target else [cause(f"{f}.targetPort", "Required value", "")]
+    elif not 1 <= target <= 65535:
+        out.append(invalid_value(f"{f}.targetPort", target, _PORT_MSG))
+    if p.get("appProtocol") is not None:
+        out += qualified_name(f"{f}.appProtocol", p["appProtocol"])
+    return out
+
+
+def _service_port_key(p: dict[str, Any]) -> str:
+    """The core.ServicePort key of upstream's duplicate check, as %#v prints it."""
+    return (f'core.ServicePort{{Name:"", Protocol:{go_value(p.get("protocol") or "")}, AppProtocol:(*string)(nil), '
+            f'Port:{p.get("port") or 0}, TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:""}}, NodePort:0}}')
+
+
+def service(obj: dict[str, Any]) -> list[Cause]:
+    """ValidateService (pkg/apis/core/validation), for a decoded and defaulted Service."""
+    out = metadata(obj.get("metadata"), namespaced=True, name_rule="dns1035")
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return out + [cause("spec", "Required value", "")]
+    svc_type = spec.get("type") or ""
+    headless = _is_headless(spec)
+    ports = spec.get("ports") or []
+    if not ports and not headless and svc_type != "ExternalName":
+        out.append(cause("spec.ports", "Required value", ""))
+    if svc_type in ("LoadBalancer", "NodePort") and headless:
+        out.append(invalid_value("spec.clusterIPs[0]", "None", f"may not be set to 'None' for {svc_type} services"))
+    elif svc_type == "ExternalName":
+        for field in ("clusterIPs", "ipFamilies"):
+            if spec.get(field):
+                out.append(cause(f"spec.{field}", "Forbidden", "may not be set for ExternalName services"))
+        if spec.get("ipFamilyPolicy") is not None:
+            out.append(cause("spec.ipFamilyPolicy", "Forbidden", "may not be set for ExternalName services"))
+        cname = (spec.get("externalName") or "").removesuffix(".")
+        out += dns_subdomain("spec.externalName", cname) if cname else [cause("spec.externalName", "Required value", "")]
+    names: set[str] = set()
+    for i, p in enumerate(ports):
+        out += _service_port(p, i, len(ports) > 1, names)
+    if spec.get("selector") is not None:
+        out += _labels("spec.selector", spec["selector"])
+    affinity = spec.get("sessionAffinity") or ""
+    if not affinity:
+        out.append(cause("spec.sessionAffinity", "Required value", ""))
+    elif affinity not in ("ClientIP", "None"):
+        out.append(not_supported("spec.sessionAffinity", affinity, ("ClientIP", "None")))
+    if affinity == "ClientIP":
+        cfg = spec.get("sessionAffinityConfig") or {}
+        timeout = (cfg.get("clientIP") or {}).get("timeoutSeconds")
+        why = "when session affinity type is ClientIP"
+        if not cfg:
+            out.append(cause("spec.sessionAffinityConfig", "Required value", why))
+        elif not cfg.get("clientIP"):
+            out.append(cause("spec.sessionAffinityConfig.clientIP", "Required value", why))
+        elif timeout is None:
+            out.append(cause("spec.sessionAffinityConfig.clientIP.timeoutSeconds", "Required value", why))
+        elif not 0 < timeout <= 86400:
+            out.append(invalid_value("spec.sessionAffinityConfig.clientIP.timeoutSeconds", timeout,
+                                     "must be greater than 0 and less than 86400"))
+    elif affinity == "None" and spec.get("sessionAffinityConfig") is not None:
+        out.append(cause("spec.sessionAffinityConfig", "Forbidden", "must not be set when session affinity is None"))
+    out += service_cluster_ips_fields(obj)
+    for i, ip in enumerate(spec.get("externalIPs") or []):
+        out += _ip_errors(f"spec.externalIPs[{i}]", ip)
+    if not svc_type:
+        out.append(cause("spec.type", "Required value", ""))
+    elif svc_type not in SERVICE_TYPES:
+        out.append(not_supported("spec.type", svc_type, SERVICE_TYPES))
+    if svc_type == "ClusterIP":
+        for i, p in enumerate(ports):
+            if p.get("nodePort"):
+                out.append(cause(f"spec.ports[{i}].nodePort", "Forbidden", "may not be used when `type` is 'ClusterIP'"))
+    node_ports: set[tuple[str, int]] = set()
+    service_ports: set[tuple[str, int]] = set()
+    for i, p in enumerate(ports):
+        if p.get("nodePort"):
+            key = (p.get("protocol") or "", p["nodePort"])
+            if key in node_ports:
+                out.append(cause(f"spec.ports[{i}].nodePort", "Duplicate value", str(p["nodePort"])))
+            node_ports.add(key)
+    for i, p in enumerate(ports):
+        key = (p.get("protocol") or "", p.get("port") or 0)
+        if key in service_ports:
+            out.append(cause(f"spec.ports[{i}]", "Duplicate value", _service_port_key(p)))
+        service_ports.add(key)
+    if spec.get("loadBalancerSourceRanges") and svc_type != "LoadBalancer":
+        out.append(cause("spec.LoadBalancerSourceRanges", "Forbidden", "may only be used when `type` is 'LoadBalancer'"))
+    if spec.get("allocateLoadBalancerNodePorts") is not None and svc_type != "LoadBalancer":
+        out.append(cause("spec.allocateLoadBalancerNodePorts", "Forbidden", "may only be used when `type` is 'LoadBalancer'"))
+    if svc_type == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is None:
+        out.append(cause("allocateLoadBalancerNodePorts", "Required value", ""))
+    if spec.get("loadBalancerClass") is not None:
+        if svc_type == "LoadBalancer":
+            out += qualified_name("spec.loadBalancerClass", spec["loadBalancerClass"])
+        else:
+            out.append(cause("spec.loadBalancerClass", "Forbidden", "may only be used when `type` is 'LoadBalancer'"))
+    etp = spec.get("externalTrafficPolicy") or ""
+    if not externally_accessible(obj):
+        if etp:
+            out.append(invalid_value("spec.externalTrafficPolicy", etp, "may only be set for externally-accessible services"))
+    elif not etp:
+        out.append(cause("spec.externalTrafficPolicy", "Required value", ""))
+    elif etp not in ("Cluster", "Local"):
+        out.append(not_supported("spec.externalTrafficPolicy", etp, ("Cluster", "Local")))
+    hc = spec.get("healthCheckNodePort") or 0
+    if not needs_health_check(obj):
+        if hc:
+            out.append(invalid_value("spec.healthCheckNodePort", hc,
+                                     "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"))
+    elif not hc:
+        out.append(cause("spec.healthCheckNodePort", "Required value", ""))
+    elif not 1 <= hc <= 65535:
+        out.append(invalid_value("spec.healthCheckNodePort", hc, _PORT_MSG))
+    itp = spec.get("internalTrafficPolicy")
+    if itp is None and svc_type in ("NodePort", "LoadBalancer", "ClusterIP"):
+        out.append(cause("spec.internalTrafficPolicy", "Required value", ""))
+    if itp is not None and itp not in ("Cluster", "Local"):
+        out.append(not_supported("spec.internalTrafficPolicy", itp, ("Cluster", "Local")))
+    td = spec.get("trafficDistribution")
+    if td is not None and td != "PreferClose":
+        out.append(not_supported("spec.trafficDistribution", td, ("PreferClose",)))
+    return out
+
+
+def service_update(old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
+    """ValidateServiceUpdate: ClusterIPs and IP families keep their primary value, then ValidateService."""
+    out: list[Cause] = []
+    spec, ospec = new["spec"], old.get("spec") or {}
+    if "ExternalName" not in (spec.get("type"), ospec.get("type")):
+        ips, old_ips = spec.get("clusterIPs") or [], ospec.get("clusterIPs") or []
+        shown = go_strings(spec.get("clusterIPs"))
+        if not (_is_headless(spec) and _is_headless(ospec)):
+            if len(old_ips) == len(ips):
+                out += [cause(f"spec.clusterIPs[{i}]", "Invalid value", f"{shown}: may not change once set")
+                        for i, ip in enumerate(old_ips) if ip != ips[i]]
+            elif len(old_ips) > len(ips):
+                if not ips:
+                    out.append(cause("spec.clusterIPs[0]", "Invalid value", f"{shown}: primary clusterIP can not be unset"))
+                elif ips[0] != old_ips[0]:
+                    out.append(cause("spec.clusterIPs[0]", "Invalid value", f"{shown}: may not change once set"))
+                if len(ips) == 1 and spec.get("ipFamilyPolicy") != "SingleStack":
+                    out.append(invalid_value("spec.ipFamilyPolicy", spec.get("ipFamilyPolicy"),
+                                             "must be set to 'SingleStack' when releasing the secondary clusterIP"))
+            elif old_ips and ips[0] != old_ips[0]:
+                out.append(cause("spec.clusterIPs[0]", "Invalid value", f"{shown}: may not change once set"))
+        fams, old_fams = spec.get("ipFamilies") or [], ospec.get("ipFamilies") or []
+        if _is_headless(spec) == _is_headless(ospec) and not _is_headless(spec):
+            fshown = "[]core.IPFamily{" + ", ".join(go_value(f) for f in fams) + "}"
+            if len(old_fams) == len(fams):
+                out += [cause("spec.ipFamilies[0]", "Invalid value", f"{fshown}: may not change once set")
+                        for i, f in enumerate(old_fams) if f != fams[i]]
+            elif len(old_fams) > len(fams):
+                if fams and fams[0] != old_fams[0]:
+                    out.append(cause("spec.ipFamilies[0]", "Invalid value", f"{shown}: may not change once set"))
+                if len(fams) == 1 and spec.get("ipFamilyPolicy") != "SingleStack":
+                    out.append(invalid_value("spec.ipFamilyPolicy", spec.get("ipFamilyPolicy"),
+                                             "must be set to 'SingleStack' when releasing the secondary ipFamily"))
+            elif old_fams and fams and fams[0] != old_fams[0]:
+                out.append(cause("spec.ipFamilies[0]", "Invalid value", f"{shown}: may not change once set"))
+    if spec.get("type") == ospec.get("type") == "LoadBalancer" and spec.get("loadBalancerClass") != ospec.get("loadBalancerClass"):
+        out.append(invalid_value("spec.loadBalancerClass", spec.get("loadBalancerClass"), "may not change once set"))
+    if needs_health_check(old) and needs_health_check(new) and spec.get("healthCheckNodePort") != ospec.get("healthCheckNodePort"):
+        out.append(cause("spec.healthCheckNodePort", "Forbidden", "field is immutable"))
+    return out + service(new)
 
 def job(obj: dict[str, Any]) -> list[Cause]:
     out = metadata(obj.get("metadata"), namespaced=True)
