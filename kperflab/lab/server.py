@@ -19,11 +19,13 @@ from .apiproxy import APIProxy
 from .apiserver import APIServer, serve
 from .authn import Authenticator
 from .controllers import Controllers
+from .events import Recorder
 from .images import ImageStore, Registry, cached_base_images
 from .kubelet import Kubelet
 from .labs import LAB_ENV
 from .network.dns import ClusterDNS
 from .network.httpd import serve_in_netns
+from .network.kubeproxy import KubeProxy
 from .network.podnet import PodNetwork, in_netns, socket_in
 from .node import NODE_NAME, Conditions, arch, machine_labels, node_object, observe
 from .runtime.oci import CrunRuntime
@@ -48,6 +50,29 @@ def version_info() -> dict[str, str]:
             "gitVersion": GIT_VERSION, "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
             "buildDate": "2026-11-01T00:00:00Z", "goVersion": f"python{platform.python_version()}",
             "compiler": "cpython", "platform": f"linux/{arch()}"}
+
+
+# kube-proxy's configuration as kubeadm writes it into the kube-proxy ConfigMap (the fields the lab reads, and
+# `mode: ""`, the platform default: iptables on Linux). Edit `mode:` to switch; the lab's kube-proxy follows.
+KUBE_PROXY_CONFIG = """apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+bindAddress: 0.0.0.0
+clusterCIDR: {cluster_cidr}
+healthzBindAddress: 0.0.0.0:10256
+iptables:
+  localhostNodePorts: null
+  masqueradeAll: false
+  masqueradeBit: null
+  minSyncPeriod: 1s
+  syncPeriod: 30s
+metricsBindAddress: 0.0.0.0:10249
+mode: ""
+nftables:
+  masqueradeAll: false
+  masqueradeBit: null
+  minSyncPeriod: 1s
+  syncPeriod: 30s
+"""
 
 
 class Lab:
@@ -111,6 +136,7 @@ class Lab:
         self.metrics_server = MetricsServer(self.store, lambda: self.sampler.snapshot, NODE_NAME, metric_resolution)
         self.api.node_proxy = self.kubelet_server.handle
         self.dns: ClusterDNS | None = None
+        self.kube_proxy: KubeProxy | None = None
         self._node_servers: list[Any] = []
         if self.podnet is not None:
             self._node_network()
@@ -145,6 +171,9 @@ class Lab:
             "status": {"loadBalancer": {}}})
         if self.podnet is not None:
             self._bootstrap_dns()
+            self.store.create("v1/configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": "kube-proxy", "namespace": "kube-system", "labels": {"app": "kube-proxy"}},
+                "data": {"config.conf": KUBE_PROXY_CONFIG.format(cluster_cidr=self.pod_cidr)}})
 
     def _bootstrap_dns(self) -> None:
         """The ``kube-dns`` Service, as kubeadm names CoreDNS's, at the service CIDR's tenth address; its endpoint is
@@ -172,8 +201,11 @@ class Lab:
 
     def start(self) -> None:
         self.bootstrap()
-        for name, target in (("kubelet", self.kubelet.run), ("controllers", self.controllers.run),
-                             ("heartbeat", self._heartbeat), ("metrics", self._metrics_loop)):
+        loops = [("kubelet", self.kubelet.run), ("controllers", self.controllers.run), ("heartbeat", self._heartbeat),
+                 ("metrics", self._metrics_loop)]
+        if self.kube_proxy is not None:
+            loops.append(("kube-proxy", self.kube_proxy.run))
+        for name, target in loops:
             t = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -244,6 +276,19 @@ class Lab:
         t = threading.Thread(target=self.dns.serve, args=(udp, tcp, self.stop_event), name="dns", daemon=True)
         t.start()
         self._dns_sockets = (udp, tcp)
+        self.kube_proxy = KubeProxy(self.store, ns, cluster_cidr=self.pod_cidr, node_ips=[gw], node_name=NODE_NAME,
+                                    recorder=Recorder(self.store, "kube-proxy", NODE_NAME))
+        kp = self.kube_proxy
+        text = "text/plain; charset=utf-8"
+        self._node_servers.append(serve_in_netns(ns, 10249, {  # kube-proxy's metricsBindAddress, on the node
+            "/proxyMode": lambda: (200, text, kp.proxy_mode_text().encode()),
+            "/metrics": lambda: (200, "text/plain; version=0.0.4; charset=utf-8", kp.metrics_text()),
+            "/healthz": lambda: (200, text, b"ok")}))
+        def health() -> tuple[int, str, bytes]:
+            code, body = kp.healthz_body()
+            return code, "application/json", body
+
+        self._node_servers.append(serve_in_netns(ns, 10256, {"/healthz": health, "/livez": health}))  # its healthz server
         dns = self.dns
         self._node_servers.append(serve_in_netns(ns, 9153, {
             "/metrics": lambda: (200, "text/plain; version=0.0.4; charset=utf-8", dns.metrics_text()),
