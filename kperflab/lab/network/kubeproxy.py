@@ -185,7 +185,9 @@ class _Metrics:
 
 
 class KubeProxy:
-    """The proxier for one network namespace (the lab's node namespace); ``runner`` and ``clock`` are for tests."""
+    """The proxier for one network namespace (the lab's node namespace). Needs root: commands enter the namespace
+    with nsenter and change its netfilter rules. ``runner`` (argv, stdin → CompletedProcess, see
+    `proxy_common.netns_runner`) and ``clock`` are for tests."""
 
     def __init__(self, store: Any, netns_path: str, *, cluster_cidr: str, node_ips: list[str],
                  node_name: str = "kperflab-lab", min_sync_period: float = 1.0, recorder: Any = None,

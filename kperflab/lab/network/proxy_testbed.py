@@ -172,12 +172,16 @@ class Testbed:
         return in_netns(f"/run/netns/{self.client}", work)
 
     def connect_times(self, targets: list[tuple[str, int]], samples: int, warmup: int = 20,
-                      timeout: float = 2.0) -> list[list[float]]:
+                      timeout: float = 2.0, realtime: bool = False) -> list[list[float]]:
         """Seconds per connect() (SYN → SYN-ACK) to each target, new connection each time, targets interleaved so
-        that drift hits them alike. Each connection is closed with RST (SO_LINGER 0): no TIME_WAIT pile-up."""
+        that drift hits them alike. Each connection is closed with RST (SO_LINGER 0): no TIME_WAIT pile-up.
+        ``realtime``: the measuring thread runs SCHED_FIFO, so other processes on a shared machine do not preempt it
+        in the middle of a connect() (the packet's rule walk runs in its softirq, on its CPU)."""
         linger = struct.pack("ii", 1, 0)
 
         def work() -> list[list[float]]:
+            if realtime:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))  # this thread only
             res: list[list[float]] = [[] for _ in targets]
             for k in range(warmup + samples):
                 for j, (ip, port) in enumerate(targets):
