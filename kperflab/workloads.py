@@ -137,6 +137,8 @@ time.sleep(hold)
 
 HTTP_ECHO = _PRELUDE + """from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: a client may send many requests over one connection
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms wait for the client's delayed ACK
     def do_GET(self):
         body = json.dumps({"path": self.path, "host": os.environ.get("HOSTNAME", "")}).encode()
         self.send_response(200)
@@ -146,8 +148,13 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *a):
         pass
+class Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the listen backlog: bursts of new connections are not dropped
+    daemon_threads = True
+    def handle_error(self, request, client_address):
+        pass  # a client that connects and goes away is not an error here
 port = int(os.environ["PORT"])
-srv = ThreadingHTTPServer(("0.0.0.0", port), H)
+srv = Server(("0.0.0.0", port), H)
 emit(event="listening", port=port)
 srv.serve_forever()
 """
@@ -252,7 +259,8 @@ def memory_allocator(name: str = "memory-allocator", total: int = 64 << 20, step
 
 
 def http_echo(name: str = "http-echo", port: int = 8080, **kw: Any) -> Obj:
-    """An HTTP server that answers every GET with its path and host name as JSON."""
+    """An HTTP/1.1 server that answers every GET with its path and host name as JSON; connections are kept alive
+    until the client closes them, and its listen backlog (1024) takes bursts of new connections."""
     if not isinstance(port, int) or not 1 <= port <= 65535:
         raise BadInput(f"port must be 1–65535, not {port!r}.", hint="Pass for example port=8080.")
     manifest = pod(name, HTTP_ECHO, {"PORT": port}, workload="http-echo", restart=kw.pop("restart", "Always"), **kw)

@@ -9,6 +9,7 @@ import importlib
 import pytest
 
 MODULES = ["kperflab.cluster", "kperflab.doctor", "kperflab.host", "kperflab.kubeconfig", "kperflab.exercises",
+           "kperflab.experiments.networking",
            "kperflab.lab.stats.promtext", "kperflab.lab.stats.metrics_server", "kperflab.lab.selectors", "kperflab.lab.runtime.process",
            "kperflab.lab.pki", "kperflab.lab.node", "kperflab.lab.authn", "kperflab.lab.runtime.oci",
            "kperflab.lab.imagemanager"]

@@ -190,3 +190,32 @@ def test_ipvs_is_refused_with_a_reason(net, k8s):
         assert _proxy_mode(k8s) == "iptables"
     finally:
         _set_mode(k8s, "")
+
+
+def test_pod_addresses_are_handed_out_round_robin(tmp_path):
+    """A freed address is not the next one given (host-local's round robin): a peer may still cache its old MAC."""
+    import secrets
+
+    from kperflab.lab.network.podnet import PodNetwork
+
+    lab_id = secrets.token_hex(8)
+    pn = PodNetwork(lab_id, tmp_path, "10.250.0.0/16")
+    pn.setup()
+    try:
+        ips = []
+        for i in range(3):
+            p = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+            try:
+                from kperflab.lab.network.podnet import wait_for_own_netns
+
+                wait_for_own_netns(p.pid)
+                ips.append(pn.add(f"sb{i}", p.pid).ip)
+            finally:
+                p.kill()
+                p.wait()
+                pn.delete(f"sb{i}")
+        assert ips == ["10.250.0.2", "10.250.0.3", "10.250.0.4"], ips
+        assert not [f for f in (tmp_path / "ipam").iterdir() if f.name[0].isdigit()], "every address was released"
+    finally:
+        pn.teardown()
+    assert f"kperflab-{lab_id}" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

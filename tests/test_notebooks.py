@@ -143,6 +143,11 @@ def test_notebook_without_enforced_limits_says_so_and_carries_on(path, lab_witho
     findings = _findings(nb)
     assert findings and not [t for t in findings + texts if re.search(r"\bnan\b", t, re.I)], findings
     checks = [t for t in texts if t.startswith(("✓", "✗", "–"))]
+    if path.stem == "03-networking":  # nothing about limits; what this lab lacks (a pod network, kube-proxy) is said
+        assert checks and all(t.startswith("✓") or re.match(r"– Cannot check here: \S", t) for t in checks), checks
+        assert all(re.match(r"\*\*(Measured|Skipped here):\*\* \S", f) for f in findings), findings
+        print(f"{path.name} without limits: {took:.0f} s, {len(checks)} checks, {len(findings)} findings")
+        return
     assert checks and all(t.startswith("✓") or (t.startswith("– Cannot check here") and "not enforced" in t) for t in checks), checks
     if path.stem == "01-foundations":
         about_limits = [f for f in findings if "limit" in f and ("killed" in f or "CFS" in f)]

@@ -42,6 +42,7 @@ log = logging.getLogger("kperflab.lab.network")
 NETNS_DIR = Path("/run/netns")
 NETNS_PREFIX = "kperflab-"
 CLONE_NEWNET = 0x40000000
+LAST_RESERVED = "last_reserved_ip.0"  # host-local IPAM's name for it
 T = TypeVar("T")
 
 
@@ -188,6 +189,8 @@ class PodNetwork:
         """Release the sandbox's address and remove its veth (gone already when its namespace died)."""
         with self._lock:
             for f in self.ipam.glob("*") if self.ipam.is_dir() else []:
+                if f.name == LAST_RESERVED:
+                    continue
                 try:
                     if f.read_text().strip() == sandbox_id:
                         subprocess.run(["ip", "-n", self.netns, "link", "delete", self.veth_name(f.name)],
@@ -200,16 +203,26 @@ class PodNetwork:
         return f"kp{self.lab_id[:4]}{int(ipaddress.ip_address(ip)) & 0xFFFFFFFF:08x}"
 
     def _allocate(self, sandbox_id: str) -> str:
+        """The next free address after the last one handed out (host-local's round robin, its ``last_reserved_ip``),
+        so a freed address is not given straight to the next pod: peers may still cache its old MAC, and a Service
+        would send them packets they cannot answer for half a minute."""
         with self._lock:
             self.ipam.mkdir(parents=True, exist_ok=True)
             taken = {f.name for f in self.ipam.iterdir()}
-            for host in self.cidr.hosts():
-                ip = str(host)
+            first, last = int(self.cidr.network_address) + 1, int(self.cidr.broadcast_address) - 1
+            try:
+                start = int(ipaddress.ip_address((self.ipam / LAST_RESERVED).read_text().strip())) + 1
+            except (OSError, ValueError):
+                start = first
+            size = last - first + 1
+            for i in range(size):
+                ip = str(ipaddress.ip_address(first + (start - first + i) % size))
                 if ip == self.gateway or ip in taken:
                     continue
                 fd = os.open(self.ipam / ip, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 with os.fdopen(fd, "w") as f:
                     f.write(sandbox_id)
+                (self.ipam / LAST_RESERVED).write_text(ip)
                 return ip
         raise OSError(f"no free address in the pod CIDR {self.cidr}")
 
