@@ -386,6 +386,19 @@ def test_lab_service_latency_at_a_tiny_size_in_both_modes(cluster):
     assert net.detect_proxy_mode(cluster).data["mode"] == before  # the original mode is back
 
 
+@pytest.mark.lab
+@needs_root
+def test_lab_iptables_last_over_first_exceeds_nftables_at_the_quick_size(cluster):
+    """The lesson's claim, measured: with the notebook's quick size (1,000 Services), the last Service's rule in
+    KUBE-SERVICES costs a new connection more than the first in iptables mode, and the nftables ratio stays below it."""
+    r = net.service_latency(cluster, sizes=(1000,), samples=100, duration=0.5, progress=False)
+    assert not r.skipped, r.finding
+    s = r.frame.set_index("mode")
+    ratios = {m: s.loc[m, "last_p50_us"] / s.loc[m, "first_p50_us"] for m in ("iptables", "nftables")}
+    assert ratios["iptables"] > ratios["nftables"], (ratios, r.frame)
+    assert ratios["iptables"] > 1.1, ratios
+
+
 def test_probe_readiness_needs_an_answer_from_our_backends(monkeypatch):
     """A connection alone proves nothing (a proxy or firewall may accept any TCP connection): the probes' readiness
     check wants the HTTP echo backends to name themselves."""
