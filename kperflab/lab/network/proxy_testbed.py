@@ -13,21 +13,17 @@ process start; servers run as separate processes (``ip netns exec … python``) 
 
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-T = TypeVar("T")
-CLONE_NEWNET = 0x40000000
+from .podnet import in_netns
+
 SERVER = r"""
 import socket, sys
 name = sys.argv[1].encode() + b"\n"
@@ -49,31 +45,6 @@ def sh(*argv: str, check: bool = True, stdin: bytes | None = None) -> subprocess
     if check and r.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {r.stderr.decode().strip()}")
     return r
-
-
-def in_netns(path: str | Path, fn: Callable[[], T]) -> T:
-    """Run ``fn`` on a fresh thread that joined the network namespace at ``path`` (this thread is untouched)."""
-    out: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(str(path), os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns failed")
-            finally:
-                os.close(fd)
-            out["v"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the caller
-            out["e"] = e
-
-    t = threading.Thread(target=run, name="in-netns", daemon=True)
-    t.start()
-    t.join()
-    if "e" in out:
-        raise out["e"]  # type: ignore[misc]
-    return out["v"]  # type: ignore[return-value]
 
 
 class Testbed:
