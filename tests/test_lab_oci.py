@@ -225,7 +225,8 @@ def test_root_writes_stay_in_the_writable_layer_and_rootfs_is_reported(oci, k8s,
     deadline = time.time() + 10
     while "refused" not in k8s.read_namespaced_pod_log("ro", namespace) and time.time() < deadline:
         time.sleep(0.2)
-    assert k8s.read_namespaced_pod_log("ro", namespace).strip().endswith("refused")
+    log = k8s.read_namespaced_pod_log("ro", namespace).splitlines()  # stdout and stderr: either may come first
+    assert "refused" in log and "wrote" not in log and any("Read-only file system" in line for line in log), log
 
 
 def test_a_command_not_in_the_image_is_a_start_error(oci, k8s, namespace):
