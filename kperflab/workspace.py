@@ -196,16 +196,7 @@ class Workspace:
                 return phase in ("Succeeded", "Failed")
             return phase == until
 
-        def fail(pod: Any) -> str | None:
-            if until != "Finished" and pod.status.phase in ("Failed", "Succeeded") and pod.status.phase != until:
-                return f"the pod ended {pod.status.phase}"
-            for cs in pod.status.container_statuses or []:
-                w = cs.state.waiting if cs.state else None
-                if w and w.reason in ("ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError", "InvalidImageName"):
-                    return f"{w.reason}: {w.message or ''}".strip()
-            return None
-
-        return self.wait_for(name, done, timeout, until.lower(), progress, fail)
+        return self.wait_for(name, done, timeout, until.lower(), progress, lambda pod: pod_failure(pod, until))
 
     def logs(self, name: str, container: str | None = None, previous: bool = False) -> str:
         try:
@@ -422,3 +413,15 @@ def _close_all() -> None:
             ws.close(wait=False)
         except (KperflabError, Exception):  # noqa: BLE001 - best effort at exit
             pass
+
+
+def pod_failure(pod: Any, until: str = "Running") -> str | None:
+    """Why a pod waited on to reach ``until`` never will (it ended otherwise, or its image or config is wrong), or
+    None while it still may."""
+    if until != "Finished" and pod.status.phase in ("Failed", "Succeeded") and pod.status.phase != until:
+        return f"the pod ended {pod.status.phase}"
+    for cs in pod.status.container_statuses or []:
+        w = cs.state.waiting if cs.state else None
+        if w and w.reason in ("ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError", "InvalidImageName"):
+            return f"{w.reason}: {w.message or ''}".strip()
+    return None

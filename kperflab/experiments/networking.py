@@ -29,6 +29,7 @@ from .. import figures, metrics, workloads
 from ..cluster import get_raw, translate
 from ..errors import BadInput, ExperimentFailed, KperflabError, MetricsUnavailable, PermissionDenied
 from ..parallel import parallel_map
+from ..workspace import pod_failure
 from . import Result, carry_on
 
 PROXY_PORT = 10249
@@ -550,17 +551,8 @@ def _pod(name: str, script: str, env: dict[str, Any], workload: str, dns_config:
 
 
 def _wait_running(ws: Any, names: Sequence[str], timeout: float, progress: bool) -> dict[str, Any]:
-    def fail(pod: Any) -> str | None:
-        if pod.status.phase in ("Failed", "Succeeded"):
-            return f"the pod ended {pod.status.phase}"
-        for cs in pod.status.container_statuses or []:
-            w = cs.state.waiting if cs.state else None
-            if w and w.reason in ("ErrImagePull", "ImagePullBackOff", "CreateContainerConfigError", "InvalidImageName"):
-                return f"{w.reason}: {w.message or ''}".strip()
-        return None
-
     return {n: ws.wait_for(n, lambda p: p.status.phase == "Running" and bool(p.status.pod_ip), timeout, "running",
-                           progress, fail) for n in names}
+                           progress, pod_failure) for n in names}
 
 
 def start_backends(ws: Any, n: int = 2, timeout: float = 120, progress: bool = True) -> dict[str, Any]:

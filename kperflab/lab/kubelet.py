@@ -335,9 +335,10 @@ class Kubelet:
         """The kubelet's service variables (getServiceEnvVarMap): the ``kubernetes`` Service's always, and with
         ``enableServiceLinks`` (the default) every Service of the pod's namespace that has a cluster IP, as Docker
         links named them (``<NAME>_SERVICE_HOST``, ``<NAME>_PORT_<port>_<PROTO>_ADDR`` …)."""
-        services, *_ = self.store.list("v1/services", None, lambda s: (
-            (links and s["metadata"]["namespace"] == namespace) or
-            (s["metadata"]["namespace"] == "default" and s["metadata"]["name"] == "kubernetes")))
+        services = self.store.list("v1/services", namespace)[0] if links else []
+        master = self.store.try_get("v1/services", "default", "kubernetes")
+        if master is not None and not (links and namespace == "default"):
+            services.append(master)
         env: dict[str, str] = {}
         for svc in services:
             spec = svc.get("spec") or {}
