@@ -540,3 +540,18 @@ def test_endpoint_slice_and_endpoints_columns(api):
              if c[0].startswith("empty-")]
     assert empty[0][2:4] == ["<unset>", "<unset>"]
     assert rows(api, "/api/v1/namespaces/default/endpoints")["empty"][1] == "<none>"
+
+
+def test_table_rows_carry_what_include_object_asks(api):
+    """kubectl get --sort-by asks for ?includeObject=Object and sorts on the whole object (the lab used to send only
+    the metadata, and kubectl then printed "No resources found")."""
+    create(api, "b")
+    create(api, "a")
+    full = call(api, "GET", SVC, query={"includeObject": "Object"}, accept=TABLE).body
+    objs = {r["object"]["metadata"]["name"]: r["object"] for r in full["rows"]}
+    assert objs["a"]["kind"] == "Service" and objs["a"]["spec"]["ports"][0]["port"] == 80
+    meta = call(api, "GET", SVC, accept=TABLE).body["rows"][0]["object"]
+    assert meta["kind"] == "PartialObjectMetadata" and "spec" not in meta
+    assert all("object" not in r for r in call(api, "GET", SVC, query={"includeObject": "None"}, accept=TABLE).body["rows"])
+    bad = call(api, "GET", SVC, query={"includeObject": "Everything"}, accept=TABLE)
+    assert bad.code == 400 and bad.body["kind"] == "Status" and "includeObject" in bad.body["message"]

@@ -245,18 +245,19 @@ class APIServer:
         obj.setdefault("kind", rtype.kind)
         obj.setdefault("apiVersion", rtype.group_version)
         if _wants_table(req):
-            return Response(code, tables.table(rtype.key, [obj], _now(), obj["metadata"].get("resourceVersion", "")))
+            return Response(code, tables.table(rtype.key, [obj], _now(), obj["metadata"].get("resourceVersion", ""),
+                                               include=_include_object(req)))
         return Response(code, obj)
 
     def _list(self, req: Request, rtype: ResourceType, namespace: str) -> Response:
         pred = _predicate(req, rtype)
         limit = max(0, _int_param(req, "limit", 0))  # kube-apiserver pages only for limit > 0
         items, rv, cont, remaining = self.store.list(rtype.key, namespace or None, pred, limit, req.q("continue"))
-        if _wants_table(req):
-            return Response(200, tables.table(rtype.key, items, _now(), rv, cont))
         for it in items:
             it.setdefault("kind", rtype.kind)
             it.setdefault("apiVersion", rtype.group_version)
+        if _wants_table(req):
+            return Response(200, tables.table(rtype.key, items, _now(), rv, cont, include=_include_object(req)))
         meta: dict[str, Any] = {"resourceVersion": rv}
         if cont:
             meta["continue"] = cont
@@ -272,12 +273,14 @@ class APIServer:
         self.store.check_version(rv)  # a bad or expired resourceVersion is a Status response, not a stream
         first = self.store.watch(rtype.key, namespace or None, rv, pred, timeout)
         as_table = _wants_table(req)
+        include = _include_object(req) if as_table else "Metadata"
 
         def stream() -> Iterator[bytes]:
             for type_, obj in first:
                 obj.setdefault("kind", rtype.kind)
                 obj.setdefault("apiVersion", rtype.group_version)
-                payload = tables.table(rtype.key, [obj], _now(), obj["metadata"]["resourceVersion"]) if as_table else obj
+                payload = (tables.table(rtype.key, [obj], _now(), obj["metadata"]["resourceVersion"], include=include)
+                           if as_table else obj)
                 yield (json.dumps({"type": type_, "object": payload}) + "\n").encode()
 
         return Response(200, None, "application/json", stream=stream())
@@ -574,6 +577,15 @@ def _wants_table(req: Request) -> bool:
     accept = req.headers.get("accept", "")
     first = accept.split(",")[0]
     return "as=Table" in first
+
+
+def _include_object(req: Request) -> str:
+    """``?includeObject=`` of a Table request (meta.k8s.io TableOptions): None, Metadata (the default) or Object."""
+    value = req.q("includeObject") or "Metadata"
+    if value not in ("None", "Metadata", "Object"):
+        raise errors.bad_request(f'includeObject: Unsupported value: "{value}": supported values: "Metadata", "None", '
+                                 '"Object"')
+    return value
 
 
 def _predicate(req: Request, rtype: ResourceType) -> Callable[[dict[str, Any]], bool]:

@@ -249,16 +249,23 @@ def pvs(obj: Obj, now: float) -> list[Any]:
     spec, st = obj.get("spec", {}), obj.get("status", {})
     ref = spec.get("claimRef") or {}
     return [obj["metadata"]["name"], (spec.get("capacity") or {}).get("storage", ""), _modes(spec.get("accessModes")),
-            spec.get("persistentVolumeReclaimPolicy", "Retain"), st.get("phase", "Pending"),
+            spec.get("persistentVolumeReclaimPolicy", "Retain"), _phase(obj),
             f"{ref.get('namespace')}/{ref.get('name')}" if ref else "", spec.get("storageClassName", ""),
             "<unset>", st.get("reason", ""), age(obj["metadata"].get("creationTimestamp"), now)]
 
 
 def pvcs(obj: Obj, now: float) -> list[Any]:
     spec, st = obj.get("spec", {}), obj.get("status", {})
-    return [obj["metadata"]["name"], st.get("phase", "Pending"), spec.get("volumeName", ""),
+    return [obj["metadata"]["name"], _phase(obj), spec.get("volumeName", ""),
             (st.get("capacity") or {}).get("storage", ""), _modes(st.get("accessModes")), spec.get("storageClassName") or "",
             "<unset>", age(obj["metadata"].get("creationTimestamp"), now)]
+
+
+def _phase(obj: Obj) -> str:
+    """The phase kubectl shows: "Terminating" once deletion started (a finalizer holds the object)."""
+    if obj["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    return (obj.get("status") or {}).get("phase", "Pending")
 
 
 def _modes(modes: list[str] | None) -> str:
@@ -339,14 +346,20 @@ TABLES: dict[str, tuple[list[dict[str, Any]], Callable[[Obj, float], list[Any]]]
 }
 
 
-def table(resource: str, items: list[Obj], now: float, rv: str, cont: str = "") -> Obj:
+def table(resource: str, items: list[Obj], now: float, rv: str, cont: str = "", include: str = "Metadata") -> Obj:
+    """A meta.k8s.io/v1 Table; each row's ``object`` as ``?includeObject=`` asks: ``Metadata`` (the default: a
+    PartialObjectMetadata), ``Object`` (the whole object: what ``kubectl get --sort-by`` sorts on) or ``None``."""
     columns, row = TABLES.get(resource, ([NAME, col("Created At", "date")], default))
     rows = []
     for obj in items:
-        meta = obj.get("metadata", {})
-        partial = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                   "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
-        rows.append({"cells": row(obj, now), "object": partial})
+        r: Obj = {"cells": row(obj, now)}
+        if include == "Object":
+            r["object"] = obj
+        elif include != "None":
+            meta = obj.get("metadata", {})
+            r["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                           "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+        rows.append(r)
     md: dict[str, Any] = {"resourceVersion": rv}
     if cont:
         md["continue"] = cont
