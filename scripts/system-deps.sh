@@ -19,6 +19,12 @@ have crun            || need+=(crun)
 have mmdebstrap      || need+=(mmdebstrap)
 have docker-registry || need+=(docker-registry)
 have skopeo          || need+=(skopeo)
+# persistent volumes: ext4 on loop devices (local class); the remote class' SFTP server and the node's sshfs (FUSE)
+have mkfs.ext4       || need+=(e2fsprogs)
+have losetup         || need+=(mount)
+have sshfs           || need+=(sshfs)
+have fusermount3     || need+=(fuse3)
+[ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-sftp-server)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system tools: all present"
   exit 0

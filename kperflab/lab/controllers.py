@@ -12,6 +12,7 @@ from . import errors, validation
 from .endpointslices import EndpointSliceController
 from .events import Recorder
 from .resources import TYPES
+from .storage import binding as volume_binding
 from .store import Store, rfc3339
 
 log = logging.getLogger("kperflab.lab.controllers")
@@ -57,6 +58,11 @@ class Controllers:
         pods, *_ = self.store.list("v1/pods", None, lambda p: not p.get("spec", {}).get("nodeName")
                                    and not p["metadata"].get("deletionTimestamp"))
         for pod in pods:
+            verdict = volume_binding.check(self.store, pod, self.node)  # the VolumeBinding plugin
+            if not verdict.bind:
+                if verdict.message:
+                    self._unschedulable(pod, verdict.message)
+                continue
             pod["spec"]["nodeName"] = self.node
             now = rfc3339(self.store.clock())
             pod.setdefault("status", {})["conditions"] = [
@@ -68,6 +74,21 @@ class Controllers:
                 self.store.update("v1/pods", pod)
             except errors.APIError:
                 continue
+
+    def _unschedulable(self, pod: dict[str, Any], message: str) -> None:
+        """PodScheduled False (Unschedulable) and a FailedScheduling event, once per new message."""
+        conds = pod.setdefault("status", {}).get("conditions") or []
+        cur = next((c for c in conds if c.get("type") == "PodScheduled"), None)
+        if cur is not None and cur.get("status") == "False" and cur.get("message") == message:
+            return
+        pod["status"]["conditions"] = [c for c in conds if c.get("type") != "PodScheduled"] + [{
+            "type": "PodScheduled", "status": "False", "lastProbeTime": None,
+            "lastTransitionTime": rfc3339(self.store.clock()), "reason": "Unschedulable", "message": message}]
+        try:
+            self.store.update("v1/pods", pod)
+        except errors.APIError:
+            return
+        self.sched_events.event(pod, "Warning", "FailedScheduling", message)
 
     # -- namespaces ------------------------------------------------------------------------------
     def namespaces(self) -> None:
@@ -89,6 +110,12 @@ class Controllers:
                                     self.store.mark_deleting(t.key, name, it["metadata"]["name"], grace)
                                 else:
                                     self.store.remove(t.key, name, it["metadata"]["name"])
+                            except errors.APIError:
+                                pass
+                    elif it["metadata"].get("finalizers"):  # e.g. a claim's pvc-protection: its owner removes it
+                        if not it["metadata"].get("deletionTimestamp"):
+                            try:
+                                self.store.mark_deleting(t.key, name, it["metadata"]["name"], 0)
                             except errors.APIError:
                                 pass
                     elif t.kind != "Event" or not self._pods_left(name):

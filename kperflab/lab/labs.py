@@ -36,6 +36,7 @@ from typing import Any
 from ..errors import LabError
 from . import cgroups
 from .network.podnet import delete_netns, lab_netns
+from .storage import loopfs
 
 LAB_ENV = "KPERFLAB_LAB"  # every process a lab starts for a pod carries it: the census finds them by it
 ID_RE = re.compile(r"^[0-9a-f]{16}$")
@@ -273,14 +274,17 @@ class Census:
     mounts: list[str] = field(default_factory=list)
     record: LabRecord | None = None
     netns: list[str] = field(default_factory=list)
+    loops: list[str] = field(default_factory=list)  # loop devices backed by a file under its run dir
 
     def empty(self) -> bool:
-        return not (self.processes or self.cgroups or self.mounts or self.netns)
+        return not (self.processes or self.cgroups or self.mounts or self.netns or self.loops)
 
     def describe(self) -> str:
         parts = [f"{len(self.processes)} process(es)", f"{len(self.cgroups)} cgroup tree(s)", f"{len(self.mounts)} mount(s)"]
         if self.netns:
             parts.append(f"network namespace {', '.join(self.netns)}")
+        if self.loops:
+            parts.append(f"{len(self.loops)} loop device(s)")
         return ", ".join(parts)
 
 
@@ -290,7 +294,7 @@ def census(lab_id: str, state_dir: Path | None = None, driver: cgroups.Driver | 
     rec = next((r for r in records() if r.lab_id == lab_id), None)
     sd = state_dir or (rec.state_dir if rec else None)
     return Census(lab_id, lab_processes(lab_id), [str(d) for d in drv.lab_dirs(lab_id)] if drv else [],
-                  _mounts_under(run_dir(sd, lab_id)) if sd else [], rec, _netns_of(lab_id))
+                  _mounts_of(lab_id, sd), rec, _netns_of(lab_id), _loops_of(lab_id, sd))
 
 
 def dead_labs(home_state_dir: Path | None = None) -> list[Census]:
@@ -302,18 +306,29 @@ def dead_labs(home_state_dir: Path | None = None) -> list[Census]:
     procs = processes_by_lab()
     cg_ids = drv.lab_ids() if drv else set()
     ns_ids = {i for i in lab_netns() if ID_RE.match(i)}
+    kernel_ids = loopfs.run_ids()  # mounts and loop devices under a run/<id>/, wherever its state dir went
     run_ids: set[str] = set()
     if home_state_dir is not None and (home_state_dir / "run").is_dir():
         run_ids = {p.name for p in (home_state_dir / "run").iterdir() if ID_RE.match(p.name)}
     recs = {r.lab_id: r for r in records()}
     live = live_ids() | {i for i, r in recs.items() if r.alive}
     out = []
-    for lab_id in sorted((set(procs) | cg_ids | run_ids | ns_ids | {i for i, r in recs.items() if not r.alive}) - live):
+    for lab_id in sorted((set(procs) | cg_ids | run_ids | kernel_ids | ns_ids | {i for i, r in recs.items() if not r.alive}) - live):
         rec = recs.get(lab_id)
         sd = rec.state_dir if rec else (home_state_dir if lab_id in run_ids else None)
         out.append(Census(lab_id, procs.get(lab_id, []), [str(d) for d in drv.lab_dirs(lab_id)] if drv else [],
-                          _mounts_under(run_dir(sd, lab_id)) if sd else [], rec, _netns_of(lab_id)))
+                          _mounts_of(lab_id, sd), rec, _netns_of(lab_id), _loops_of(lab_id, sd)))
     return out
+
+
+def _mounts_of(lab_id: str, sd: Path | None) -> list[str]:
+    found = set(_mounts_under(run_dir(sd, lab_id))) if sd else set()
+    return sorted(found | set(loopfs.mounts_of_run_id(lab_id)), key=len, reverse=True)
+
+
+def _loops_of(lab_id: str, sd: Path | None) -> list[str]:
+    found = set(loopfs.loop_devices_under(run_dir(sd, lab_id))) if sd else set()
+    return sorted(found | set(loopfs.loop_devices_of_run_id(lab_id)))
 
 
 def _netns_of(lab_id: str) -> list[str]:
@@ -350,9 +365,14 @@ def remove(lab_id: str, state_dir: Path | None = None, driver: cgroups.Driver | 
         drv.kill_all(rel)
         drv.remove(rel)
         drv.remove_parent_if_empty()
-    if sd is not None:
-        for m in _mounts_under(run_dir(sd, lab_id)):
+    if not theirs:  # by its id, even where its state dir was moved or deleted
+        for m in loopfs.mounts_of_run_id(lab_id):
             subprocess.run(["umount", "-l", m], capture_output=True)
+        for dev in loopfs.loop_devices_of_run_id(lab_id):
+            subprocess.run(["losetup", "-d", dev], capture_output=True)
+    if sd is not None:
+        # FUSE mounts (their sshfs killed above), loop filesystems, bind mounts; then loop devices left attached
+        loopfs.cleanup(run_dir(sd, lab_id))
         _rm_tree(run_dir(sd, lab_id))
         try:
             (sd / "run").rmdir()

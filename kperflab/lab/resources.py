@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import validation as v
+from .storage import api as storage_api
 
 Obj = dict[str, Any]
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -68,10 +69,12 @@ TYPES: list[ResourceType] = [
                  validate=v.service, default=v.default_service, has_status=True),
     ResourceType("", "v1", "Endpoints", "endpoints", short_names=("ep",)),
     ResourceType("", "v1", "PersistentVolume", "persistentvolumes", namespaced=False, short_names=("pv",),
-                 subresources=("status",), has_status=True),
+                 subresources=("status",), has_status=True, validate=storage_api.validate_pv,
+                 default=storage_api.default_pv),
     ResourceType("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", short_names=("pvc",), subresources=("status",),
-                 has_status=True),
-    ResourceType("storage.k8s.io", "v1", "StorageClass", "storageclasses", namespaced=False, short_names=("sc",)),
+                 has_status=True, validate=storage_api.validate_pvc, default=storage_api.default_pvc),
+    ResourceType("storage.k8s.io", "v1", "StorageClass", "storageclasses", namespaced=False, short_names=("sc",),
+                 validate=storage_api.validate_storageclass, default=storage_api.default_storageclass),
     ResourceType("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
     ResourceType("events.k8s.io", "v1", "Event", "events", short_names=("ev",), fields=COMMON_FIELDS),
     ResourceType("batch", "v1", "Job", "jobs", categories=("all",), subresources=("status",), validate=v.job,
