@@ -6,10 +6,10 @@ module only does the side effects (cgroups, processes, logs, events) and writes 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -24,6 +24,7 @@ from .cgroups import Limits, pods_root
 from .events import Recorder
 from .imagemanager import ImageManager, Waiting
 from .images.reference import parse as parse_reference
+from .kubeletconfig import KubeletConfig
 from .network.podnet import PodNetwork, wait_for_own_netns
 from .network.resolvconf import pod_resolv_conf
 from .runtime.oci import (
@@ -48,8 +49,10 @@ from .runtime.process import (
     resolve_command,
 )
 from .stats.cadvisor import ContainerTarget, PodTarget
+from .stats.fsstats import ContainerFsTarget, FsSampler, PodFsTarget
 from .store import Store, rfc3339
 from .streams import Stdio
+from .volumes import MountError, PVPlugins, VolumeManager, local_storage_eviction, resource_value
 
 log = logging.getLogger("kperflab.lab.kubelet")
 DEFAULT_PIDS_LIMIT = 1024
@@ -113,6 +116,7 @@ class PodRec:
     sandbox_id: str = ""  # the current sandbox's id (its network attachment is held under it)
     sandboxes: int = 0  # sandboxes made so far
     warned: set[str] = field(default_factory=set)
+    evicted: str = ""  # the eviction manager's message once the pod is evicted
 
     @property
     def all(self) -> list[ContainerRec]:
@@ -158,8 +162,10 @@ class Kubelet:
     def __init__(self, store: Store, node_name: str, runtime: Runtime, state_dir: Path, host_ip: str = "127.0.0.1",
                  api_port: int = 0, oci: CrunRuntime | None = None, image_store: Any = None,
                  run_dir: Path | None = None, no_oci: str = "", podnet: PodNetwork | None = None,
-                 cluster_dns: str = "10.96.0.10") -> None:
+                 cluster_dns: str = "10.96.0.10", config: KubeletConfig | None = None,
+                 pv_plugins: PVPlugins | None = None) -> None:
         self.store = store
+        self.config = config or KubeletConfig()
         self.node = node_name
         self.runtime = runtime
         self.oci = oci if image_store is not None else None  # containers from images by crun; else the process runtime
@@ -174,10 +180,38 @@ class Kubelet:
         self.recorder = Recorder(store, "kubelet", node_name)
         self.pods: dict[str, PodRec] = {}
         self._wake = threading.Event()
-        self.images = ImageManager(image_store, self.recorder.event, self.wake) if self.oci is not None else None
+        self.images = self._image_manager(image_store) if self.oci is not None else None
         self._lock = threading.RLock()
+        self.volumes = VolumeManager(store, self.run_dir, self.recorder.event, self._allocatable, pv_plugins)
+        self.fs_stats = FsSampler(self.fs_targets, state_dir)
         self.enforced = runtime.driver is not None
         self.pods_cgroup = pods_root(runtime.lab_id)
+
+    def _image_manager(self, image_store: Any) -> ImageManager:
+        """The image manager with the kubelet's settings, what its containers use (image GC spares those) and the
+        Node's events — passed only where this ImageManager takes them."""
+        extra = {"config": self.config, "in_use": self.images_in_use, "node_event": self.node_event}
+        params = inspect.signature(ImageManager).parameters
+        return ImageManager(image_store, self.recorder.event, self.wake, **{k: v for k, v in extra.items() if k in params})
+
+    def images_in_use(self) -> set[str]:
+        """Every image a container the kubelet knows refers to, running or exited (as the kubelet's image GC counts
+        them): the spec's reference, the runtime's name and the repo digest. Lock-free (a copy of the pod table), so
+        the image manager's GC thread never waits on a sync."""
+        out = set()
+        for rec in list(self.pods.values()):
+            for c in rec.all:
+                out.update(x for x in (c.spec.get("image"), c.image_name, c.image_id) if x)
+        return out
+
+    def node_event(self, type_: str, reason: str, message: str) -> None:
+        """An event on this Node (the kubelet's nodeRef: kind Node, uid = the node's name)."""
+        ref = {"kind": "Node", "apiVersion": "v1", "metadata": {"name": self.node, "uid": self.node}}
+        self.recorder.event(ref, type_, reason, message)
+
+    def _allocatable(self) -> dict[str, Any]:
+        node = self.store.try_get("v1/nodes", "", self.node)
+        return dict(((node or {}).get("status") or {}).get("allocatable") or {})
 
     # -- loop ------------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -193,6 +227,7 @@ class Kubelet:
                     self._wake.set()
 
         threading.Thread(target=watch_store, daemon=True, name="kubelet-store").start()
+        threading.Thread(target=self._volume_stats_loop, args=(stop,), daemon=True, name="kubelet-volume-stats").start()
         while not stop.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
@@ -225,6 +260,7 @@ class Kubelet:
         with self._lock:
             for uid in list(self.pods):
                 self._teardown(self.pods.pop(uid))
+            self.volumes.shutdown()
         if self.images is not None:
             self.images.close()
 
@@ -259,10 +295,17 @@ class Kubelet:
             return
         if rec.finished:
             return
+        if rec.evicted:
+            self._evict_now(rec)
         if rec.sandbox is not None and rec.sandbox.popen.poll() is not None:
             self._sandbox_died(pod, rec)
-        if rec.sandbox is None and not rec.sandbox_lost:
+        if rec.sandbox is None and not rec.sandbox_lost and not rec.evicted:
+            if not self._volumes_ready(pod, rec):  # as the kubelet: no sandbox before every volume is mounted
+                self._write_status(pod, rec, not rec.inits)
+                return
             self._start_sandbox(pod, rec)
+        elif rec.oci and rec.sandbox is not None:
+            self.volumes.refresh(pod)
         init_done = True
         for c in rec.inits:
             if c.done and c.exitCode == 0:
@@ -278,6 +321,21 @@ class Kubelet:
             for c in rec.containers:
                 c.stage = "pod-initializing"
         self._write_status(pod, rec, init_done)
+
+    def _volumes_ready(self, pod: dict[str, Any], rec: PodRec) -> bool:
+        """Set up the pod's volumes (OCI runtime); the process runtime says once that it does not mount them."""
+        vols = [v.get("name") for v in pod["spec"].get("volumes") or [] if isinstance(v, dict)]
+        if not vols:
+            return True
+        if not rec.oci:
+            if "volumes" not in rec.warned:
+                rec.warned.add("volumes")
+                self.recorder.event(pod, "Warning", "VolumesNotMounted",
+                                    f"The lab mounts pod volumes only with its OCI runtime (crun), and this lab runs "
+                                    f"containers as processes ({self.no_oci or 'the OCI runtime is off'}): volumes "
+                                    f"[{' '.join(vols)}] are not mounted, the containers see the node's own files")
+            return True
+        return self.volumes.setup(pod)
 
     def _start_sandbox(self, pod: dict[str, Any], rec: PodRec) -> None:
         qos = pod.get("status", {}).get("qosClass") or "BestEffort"
@@ -377,7 +435,6 @@ class Kubelet:
         fields = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"], "metadata.uid": meta["uid"],
                   "spec.nodeName": self.node, "spec.serviceAccountName": pod["spec"].get("serviceAccountName", "default"),
                   "status.podIP": self._pod_ip(pod), "status.hostIP": self.host_ip}
-        res = spec.get("resources") or {}
         for e in spec.get("env") or []:
             name = e.get("name", "")
             if "value" in e:
@@ -390,16 +447,11 @@ class Kubelet:
                         env[name] = (meta.get("labels") or {}).get(path[len("metadata.labels['"):-2], "")
                     else:
                         env[name] = fields.get(path, "")
-                elif "resourceFieldRef" in vf:
-                    what = vf["resourceFieldRef"].get("resource", "")
-                    kind, _, res_name = what.partition(".")
-                    v = (res.get(kind) or {}).get(res_name)
-                    if v is None:
+                elif "resourceFieldRef" in vf:  # divided and rounded up; an unset limit is the node's allocatable
+                    try:
+                        env[name] = resource_value(pod, vf["resourceFieldRef"], self._allocatable(), spec.get("name", ""))
+                    except MountError:
                         env[name] = "0"
-                    elif res_name == "cpu":
-                        env[name] = str(max(1, -(-quantity.millicores(v) // 1000)))
-                    else:
-                        env[name] = str(quantity.to_bytes(v))
         return env
 
     def _start(self, pod: dict[str, Any], rec: PodRec, c: ContainerRec) -> None:
@@ -516,6 +568,7 @@ class Kubelet:
             if not argv:
                 raise ValueError("no command specified")
             uid, gid, groups = container_user(image.lowerdirs, sec, cfg.get("User") or "")
+            mounts = self.volumes.container_mounts(pod, c.spec, lambda text: expand(text, env))
         except ValueError as exc:
             c.stage, c.reason, c.message = "start-error", "CreateContainerConfigError", str(exc)
             self.recorder.event(pod, "Warning", "Failed", f"Error: {exc}", fp)
@@ -533,7 +586,8 @@ class Kubelet:
                                    gid=gid, additional_gids=groups, readonly=bool(sec.get("readOnlyRootFilesystem")),
                                    tty=tty, sandbox_pid=rec.sandbox.pid, cgroups_path=cgroup, limits=limits,
                                    etc={"/etc/hosts": d / "hosts", "/etc/hostname": d / "hostname",
-                                        "/etc/resolv.conf": d / "resolv.conf"}, hostname=rec.name)
+                                        "/etc/resolv.conf": d / "resolv.conf"}, hostname=rec.name,
+                                   volume_mounts=mounts)
             bundle = self.oci.create_bundle(cid, list(image.lowerdirs), config, short=getattr(image, "short_lowerdirs", None),
                                             store_root=getattr(image, "store_root", None))
             logs = LogWriter(log_path)
@@ -786,7 +840,8 @@ class Kubelet:
                 out.append(PodTarget(rec.uid, rec.namespace, rec.name, pod_key, rec.started, cs,
                                      self.state_dir / "pods" / f"{rec.namespace}_{rec.name}_{rec.uid}",
                                      sum(c.oom_events for c in rec.all),
-                                     rec.sandbox.pid if rec.ip and rec.sandbox is not None else None))
+                                     rec.sandbox.pid if rec.ip and rec.sandbox is not None else None,
+                                     self.fs_stats.snapshot.pods.get(rec.uid)))
             return out
 
     # -- stopping --------------------------------------------------------------------------------
@@ -829,8 +884,57 @@ class Kubelet:
         if rec.cgroup and self.runtime.driver is not None:
             self.runtime.driver.kill_all(rec.cgroup)
             self.runtime.driver.remove(rec.cgroup)
-        if rec.oci:
-            shutil.rmtree(self.pod_dir(rec), ignore_errors=True)
+        self.volumes.teardown(rec.uid)  # unpublish, unmount, remove the pod's dir (its disk emptyDirs' data with it)
+
+    # -- local storage eviction -----------------------------------------------------------------------
+    def _volume_stats_loop(self, stop: threading.Event) -> None:
+        """The volume stat calculators and the eviction manager's local-storage check, every volumeStatsAggPeriod."""
+        while True:
+            try:
+                self.volume_stats_round()
+            except Exception:  # noqa: BLE001 - a failed round must not end the stats for the lab's lifetime
+                log.exception("volume stats round failed")
+            if stop.wait(max(1.0, self.config.volume_stats_period)):
+                return
+
+    def fs_targets(self) -> list[PodFsTarget]:
+        """What the volume-stats round measures: per pod, its containers' writable layers and logs, its volumes."""
+        with self._lock:
+            out = []
+            for rec in self.pods.values():
+                if rec.finished:
+                    continue
+                logs = self.state_dir / "pods" / f"{rec.namespace}_{rec.name}_{rec.uid}"
+                cs = tuple(ContainerFsTarget(c.name, c.proc.bundle / "upper" if c.proc is not None and c.proc.bundle else None,
+                                             logs / c.name) for c in rec.all if c.runs > 0)
+                out.append(PodFsTarget(rec.uid, cs, self.volumes.stat_targets(rec.uid)))
+            return out
+
+    def volume_stats_round(self) -> None:
+        """Measure every pod's disk use, then evict, as the eviction manager's localStorageEviction does, a pod whose
+        emptyDir is over its sizeLimit or whose containers are over their ephemeral-storage limits."""
+        snap = self.fs_stats.sample()
+        with self._lock:
+            for uid, stats in snap.pods.items():
+                rec = self.pods.get(uid)
+                if rec is None or rec.finished or rec.evicted or rec.killing:
+                    continue
+                pod = self.store.try_get("v1/pods", rec.namespace, rec.name)
+                if (pod is None or pod["metadata"].get("uid") != uid or pod["metadata"].get("deletionTimestamp")
+                        or (pod["spec"].get("priority") or 0) >= 2_000_000_000):
+                    continue  # gone, going, or a critical pod (never evicted)
+                message = local_storage_eviction(pod, stats)
+                if message:
+                    rec.evicted = message
+                    self.recorder.event(pod, "Warning", "Evicted", message)
+        self._wake.set()
+
+    def _evict_now(self, rec: PodRec) -> None:
+        """Kill the evicted pod's containers; none restarts. Its status becomes Failed/Evicted in `_write_status`."""
+        for c in rec.all:
+            if c.proc is not None and c.proc.popen.poll() is None:
+                self._kill(c.proc)
+            c.done = True
 
     # -- status ----------------------------------------------------------------------------------
     def _write_status(self, pod: dict[str, Any], rec: PodRec, init_done: bool) -> None:
@@ -841,6 +945,8 @@ class Kubelet:
         scheduled = next((c.get("lastTransitionTime") for c in old.get("conditions") or [] if c.get("type") == "PodScheduled"),
                          None) or pod["metadata"].get("creationTimestamp")
         now = rfc3339(self.store.clock())
+        if rec.evicted:
+            phase = "Failed"
         status: dict[str, Any] = {
             "phase": phase,
             "conditions": lifecycle.conditions(phase, init_done, main_st, scheduled, old.get("conditions") or [], now,
@@ -851,6 +957,9 @@ class Kubelet:
             "containerStatuses": main_st,
             "qosClass": old.get("qosClass", "BestEffort"),
         }
+        if rec.evicted:  # the eviction manager's status: phase Failed, reason Evicted, its message
+            status = {"phase": "Failed", "conditions": status["conditions"], "message": rec.evicted, "reason": "Evicted",
+                      **{k: v for k, v in status.items() if k not in ("phase", "conditions")}}
         if init_st:
             status["initContainerStatuses"] = init_st
         if phase in ("Succeeded", "Failed"):

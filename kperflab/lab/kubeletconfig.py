@@ -31,7 +31,6 @@ from .network.kubeproxy import parse_duration
 from .stats.metrics_server import go_duration
 
 
-
 def parse_go_duration(value: str) -> float:
     seconds = parse_duration(value, float("nan"))
     if seconds != seconds or seconds < 0:  # NaN: unreadable

@@ -26,7 +26,7 @@ _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 def cause(field: str, kind: str, message: str) -> Cause:
     reason = {"Invalid value": "FieldValueInvalid", "Required value": "FieldValueRequired",
               "Duplicate value": "FieldValueDuplicate", "Unsupported value": "FieldValueNotSupported",
-              "Forbidden": "FieldValueForbidden"}[kind]
+              "Forbidden": "FieldValueForbidden", "Not found": "FieldValueNotFound"}[kind]
     return {"reason": reason, "message": f"{kind}: {message}" if kind != "Required value" else kind + (f": {message}" if message else ""),
             "field": field}
 
@@ -111,6 +111,7 @@ def default_pod(pod: dict[str, Any]) -> None:
         {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
         {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
     ])
+    default_volumes(spec)
     for group in ("initContainers", "containers"):
         for c in spec.get(group) or []:
             if not isinstance(c, dict):
@@ -126,6 +127,225 @@ def default_pod(pod: dict[str, Any]) -> None:
                 if isinstance(req, dict):
                     for k, v in res["limits"].items():
                         req.setdefault(k, v)
+
+
+def default_volumes(spec: dict[str, Any]) -> None:
+    """SetDefaults_Volume and its sources: a volume without a source is an emptyDir; defaultMode 0644 (420) for
+    configMap, secret, downwardAPI and projected; hostPath type ""; a downward API fieldRef's apiVersion v1."""
+    for v in spec.get("volumes") or []:
+        if not isinstance(v, dict):
+            continue
+        if not any(k != "name" and v.get(k) is not None for k in v):
+            v["emptyDir"] = {}
+        for kind in ("configMap", "secret", "downwardAPI", "projected"):
+            if isinstance(v.get(kind), dict):
+                v[kind].setdefault("defaultMode", 420)
+        if isinstance(v.get("hostPath"), dict):
+            v["hostPath"].setdefault("type", "")
+        items = list((v.get("downwardAPI") or {}).get("items") or []) if isinstance(v.get("downwardAPI"), dict) else []
+        for src in (v.get("projected") or {}).get("sources") or [] if isinstance(v.get("projected"), dict) else []:
+            if isinstance(src, dict) and isinstance(src.get("downwardAPI"), dict):
+                items += src["downwardAPI"].get("items") or []
+        for it in items:
+            if isinstance(it, dict) and isinstance(it.get("fieldRef"), dict):
+                it["fieldRef"].setdefault("apiVersion", "v1")
+
+
+# kube-apiserver's validateVolumeSource order: the first source set counts, any other is "more than 1 volume type"
+VOLUME_SOURCES = ("emptyDir", "hostPath", "gitRepo", "gcePersistentDisk", "awsElasticBlockStore", "secret", "nfs", "iscsi",
+                  "glusterfs", "flocker", "persistentVolumeClaim", "rbd", "cinder", "cephfs", "quobyte", "downwardAPI",
+                  "fc", "flexVolume", "configMap", "azureFile", "vsphereVolume", "photonPersistentDisk",
+                  "portworxVolume", "azureDisk", "storageos", "projected", "scaleIO", "csi", "ephemeral", "image")
+HOST_PATH_TYPES = ("", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket")
+FILE_MODE_MSG = "must be a number between 0 and 0777 (octal), both inclusive"
+DOWNWARD_VOLUME_FIELDS = ("metadata.annotations", "metadata.labels", "metadata.name", "metadata.namespace", "metadata.uid")
+_QUANTITY_MSG = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+
+
+def _no_backsteps(field: str, path: str) -> list[Cause]:
+    return [invalid_value(field, path, "must not contain '..'")] if ".." in path.split("/") else []
+
+
+def _local_descending(field: str, path: str) -> list[Cause]:
+    """validateLocalDescendingPath: relative, no '..' element."""
+    out = [invalid_value(field, path, "must be a relative path")] if path.startswith("/") else []
+    return out + _no_backsteps(field, path)
+
+
+def _local_non_reserved(field: str, path: str) -> list[Cause]:
+    out = _local_descending(field, path)
+    if path.startswith(".."):
+        out.append(invalid_value(field, path, "must not start with '..'"))
+    return out
+
+
+def _file_mode(field: str, mode: Any) -> list[Cause]:
+    if mode is None:
+        return []
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+        return [invalid_value(field, mode, FILE_MODE_MSG)]
+    return []
+
+
+def _key_to_paths(field: str, items: Any) -> list[Cause]:
+    out: list[Cause] = []
+    for i, kp in enumerate(items or []):
+        f = f"{field}[{i}]"
+        kp = kp if isinstance(kp, dict) else {}
+        if not kp.get("key"):
+            out.append(cause(f"{f}.key", "Required value", ""))
+        path = str(kp.get("path") or "")
+        if not path:
+            out.append(cause(f"{f}.path", "Required value", ""))
+        out += _local_non_reserved(f"{f}.path", path)
+        out += _file_mode(f"{f}.mode", kp.get("mode"))
+    return out
+
+
+def _downward_items(field: str, items: Any) -> list[Cause]:
+    out: list[Cause] = []
+    for i, it in enumerate(items or []):
+        f = f"{field}[{i}]"
+        it = it if isinstance(it, dict) else {}
+        path = str(it.get("path") or "")
+        if not path:
+            out.append(cause(f"{f}.path", "Required value", ""))
+        out += _local_non_reserved(f"{f}.path", path)
+        fr, rr = it.get("fieldRef"), it.get("resourceFieldRef")
+        if fr is not None:
+            fp = str((fr or {}).get("fieldPath") or "")
+            base = fp.split("[", 1)[0] if fp.endswith("']") else fp
+            if not fp:
+                out.append(cause(f"{f}.fieldRef.fieldPath", "Required value", ""))
+            elif base not in DOWNWARD_VOLUME_FIELDS or (fp != base and base not in ("metadata.labels", "metadata.annotations")):
+                out.append(not_supported(f"{f}.fieldRef.fieldPath", fp, DOWNWARD_VOLUME_FIELDS))
+            if rr is not None:
+                out.append(invalid_value(f, "resource", "fieldRef and resourceFieldRef can not be specified simultaneously"))
+        elif rr is None:
+            out.append(cause(f, "Required value", "one of fieldRef and resourceFieldRef is required"))
+        elif not (rr or {}).get("containerName"):
+            out.append(cause(f"{f}.resourceFieldRef.containerName", "Required value", ""))
+        out += _file_mode(f"{f}.mode", it.get("mode"))
+    return out
+
+
+def _volume_source(v: dict[str, Any], f: str) -> list[Cause]:
+    """validateVolumeSource for the sources the lab knows how to check."""
+    out: list[Cause] = []
+    kind = ""
+    for k in VOLUME_SOURCES:
+        if v.get(k) is None:
+            continue
+        if kind:
+            out.append(cause(f"{f}.{k}", "Forbidden", "may not specify more than 1 volume type"))
+            continue
+        kind = k
+    if not kind:
+        return out + [cause(f, "Required value", "must specify a volume type")]
+    src = v[kind] if isinstance(v[kind], dict) else {}
+    p = f"{f}.{kind}"
+    if kind == "emptyDir" and src.get("sizeLimit") is not None:
+        try:
+            if quantity.parse(src["sizeLimit"]) < 0:
+                out.append(cause(f"{p}.sizeLimit", "Forbidden", "SizeLimit field must be a valid resource quantity"))
+        except ValueError:
+            out.append(invalid_value(f"{p}.sizeLimit", src["sizeLimit"], _QUANTITY_MSG))
+    elif kind == "hostPath":
+        path = str(src.get("path") or "")
+        if not path:
+            return out + [cause(f"{p}.path", "Required value", "")]
+        out += _no_backsteps(f"{p}.path", path)
+        if src.get("type") not in HOST_PATH_TYPES and src.get("type") is not None:
+            out.append(not_supported(f"{p}.type", src.get("type"), HOST_PATH_TYPES))
+    elif kind in ("configMap", "secret"):
+        name_field = "name" if kind == "configMap" else "secretName"
+        if not src.get(name_field):
+            out.append(cause(f"{p}.{name_field}", "Required value", ""))
+        out += _file_mode(f"{p}.defaultMode", src.get("defaultMode"))
+        out += _key_to_paths(f"{p}.items", src.get("items"))
+    elif kind == "downwardAPI":
+        out += _file_mode(f"{p}.defaultMode", src.get("defaultMode"))
+        out += _downward_items(f"{p}.items", src.get("items"))
+    elif kind == "projected":
+        out += _file_mode(f"{p}.defaultMode", src.get("defaultMode"))
+        for i, source in enumerate(src.get("sources") or []):
+            sp = f"{p}.sources[{i}]"
+            set_ = [k for k, x in (source or {}).items() if x is not None] if isinstance(source, dict) else []
+            if not set_:
+                out.append(cause(sp, "Required value", "must specify exactly 1 volume type per source"))
+            for extra in set_[1:]:
+                out.append(cause(f"{sp}.{extra}", "Forbidden", "may not specify more than 1 volume type per source"))
+            for k in set_[:1]:
+                sub = source[k] if isinstance(source[k], dict) else {}
+                if k in ("configMap", "secret"):
+                    if not sub.get("name"):
+                        out.append(cause(f"{sp}.{k}.name", "Required value", ""))
+                    out += _key_to_paths(f"{sp}.{k}.items", sub.get("items"))
+                elif k == "downwardAPI":
+                    out += _downward_items(f"{sp}.downwardAPI.items", sub.get("items"))
+    elif kind == "persistentVolumeClaim":
+        if not str(src.get("claimName") or "").strip():
+            out.append(cause(f"{p}.claimName", "Required value", ""))
+    elif kind == "ephemeral" and not src.get("volumeClaimTemplate"):
+        out.append(cause(f"{p}.volumeClaimTemplate", "Required value", ""))
+    return out
+
+
+def _volumes(spec: dict[str, Any], prefix: str) -> tuple[list[Cause], set[str]]:
+    """ValidateVolumes: each volume's source, then its name (a DNS label, unique); the valid names for the mounts."""
+    out: list[Cause] = []
+    names: set[str] = set()
+    vols = spec.get("volumes")
+    if vols is not None and not isinstance(vols, list):
+        return [invalid_value(f"{prefix}.volumes", "…", "must be a list")], names
+    for i, v in enumerate(vols or []):
+        f = f"{prefix}.volumes[{i}]"
+        if not isinstance(v, dict):
+            out.append(invalid_value(f, "…", "must be an object"))
+            continue
+        el = _volume_source(v, f)
+        name = v.get("name")
+        if not name:
+            el.append(cause(f"{f}.name", "Required value", ""))
+        elif not isinstance(name, str):
+            el.append(invalid_value(f"{f}.name", name, "must be a string"))
+        else:
+            el += dns_label(f"{f}.name", name)
+        if isinstance(name, str) and name in names:
+            el.append(cause(f"{f}.name", "Duplicate value", f'"{name}"'))
+        if el:
+            out += el
+        elif isinstance(name, str):
+            names.add(name)
+    return out, names
+
+
+def _volume_mounts(field: str, mounts: Any, volumes: set[str]) -> list[Cause]:
+    """ValidateVolumeMounts (subPath errors carry the list's path without the index, as kube-apiserver's do)."""
+    out: list[Cause] = []
+    if mounts is not None and not isinstance(mounts, list):
+        return [invalid_value(field, "…", "must be a list")]
+    seen: set[str] = set()
+    for i, m in enumerate(mounts or []):
+        f = f"{field}[{i}]"
+        m = m if isinstance(m, dict) else {}
+        name, path = m.get("name") or "", m.get("mountPath") or ""
+        if not name:
+            out.append(cause(f"{f}.name", "Required value", ""))
+        if name not in volumes:
+            out.append(cause(f"{f}.name", "Not found", f'"{name}"'))
+        if not path:
+            out.append(cause(f"{f}.mountPath", "Required value", ""))
+        if path in seen:
+            out.append(invalid_value(f"{f}.mountPath", path, "must be unique"))
+        seen.add(path)
+        if m.get("subPath"):
+            out += _local_descending(f"{field}.subPath", str(m["subPath"]))
+        if m.get("subPathExpr"):
+            if m.get("subPath"):
+                out.append(invalid_value(f"{f}.subPathExpr", m["subPathExpr"], "subPathExpr and subPath are mutually exclusive"))
+            out += _local_descending(f"{field}.subPathExpr", str(m["subPathExpr"]))
+    return out
 
 
 def _resources(field: str, res: Any) -> list[Cause]:
@@ -161,7 +381,7 @@ def _resources(field: str, res: Any) -> list[Cause]:
 def pod_spec(spec: Any, prefix: str = "spec") -> list[Cause]:
     if not isinstance(spec, dict):
         return [cause(prefix, "Required value", "")]
-    out: list[Cause] = []
+    out, volumes = _volumes(spec, prefix)
     containers = spec.get("containers")
     if not containers:
         out.append(cause(f"{prefix}.containers", "Required value", ""))
@@ -196,6 +416,7 @@ def pod_spec(spec: Any, prefix: str = "spec") -> list[Cause]:
                 if not isinstance(e, dict) or not e.get("name"):
                     out.append(cause(f"{f}.env[{j}].name", "Required value", ""))
             out += _resources(f"{f}.resources", c.get("resources"))
+            out += _volume_mounts(f"{f}.volumeMounts", c.get("volumeMounts"), volumes)
     rp = spec.get("restartPolicy")
     if rp not in RESTART_POLICIES:
         out.append(cause(f"{prefix}.restartPolicy", "Unsupported value",

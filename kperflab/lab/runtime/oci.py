@@ -5,8 +5,9 @@ pod's name, loopback up — and containers that join those three namespaces and 
 namespaces, as containerd's pause sandbox does. A container's root filesystem is an overlay mount: the image's
 unpacked layers below (top layer first), a writable layer of its own above; its `config.json` carries the process
 (command and args combined with the image's ENTRYPOINT/CMD as Kubernetes does, env, working dir, user), the mounts
-(/proc, /dev, /sys, /etc/hosts, /etc/hostname, /etc/resolv.conf), the namespaces and the cgroup with the limits the
-kubelet computes (``linux.cgroupsPath`` = the lab's container cgroup, ``linux.resources`` = its limits). The shim
+(/proc, /dev, /sys, /etc/hosts, /etc/hostname, /etc/resolv.conf, and the pod's volumes as bind mounts at their
+mountPaths), the namespaces and the cgroup with the limits the kubelet computes (``linux.cgroupsPath`` = the lab's
+container cgroup, ``linux.resources`` = its limits). The shim
 (`shim`) is the container's parent; the kubelet reads its output and exit code, then `crun delete`s the container.
 
 Everything lives under the lab's run dir: ``crun/`` (crun's state, ``--root``), ``bundles/<id>/`` (config.json, the
@@ -151,8 +152,9 @@ def oci_resources(limits: Limits) -> dict[str, Any]:
 
 def bundle_config(*, argv: list[str], env: dict[str, str], cwd: str, uid: int, gid: int, additional_gids: list[int],
                   readonly: bool, tty: bool, sandbox_pid: int, cgroups_path: str, limits: Limits, etc: dict[str, Path],
-                  hostname: str) -> dict[str, Any]:
-    """The OCI runtime spec (config.json) of one container."""
+                  hostname: str, volume_mounts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The OCI runtime spec (config.json) of one container. ``volume_mounts``: the pod's volumes as the kubelet
+    resolved them (bind mounts, parents first); a volume mounted at /etc/hosts (…) replaces the kubelet's file there."""
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
@@ -163,8 +165,12 @@ def bundle_config(*, argv: list[str], env: dict[str, str], cwd: str, uid: int, g
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
     ]
+    volume_mounts = volume_mounts or []
+    taken = {m["destination"] for m in volume_mounts}
     for dest, src in etc.items():
-        mounts.append({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "rprivate", "ro"]})
+        if dest not in taken:
+            mounts.append({"destination": dest, "type": "bind", "source": str(src), "options": ["rbind", "rprivate", "ro"]})
+    mounts += volume_mounts
     ns = f"/proc/{sandbox_pid}/ns"
     nofile = min(1048576, resource.getrlimit(resource.RLIMIT_NOFILE)[1])  # containerd's value, where the host allows it
     return {

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cgroups import CLK_TCK, Driver
+from .fsstats import PodFsStats
 
 UNLIMITED = 1 << 62  # the kubelet's isMemoryUnlimited: anything above is "no limit"
 
@@ -47,6 +48,7 @@ class PodTarget:
     log_dir: Path | None = None
     past_oom_events: int = 0
     netns_pid: int | None = None  # a process in the pod's network namespace (its sandbox), for the network counters
+    storage: PodFsStats | None = None  # its containers' and volumes' disk usage, from the kubelet's last volume-stats round
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from .cadvisor import (
     network_interfaces,
     working_set,
 )
+from .fsstats import FsUsage, VolumeUsage
 from .promtext import Family
 
 Obj = dict[str, Any]
@@ -175,7 +176,7 @@ def _system_container(snap: Snapshot, key: str, name: str, start: float) -> Obj 
 
 
 def summary(snap: Snapshot, node_name: str, fs_path: Path, lab_started: float, pods_cgroup_started: float,
-            only_cpu_and_memory: bool = False) -> Obj:
+            only_cpu_and_memory: bool = False, image_fs: Callable[[], Obj] | None = None) -> Obj:
     st = os.statvfs(fs_path)
     node: Obj = {"nodeName": node_name}
     systems = [c for c in (_system_container(snap, KUBELET, "kubelet", lab_started),
@@ -189,13 +190,44 @@ def summary(snap: Snapshot, node_name: str, fs_path: Path, lab_started: float, p
     if not only_cpu_and_memory:
         _section(node, "network", _network(snap.t))
         node["fs"] = _fs(st, snap.t, used=(st.f_blocks - st.f_bfree) * st.f_frsize)
-        images_used, images_inodes = _du(fs_path / "images")
-        node["runtime"] = {"imageFs": _fs(st, snap.t, images_used, images_inodes),
-                           "containerFs": _fs(st, snap.t, images_used, images_inodes)}
+        if image_fs is not None:
+            # the image store's own filesystem (statfs: cheap enough for a request); the containers' writable
+            # layers are in their bundles on the node's filesystem (a split image filesystem, KEP-4191)
+            f = image_fs()
+            node["runtime"] = {"imageFs": {"time": snap.t, "availableBytes": f["availableBytes"],
+                                           "capacityBytes": f["capacityBytes"], "usedBytes": f["usedBytes"],
+                                           "inodesFree": f["inodesFree"], "inodes": f["inodes"],
+                                           "inodesUsed": f["inodesUsed"]},
+                               "containerFs": _fs(st, snap.t)}
+        else:
+            images_used, images_inodes = _du(fs_path / "images")
+            node["runtime"] = {"imageFs": _fs(st, snap.t, images_used, images_inodes),
+                               "containerFs": _fs(st, snap.t, images_used, images_inodes)}
         node["rlimit"] = _rlimit(snap.t)
         _section(node, "swap", _swap(last))
     pods = [_pod(snap, p, st, only_cpu_and_memory) for p in snap.pods]
     return {"node": node, "pods": [p for p in pods if p is not None]}
+
+
+def _usage(u: FsUsage) -> Obj:
+    """FsStats as the Summary API writes them (field order of the Go struct; nil fields left out)."""
+    out: Obj = {"time": u.time, "availableBytes": u.available, "capacityBytes": u.capacity}
+    if u.used is not None:
+        out["usedBytes"] = u.used
+    out.update({"inodesFree": u.inodes_free, "inodes": u.inodes})
+    if u.inodes_used is not None:
+        out["inodesUsed"] = u.inodes_used
+    return out
+
+
+def _volume(v: VolumeUsage) -> Obj:
+    """VolumeStats: its FsStats inline (every field set, as the volume stat calculator fills them), name, pvcRef."""
+    u = v.usage
+    out: Obj = {"time": u.time, "availableBytes": u.available, "capacityBytes": u.capacity, "usedBytes": u.used or 0,
+                "inodesFree": u.inodes_free, "inodes": u.inodes, "inodesUsed": u.inodes_used or 0, "name": v.target.name}
+    if v.target.pvc is not None:
+        out["pvcRef"] = {"name": v.target.pvc[1], "namespace": v.target.pvc[0]}
+    return out
 
 
 def _pod(snap: Snapshot, p: PodTarget, st: os.statvfs_result, only_cpu_and_memory: bool) -> Obj | None:
@@ -204,7 +236,7 @@ def _pod(snap: Snapshot, p: PodTarget, st: os.statvfs_result, only_cpu_and_memor
         return None
     out: Obj = {"podRef": {"name": p.name, "namespace": p.namespace, "uid": p.uid}, "startTime": p.started}
     containers = []
-    logs_total = logs_inodes = 0
+    fs = p.storage  # the kubelet's last volume-stats round (None until its first)
     for c in p.containers:
         cp = snap.last(c.cgroup)
         if cp is None:
@@ -213,15 +245,10 @@ def _pod(snap: Snapshot, p: PodTarget, st: os.statvfs_result, only_cpu_and_memor
         _section(co, "cpu", _cpu(snap, c.cgroup))
         _section(co, "memory", _memory(cp))
         if not only_cpu_and_memory:
-            if c.rootfs is not None:  # the writable layer: part of the pod's ephemeral storage, as the kubelet counts
-                used, inodes = _du(c.rootfs)
-                co["rootfs"] = _fs(st, cp.t, used, inodes)
-                logs_total += used
-                logs_inodes += inodes
-            used, inodes = _du(p.log_dir / c.name) if p.log_dir else (0, 0)
-            logs_total += used
-            logs_inodes += inodes
-            co["logs"] = _fs(st, cp.t, used, inodes)
+            if fs is not None and c.name in fs.rootfs:  # the writable layer: part of the pod's ephemeral storage
+                co["rootfs"] = _usage(fs.rootfs[c.name])
+            if fs is not None and c.name in fs.logs:
+                co["logs"] = _usage(fs.logs[c.name])
             _section(co, "swap", _swap(cp))
         containers.append(co)
     out["containers"] = containers
@@ -229,7 +256,12 @@ def _pod(snap: Snapshot, p: PodTarget, st: os.statvfs_result, only_cpu_and_memor
     _section(out, "memory", _memory(last))
     if not only_cpu_and_memory:
         _section(out, "network", _pod_network(last.t, last.raw))
-        out["ephemeral-storage"] = _fs(st, last.t, logs_total, logs_inodes)
+        if fs is not None:
+            if fs.volumes:
+                # the local ephemeral volumes first, then the others, as the stats provider appends them
+                vols = [v for v in fs.volumes if v.target.ephemeral] + [v for v in fs.volumes if not v.target.ephemeral]
+                out["volume"] = [_volume(v) for v in vols]
+            out["ephemeral-storage"] = _usage(fs.ephemeral)
         if "process_count" in last.raw:
             out["process_stats"] = {"process_count": last.raw["process_count"]}
         _section(out, "swap", _swap(last))
@@ -428,14 +460,54 @@ NETWORK_FAMILIES = (
 )
 
 
+# -- /metrics: kubelet_volume_stats_* ---------------------------------------------------------------------
+
+VOLUME_STATS = (  # (name, HELP without the stability prefix, the FsUsage attribute)
+    ("kubelet_volume_stats_capacity_bytes", "Capacity in bytes of the volume", "capacity"),
+    ("kubelet_volume_stats_available_bytes", "Number of available bytes in the volume", "available"),
+    ("kubelet_volume_stats_used_bytes", "Number of used bytes in the volume", "used"),
+    ("kubelet_volume_stats_inodes", "Maximum number of inodes in the volume", "inodes"),
+    ("kubelet_volume_stats_inodes_free", "Number of free inodes in the volume", "inodes_free"),
+    ("kubelet_volume_stats_inodes_used", "Number of used inodes in the volume", "inodes_used"),
+)
+
+
+class VolumeStatsCollector:
+    """The kubelet's volume stats collector (``pkg/kubelet/metrics/collectors/volume_stats.go``): one gauge per
+    PVC-backed volume (labels namespace, persistentvolumeclaim; a claim used by two pods once), from the pods' last
+    volume-stats round. Volumes without a claim (emptyDir, configMap …) are not exported, as in released kubelets."""
+
+    def __init__(self, pods: Callable[[], list[PodTarget]]) -> None:
+        self.pods = pods
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        fams = [(GaugeMetricFamily(name, f"[ALPHA] {help_}", labels=["namespace", "persistentvolumeclaim"]), attr)
+                for name, help_, attr in VOLUME_STATS]
+        seen: set[tuple[str, str]] = set()
+        for p in self.pods():
+            for v in p.storage.volumes if p.storage is not None else ():
+                if v.target.pvc is None or v.target.pvc in seen:
+                    continue
+                seen.add(v.target.pvc)
+                for fam, attr in fams:
+                    fam.add_metric(list(v.target.pvc), float(getattr(v.usage, attr) or 0))
+        return [fam for fam, _ in fams]
+
+
 # -- routing --------------------------------------------------------------------------------------------
 
 class KubeletServer:
     """What ``/api/v1/nodes/<node>/proxy/<path>`` reaches."""
 
     def __init__(self, sampler: Sampler, node_name: str, fs_path: Path, started: float,
-                 machine: dict[str, str], pods_of_node: Callable[[], list[Obj]]) -> None:
+                 machine: dict[str, str], pods_of_node: Callable[[], list[Obj]],
+                 configz: Callable[[], Obj] | None = None, image_fs: Callable[[], Obj] | None = None,
+                 collectors: Sequence[Any] = ()) -> None:
         self.sampler = sampler
+        self.configz = configz  # the kubelet's configuration for /configz (None: 404, as a kubelet without it)
+        self.image_fs = image_fs  # the image filesystem's numbers (the image store's fs_stats), else the node's
         self.node_name = node_name
         self.fs_path = fs_path
         self.started = started
@@ -455,12 +527,15 @@ class KubeletServer:
         Gauge("kubelet_running_containers", "Number of containers currently running", ["container_state"],
               registry=self.registry).labels("running").set_function(
                   lambda: sum(len(p.containers) for p in sampler.snapshot.pods))
+        self.registry.register(VolumeStatsCollector(lambda: sampler.snapshot.pods))  # type: ignore[arg-type]
+        for collector in collectors:  # e.g. the image manager's pull and GC metrics
+            self.registry.register(collector)
 
     def summary(self, only_cpu_and_memory: bool = False) -> Obj:
         snap = self.sampler.snapshot
         pods_hist = snap.history.get(snap.pods_cgroup)
         return summary(snap, self.node_name, self.fs_path, self.started,
-                       pods_hist[0].t if pods_hist else self.started, only_cpu_and_memory)
+                       pods_hist[0].t if pods_hist else self.started, only_cpu_and_memory, self.image_fs)
 
     def handle(self, node: str, path: str, query: dict[str, str]) -> Response:
         path = "/" + path.strip("/")
@@ -479,4 +554,6 @@ class KubeletServer:
             return Response(200, cadvisor_metrics(self.sampler.snapshot, self.machine).encode(), promtext.CONTENT_TYPE)
         if path == "/metrics":
             return Response(200, generate_latest(self.registry), promtext.CONTENT_TYPE)
+        if path == "/configz" and self.configz is not None:
+            return Response(200, json.dumps(self.configz()).encode(), "application/json")
         return NOT_FOUND
