@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "machine; auto (default): oci where it can run")
     up.add_argument("--no-limits", action="store_true",
                     help="run pods without cgroup limits, as the lab must without root (to see what such a laptop shows)")
+    up.add_argument("--kubelet-config", metavar="FILE",
+                    help="a KubeletConfiguration YAML (kubelet.config.k8s.io/v1beta1) for the lab's kubelet: "
+                         "serializeImagePulls, maxParallelImagePulls, imageGCHighThresholdPercent, …")
+    up.add_argument("--registry-bandwidth", metavar="RATE",
+                    help="rate of the slow registry link (tc tbf), e.g. 100mbit (default), 1gbit, 20mbit")
+    up.add_argument("--imagefs-size", metavar="SIZE",
+                    help="size of the lab's image filesystem (its own ext4), e.g. 4Gi (default), 1Gi")
     down = labsub.add_parser("down", help="stop the lab and remove everything it made")
     down.add_argument("--id", help="stop another lab listed by `kperflab lab status` (by its id) instead of this home's")
     labsub.add_parser("status", help="list every lab on this machine; this one's health, node and pods")
@@ -64,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--kubeconfig")
     serve.add_argument("--no-limits", action="store_true")
     serve.add_argument("--runtime", default="auto")
+    serve.add_argument("--kubelet-config")
+    serve.add_argument("--registry-bandwidth", default="100mbit")
+    serve.add_argument("--imagefs-size", default="4Gi")
 
     p = sub.add_parser("clean", help="delete your stale kperflab workspaces (namespaces a dead kernel left)")
     _add_cluster_args(p)
@@ -90,12 +100,19 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
+    from .errors import BadInput
     from .lab import control
 
     if args.lab_command == "up":
+        try:
+            control.lab_settings(args.kubelet_config, args.registry_bandwidth, args.imagefs_size)
+        except BadInput as exc:  # bad usage: one line, exit 2
+            print(f"kperflab: {exc}", file=sys.stderr)
+            return 2
         return control.up(kubeconfig=args.kubeconfig, foreground=args.foreground, port=args.port,
                           metric_resolution=args.metric_resolution, timeout=args.timeout, limits=not args.no_limits,
-                          runtime=args.runtime)
+                          runtime=args.runtime, kubelet_config=args.kubelet_config,
+                          registry_bandwidth=args.registry_bandwidth, imagefs_size=args.imagefs_size)
     if args.lab_command == "down":
         return control.down_by_id(args.id) if args.id else control.down()
     if args.lab_command == "status":
@@ -106,7 +123,8 @@ def _lab(args: argparse.Namespace) -> int:
         return control.images(args.add, args.size, args.layers, args.compressible)
     if args.lab_command == "serve":
         return control.serve(port=args.port, metric_resolution=args.metric_resolution, kubeconfig=args.kubeconfig,
-                             limits=not args.no_limits, runtime=args.runtime)
+                             limits=not args.no_limits, runtime=args.runtime, kubelet_config=args.kubelet_config,
+                             registry_bandwidth=args.registry_bandwidth, imagefs_size=args.imagefs_size)
     raise AssertionError(args.lab_command)
 
 

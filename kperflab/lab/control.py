@@ -28,12 +28,15 @@ from typing import Any
 import yaml
 
 from .. import paths
-from ..errors import LabError
+from ..errors import BadInput, LabError
 from . import labs
 from .pki import make_server_tls, write_tls
 
 STATE_FILE = "lab.json"
 DEFAULT_RESOLUTION = "15s"
+DEFAULT_BANDWIDTH = "100mbit"  # the slow registry link's rate (images.slowlink)
+DEFAULT_IMAGEFS_SIZE = "4Gi"  # the image filesystem's size (images.store.DEFAULT_IMAGEFS_SIZE)
+MIN_IMAGEFS, MAX_IMAGEFS = 256 << 20, 1 << 40
 
 
 def _state_dir() -> Path:
@@ -142,6 +145,35 @@ def parse_resolution(text: str) -> float:
     raise LabError(f"--metric-resolution {text!r} is not a duration.", hint="Use a value like 15s or 5s.")
 
 
+def parse_imagefs_size(text: str) -> int:
+    """``--imagefs-size``: a Kubernetes quantity of 256Mi to 1Ti.
+
+    >>> parse_imagefs_size("4Gi"), parse_imagefs_size("512Mi")
+    (4294967296, 536870912)
+    """
+    from .quantity import to_bytes
+
+    try:
+        n = to_bytes(text)
+    except ValueError:
+        raise BadInput(f"--imagefs-size {text!r} is not a size.", hint="Write it as a quantity, e.g. 4Gi or 512Mi.") from None
+    if not MIN_IMAGEFS <= n <= MAX_IMAGEFS:
+        raise BadInput(f"--imagefs-size {text} is out of range.", hint="Use 256Mi to 1Ti (default 4Gi).")
+    return n
+
+
+def lab_settings(kubelet_config: str | None, registry_bandwidth: str | None, imagefs_size: str | None) -> dict[str, Any]:
+    """The image and kubelet settings of ``lab up``, checked (BadInput on a bad one) and in the form lab.json keeps."""
+    from .images.slowlink import parse_rate
+    from .kubeletconfig import KubeletConfig
+
+    cfg = KubeletConfig.load(Path(kubelet_config).expanduser()) if kubelet_config else KubeletConfig()
+    rate = registry_bandwidth or DEFAULT_BANDWIDTH
+    size = imagefs_size or DEFAULT_IMAGEFS_SIZE
+    return {"kubelet_config": cfg.to_dict(), "registry_bandwidth": rate, "registry_bandwidth_bits": parse_rate(rate),
+            "imagefs_size": size, "imagefs_bytes": parse_imagefs_size(size)}
+
+
 def _check_port(port: int) -> None:
     """Fail early, with one sentence, when the port is taken (the lab would fail the same way, later)."""
     if port == 0:
@@ -177,7 +209,13 @@ def _prepare_images(runtime: str, limits: bool) -> None:
     if runtime == "process":
         return
     from . import cgroups
-    from .images import ImageBuildError, cached_base_images, ensure_base_images
+    from .images import (
+        ImageBuildError,
+        cached_base_images,
+        cached_test_images,
+        ensure_base_images,
+        ensure_test_images,
+    )
     from .runtime.oci import unavailable_reason
 
     why = unavailable_reason(cgroups.detect() if limits else None)
@@ -185,24 +223,36 @@ def _prepare_images(runtime: str, limits: bool) -> None:
         if runtime == "oci":
             raise LabError(f"The OCI runtime cannot run here: {why}.", hint="Leave out --runtime oci to use the process runtime.")
         return
-    if cached_base_images() is not None:
-        return
-    print("Building the lab's images from Debian packages (once per machine, about a minute)…", flush=True)
-    t0 = time.monotonic()
-    try:
-        ensure_base_images()
-    except ImageBuildError as exc:
-        if runtime == "oci":
-            raise LabError(str(exc), hint="Start the lab without --runtime oci to use the process runtime.") from None
-        print(f"Could not build them ({exc}); pods will run on the process runtime.")
-        return
-    print(f"Built in {time.monotonic() - t0:.0f} s.")
+    if cached_base_images() is None:
+        print("Building the lab's images from Debian packages (once per machine, about a minute)…", flush=True)
+        t0 = time.monotonic()
+        try:
+            ensure_base_images()
+        except ImageBuildError as exc:
+            if runtime == "oci":
+                raise LabError(str(exc), hint="Start the lab without --runtime oci to use the process runtime.") from None
+            print(f"Could not build them ({exc}); pods will run on the process runtime.")
+            return
+        print(f"Built in {time.monotonic() - t0:.0f} s.")
+    if cached_test_images() is None:
+        print("Building the storage lesson's test images (10, 100 and 500 MB of random bytes; once per machine)…",
+              flush=True)
+        t0 = time.monotonic()
+        try:
+            ensure_test_images()
+        except OSError as exc:  # a full disk: the lab runs without them (the ConfigMap is then not made)
+            print(f"Could not build them ({exc}); the lab starts without the storage lesson's test images.")
+            return
+        print(f"Built in {time.monotonic() - t0:.0f} s.")
 
 
 def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, metric_resolution: str | None = None,
-       timeout: float = 30.0, limits: bool = True, runtime: str = "auto") -> int:
+       timeout: float = 30.0, limits: bool = True, runtime: str = "auto", kubelet_config: str | None = None,
+       registry_bandwidth: str | None = None, imagefs_size: str | None = None) -> int:
     resolution = metric_resolution or DEFAULT_RESOLUTION
     parse_resolution(resolution)
+    settings = lab_settings(kubelet_config, registry_bandwidth, imagefs_size)
+    asked = {"kubelet_config": kubelet_config, "registry_bandwidth": registry_bandwidth, "imagefs_size": imagefs_size}
     if not 0 <= port <= 65535:
         raise LabError(f"--port {port} is not a TCP port.", hint="Use 1-65535, or leave --port out for a free one.")
     state_dir = _state_dir()
@@ -210,7 +260,7 @@ def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, m
     st = read_state()
     if _alive(state_dir, st):
         if st and _healthy(st["port"], state_dir / "tls" / "ca.crt"):
-            return _already_up(st, kubeconfig, kc, port, metric_resolution, limits, state_dir)
+            return _already_up(st, kubeconfig, kc, port, metric_resolution, limits, state_dir, asked, settings)
         if st:  # alive but not answering: a hung lab of this home
             _stop_pid(st["pid"], state_dir, st, grace=5.0)
         if _alive(state_dir, st):
@@ -227,11 +277,15 @@ def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, m
     token_file = state_dir / "token"
     token_file.write_text(secrets.token_urlsafe(32))
     token_file.chmod(0o600)
+    kcfg = str(Path(kubelet_config).expanduser().resolve()) if kubelet_config else None
     if foreground:
         return serve(port=port, metric_resolution=resolution, kubeconfig=str(kc), announce=True, limits=limits,
-                     runtime=runtime)
+                     runtime=runtime, kubelet_config=kcfg, registry_bandwidth=settings["registry_bandwidth"],
+                     imagefs_size=settings["imagefs_size"])
     args = [sys.executable, "-m", "kperflab.cli", "lab", "serve", "--port", str(port), "--runtime", runtime,
-            "--metric-resolution", resolution, "--kubeconfig", str(kc)] + ([] if limits else ["--no-limits"])
+            "--metric-resolution", resolution, "--kubeconfig", str(kc),
+            "--registry-bandwidth", settings["registry_bandwidth"], "--imagefs-size", settings["imagefs_size"]]
+    args += ([] if limits else ["--no-limits"]) + (["--kubelet-config", kcfg] if kcfg else [])
     with open(state_dir / "lab.log", "ab") as logf:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
                                 cwd=str(state_dir))
@@ -261,8 +315,16 @@ def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, m
 
 
 def _already_up(st: dict[str, Any], kubeconfig: str | None, kc: Path, port: int, metric_resolution: str | None,
-                limits: bool, state_dir: Path) -> int:
+                limits: bool, state_dir: Path, asked: dict[str, Any] | None = None,
+                settings: dict[str, Any] | None = None) -> int:
     differ = []
+    asked, settings = asked or {}, settings or {}
+    if asked.get("kubelet_config") and settings["kubelet_config"] != st.get("kubelet_config"):
+        differ.append(f"another kubelet configuration (you asked for {asked['kubelet_config']})")
+    if asked.get("registry_bandwidth") and settings["registry_bandwidth_bits"] != st.get("registry_bandwidth_bits"):
+        differ.append(f"--registry-bandwidth {st.get('registry_bandwidth')} (you asked for {asked['registry_bandwidth']})")
+    if asked.get("imagefs_size") and settings["imagefs_bytes"] != st.get("imagefs_bytes"):
+        differ.append(f"--imagefs-size {st.get('imagefs_size')} (you asked for {asked['imagefs_size']})")
     if metric_resolution and parse_resolution(metric_resolution) != parse_resolution(st.get("metric_resolution", DEFAULT_RESOLUTION)):
         differ.append(f"--metric-resolution {st.get('metric_resolution')} (you asked for {metric_resolution})")
     if port and port != st["port"]:
@@ -295,9 +357,14 @@ def _last_error(log: Path) -> str:
 
 
 def serve(port: int = 0, metric_resolution: str = DEFAULT_RESOLUTION, kubeconfig: str | None = None,
-          announce: bool = False, limits: bool = True, runtime: str = "auto") -> int:
+          announce: bool = False, limits: bool = True, runtime: str = "auto", kubelet_config: str | None = None,
+          registry_bandwidth: str = DEFAULT_BANDWIDTH, imagefs_size: str = DEFAULT_IMAGEFS_SIZE) -> int:
     """Run the lab in this process until SIGTERM/SIGINT (what `lab up` starts in the background)."""
+    from .images.slowlink import SLOW_HOST
+    from .kubeletconfig import KubeletConfig
     from .server import Lab
+
+    settings = lab_settings(kubelet_config, registry_bandwidth, imagefs_size)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state_dir = _state_dir()
@@ -310,7 +377,9 @@ def serve(port: int = 0, metric_resolution: str = DEFAULT_RESOLUTION, kubeconfig
     token = (state_dir / "token").read_text().strip()
     try:
         lab = Lab(state_dir, token, (str(tls_dir / "server.crt"), str(tls_dir / "server.key")), port,
-                  metric_resolution=parse_resolution(metric_resolution), limits=limits, runtime=runtime)
+                  metric_resolution=parse_resolution(metric_resolution), limits=limits, runtime=runtime,
+                  registry_bandwidth=settings["registry_bandwidth"], imagefs_size=settings["imagefs_bytes"],
+                  kubelet_config=KubeletConfig.from_dict(settings["kubelet_config"]))
     except OSError as exc:
         raise _port_error(port, exc) from None
     log = logging.getLogger("kperflab.lab")
@@ -321,7 +390,11 @@ def serve(port: int = 0, metric_resolution: str = DEFAULT_RESOLUTION, kubeconfig
         (state_dir / STATE_FILE).write_text(json.dumps({
             "pid": os.getpid(), "port": lab.port, "lab_id": lab.lab_id, "kubeconfig": str(kc), "started": time.time(),
             "metric_resolution": metric_resolution, "limits_enforced": lab.driver is not None,
-            "runtime": lab.runtime_description, "registry": lab.registry.url if lab.registry is not None else None}))
+            "runtime": lab.runtime_description, "registry": lab.registry.url if lab.registry is not None else None,
+            **{k: settings[k] for k in ("kubelet_config", "imagefs_size", "imagefs_bytes")},
+            **({"registry_bandwidth": settings["registry_bandwidth"], "registry_bandwidth_bits":
+                settings["registry_bandwidth_bits"], "slow_registry": SLOW_HOST} if lab.slow_registry is not None else {}),
+            "test_images": lab.test_images.refs() if getattr(lab, "test_images", None) else {}}))
         log.info("lab %s ready on 127.0.0.1:%d (cgroups: %s)", lab.lab_id, lab.port,
                  f"v{lab.driver.version}" if lab.driver else ("off, as asked" if not limits else "off, not root"))
         if announce:
@@ -489,7 +562,7 @@ def _age(seconds: float) -> str:
 def images(add: str | None = None, size: str | None = None, layers: int = 1, compressible: bool = False) -> int:
     """`kperflab lab images`: what the lab's registry holds (name, digest, size); ``--add NAME --size 100MB
     --layers N`` builds a test image of that size and layer count into it (for the storage lesson)."""
-    from .images import add_test_image, format_rows, list_registry
+    from .images import add_test_image, format_rows, list_registry, slow_reference
 
     st = running()
     if st is None:
@@ -507,6 +580,15 @@ def images(add: str | None = None, size: str | None = None, layers: int = 1, com
         print(f"Built {added.row.name} ({added.row.layers} layers, {added.image.size} bytes) in {added.build_seconds:.1f} s, "
               f"pushed in {added.push_seconds:.1f} s: {added.row.digest}")
     print(format_rows(list_registry(st["registry"])))
+    lesson = st.get("test_images") or {}
+    if lesson:
+        print("\nthe storage lesson's images (ConfigMap kube-public/kperflab-test-images):")
+        width = max(len(k) for k in lesson)
+        for label, ref in lesson.items():
+            print(f"  {label.ljust(width)}  {ref}")
+        if st.get("slow_registry"):
+            print(f"  the same images over a {st.get('registry_bandwidth')} link: {st['slow_registry']}/<repository>:<tag>,"
+                  f" e.g. {slow_reference(next(iter(lesson.values())), st['slow_registry'])}")
     return 0
 
 

@@ -500,3 +500,88 @@ def make_test_image(name: str, size_bytes: int, layers: int, compressible: bool 
     familiar = ref.familiar.rsplit(":", 1)[0]
     return BuiltImage(familiar, (tag,), out, manifest["digest"], man["config"]["digest"], size, unpacked, layers,
                       description)
+
+
+# -- the storage lesson's test images, cached once per machine ---------------------------------------
+
+TEST_RECIPE = 2  # bump when the set below changes: a new cache entry is built beside the old one
+TEST_REPOSITORY = "kperflab/size-test"
+# label (the ConfigMap's key) → tag, size in bytes (what the kubelet reports), layers; random, incompressible bytes.
+# "100MB-b" is another 100 MB image (other bytes): pulled once a node holds "100MB" it is still a cold pull (the store
+# shares content by digest, so the same image under the slow registry's name would move nothing).
+TEST_IMAGES: tuple[tuple[str, str, int, int], ...] = (
+    ("10MB", "10mb", 10_000_000, 1),
+    ("100MB", "100mb", 100_000_000, 1),
+    ("100MB-b", "100mb-b", 100_000_000, 1),
+    ("500MB", "500mb", 500_000_000, 1),
+    ("100MB-20layers", "100mb-20layers", 100_000_000, 20),
+)
+
+
+@dataclass(frozen=True)
+class TestImages:
+    """The cached test images of the storage lesson: label → image (repository ``kperflab/size-test``)."""
+
+    root: Path
+    images: dict[str, BuiltImage]
+    build_seconds: float
+    built_now: bool
+
+    __test__ = False  # not a pytest class
+
+    def refs(self) -> dict[str, str]:
+        """label → familiar reference (``kperflab/size-test:100mb``)."""
+        return {label: img.refs[0] for label, img in self.images.items()}
+
+
+def test_entry_name() -> str:
+    return f"test-{_oci.goarch()}-r{TEST_RECIPE}"
+
+
+def _load_test(entry: Path, built_now: bool) -> TestImages:
+    info = json.loads((entry / "images.json").read_text())
+    images = {i["label"]: BuiltImage(**{**{k: v for k, v in i.items() if k != "label"}, "layout": entry / i["layout"],
+                                        "tags": tuple(i["tags"])}) for i in info["images"]}
+    return TestImages(entry, images, info["build_seconds"], built_now)
+
+
+def cached_test_images(cache: Path | None = None) -> TestImages | None:
+    """The storage lesson's test images if this machine has built them, else None (never builds)."""
+    entry = (cache or cache_dir()) / test_entry_name()
+    return _load_test(entry, False) if (entry / "images.json").is_file() else None
+
+
+def ensure_test_images(cache: Path | None = None, *, base: BaseImages | None = None) -> TestImages:
+    """The test images (`TEST_IMAGES`: 10, 100 (twice) and 500 MB in one layer, 100 MB in 20), built first when this
+    machine has none: about 800 MB of random bytes, some ten seconds, once; published whole by rename like the base
+    images."""
+    cache = cache or cache_dir()
+    found = cached_test_images(cache)
+    if found:
+        return found
+    base = base or ensure_base_images(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock-test", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = cached_test_images(cache)
+        if found:
+            return found
+        for stale in cache.glob(".build-test-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".build-test-", dir=cache))
+        try:
+            started = time.monotonic()
+            records = []
+            for i, (label, tag, size, layers) in enumerate(TEST_IMAGES):
+                img = make_test_image(f"{TEST_REPOSITORY}:{tag}", size, layers, out=tmp / tag, base=base, seed=1000 * (i + 1))
+                records.append({"label": label, **asdict(img), "layout": tag})
+            seconds = time.monotonic() - started
+            (tmp / "images.json").write_text(json.dumps({"recipe": TEST_RECIPE, "build_seconds": round(seconds, 1),
+                                                         "built": _now(), "images": records}, indent=1))
+            _make_read_only(tmp)
+            os.chmod(tmp, 0o755)
+            os.rename(tmp, cache / test_entry_name())
+            log.info("built the test images in %.1f s into %s", seconds, cache / test_entry_name())
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return _load_test(cache / test_entry_name(), True)

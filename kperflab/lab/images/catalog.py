@@ -125,3 +125,44 @@ def format_rows(rows: list[ImageRow]) -> str:
         (r.name, _oci.hex_of(r.digest)[:12], human(r.size), str(r.layers)) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table)
+
+
+# -- the storage lesson's images, as the cluster publishes them --------------------------------------
+
+TEST_IMAGES_NAMESPACE, TEST_IMAGES_NAME = "kube-public", "kperflab-test-images"
+
+
+def test_images_configmap(refs: dict[str, str], slow_host: str | None = None, bandwidth: str | None = None,
+                          sizes: dict[str, int] | None = None) -> dict[str, Any]:
+    """The ConfigMap ``kube-public/kperflab-test-images``: ``data`` maps a label (``10MB``, ``100MB-20layers``) to an
+    image reference the cluster can pull; ``slow-registry`` names the registry host that serves the same images over
+    a bandwidth-limited link (``<slow-registry>/<reference>``: ``slow-registry.kperflab.internal/kperflab/size-test:
+    100mb``) and ``slow-registry-bandwidth`` its rate (tc's notation, ``100mbit``). An instructor may create one on a
+    real cluster with references of their own registry.
+
+    >>> cm = test_images_configmap({"10MB": "kperflab/size-test:10mb"}, "slow.example", "100mbit")
+    >>> cm["data"]
+    {'10MB': 'kperflab/size-test:10mb', 'slow-registry': 'slow.example', 'slow-registry-bandwidth': '100mbit'}
+    """
+    data = dict(refs)
+    if slow_host:
+        data["slow-registry"] = slow_host
+        if bandwidth:
+            data["slow-registry-bandwidth"] = bandwidth
+    meta: dict[str, Any] = {"name": TEST_IMAGES_NAME, "namespace": TEST_IMAGES_NAMESPACE,
+                            "labels": {"app.kubernetes.io/managed-by": "kperflab-lab"}}
+    if sizes:
+        meta["annotations"] = {"kperflab.dev/sizes": json.dumps(sizes, sort_keys=True)}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+
+
+def slow_reference(ref: str, slow_host: str) -> str:
+    """The same image through the slow registry host.
+
+    >>> slow_reference("kperflab/size-test:100mb", "slow-registry.kperflab.internal")
+    'slow-registry.kperflab.internal/kperflab/size-test:100mb'
+    >>> slow_reference("busybox:1.37", "slow.example")
+    'slow.example/library/busybox:1.37'
+    """
+    r = parse(ref)
+    return f"{slow_host}/{r.path}" + (f":{r.tag}" if r.tag else "") + (f"@{r.digest}" if r.digest else "")

@@ -29,6 +29,7 @@ import os
 import socket
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,30 @@ class Manifest:
         return self.media_type in _oci.INDEX_TYPES
 
 
+Dial = Callable[[str, int, float], socket.socket]
+
+
+class _DialedConnection(http.client.HTTPConnection):
+    """An HTTP connection whose socket a `Dial` opens (a registry reached inside the lab's node namespace)."""
+
+    def __init__(self, dial: Dial, host: str, port: int | None, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._dial = dial
+
+    def connect(self) -> None:
+        self.sock = self._dial(self.host, self.port, self.timeout)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the images of one registry host are pulled from, as containerd's ``hosts.toml`` maps a host to a mirror:
+    ``url`` (``http://10.244.255.254:5000``) and, when the endpoint is only reachable from inside a network namespace,
+    ``dial``. The host's repositories are the endpoint's as they are (``host/kperflab/x`` → ``kperflab/x``)."""
+
+    url: str
+    dial: Dial | None = None
+
+
 _REASONS = {401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found", 500: "500 Internal Server Error",
             502: "502 Bad Gateway", 503: "503 Service Unavailable"}
 
@@ -88,8 +113,9 @@ _REASONS = {401: "401 Unauthorized", 403: "403 Forbidden", 404: "404 Not Found",
 class RegistryClient:
     """Talks to one registry (``http://127.0.0.1:PORT``, or https); one connection per call, so threads may share it."""
 
-    def __init__(self, url: str, *, timeout: float = 60.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 60.0, dial: Dial | None = None) -> None:
         u = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+        self.dial = dial  # how to open a TCP connection (host, port, timeout), e.g. from inside a network namespace
         self.scheme = u.scheme
         self.host = u.netloc  # 127.0.0.1:5000
         self.url = f"{u.scheme}://{u.netloc}"
@@ -107,8 +133,12 @@ class RegistryClient:
                                                                              http.client.HTTPResponse]:
         for _ in range(MAX_REDIRECTS + 1):
             u = urllib.parse.urlsplit(url)
-            cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-            conn = cls(u.hostname or "127.0.0.1", u.port, timeout=self.timeout)
+            if self.dial is not None and u.scheme == "http":
+                conn: http.client.HTTPConnection = _DialedConnection(self.dial, u.hostname or "127.0.0.1", u.port,
+                                                                     timeout=self.timeout)
+            else:
+                cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+                conn = cls(u.hostname or "127.0.0.1", u.port, timeout=self.timeout)
             path = u.path + (f"?{u.query}" if u.query else "")
             try:
                 conn.request(method, path, headers=headers)

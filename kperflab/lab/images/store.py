@@ -50,10 +50,11 @@ from pathlib import Path
 from typing import Any
 
 from . import _oci, _unpack
-from .pull import FetchError, Manifest, PullError, RegistryClient
+from .pull import Endpoint, FetchError, Manifest, PullError, RegistryClient
 from .reference import InvalidImageName, Reference, parse
 
 MAX_CONCURRENT_DOWNLOADS = 3
+DEFAULT_IMAGEFS_SIZE = 4 << 30  # the lab's image filesystem (`lab up --imagefs-size`): room for the lesson's images
 NODE_STATUS_MAX_IMAGES = 50
 MAX_NAMES_PER_IMAGE = 5  # the kubelet's cap on node.status.images[].names
 SHORT = 16  # hex digits of a layer's short link name
@@ -145,9 +146,10 @@ class _Staging:
 class ImageStore:
     """The node image store rooted at ``root``; ``registry_url`` is where `pull` goes unless it is given one."""
 
-    def __init__(self, root: Path, registry_url: str | None = None) -> None:
+    def __init__(self, root: Path, registry_url: str | None = None, hosts: dict[str, Endpoint] | None = None) -> None:
         self.root = Path(root)
         self.registry_url = registry_url
+        self.hosts: dict[str, Endpoint] = dict(hosts or {})  # registry host → its endpoint; any other → registry_url
         self.blobs = self.root / "blobs" / "sha256"
         self.layers = self.root / "layers"
         self.images = self.root / "images"
@@ -194,11 +196,20 @@ class ImageStore:
         """The image a reference names (tag, ``name@sha256:<manifest digest>``, or image id ``sha256:<config>``), or
         None when the store does not have it. Raises `InvalidImageName` for a reference that does not parse."""
         rec = self._find(ref)
-        return self._image(rec) if rec else None
+        try:
+            return self._image(rec) if rec else None
+        except OSError:  # removed (image GC) between finding its record and reading its config
+            return None
 
     def list(self) -> list[Image]:
-        """Every image, oldest pull first."""
-        return sorted((self._image(r) for r in self._records()), key=lambda i: i.pulled_at)
+        """Every image, oldest pull first (one removed while listed, e.g. by image GC, is left out)."""
+        out = []
+        for r in self._records():
+            try:
+                out.append(self._image(r))
+            except OSError:
+                continue
+        return sorted(out, key=lambda i: i.pulled_at)
 
     def node_images(self, max_images: int = NODE_STATUS_MAX_IMAGES) -> list[dict[str, Any]]:
         """``node.status.images``: largest first, at most ``max_images`` (-1: all), names capped at 5."""
@@ -206,6 +217,15 @@ class ImageStore:
         if max_images >= 0:
             images = images[:max_images]
         return [{"names": i.names[:MAX_NAMES_PER_IMAGE], "sizeBytes": i.size} for i in images]
+
+    def fs_stats(self) -> dict[str, int]:
+        """The image filesystem (the filesystem the store lives on: the lab mounts one of a set size there), as the
+        Summary API's ``node.runtime.imageFs`` and the image GC read it: capacity/available/used bytes (statvfs),
+        inodes, inodesFree, inodesUsed."""
+        st = os.statvfs(self.root)
+        return {"capacityBytes": st.f_blocks * st.f_frsize, "availableBytes": st.f_bavail * st.f_frsize,
+                "usedBytes": (st.f_blocks - st.f_bfree) * st.f_frsize, "inodes": st.f_files,
+                "inodesFree": st.f_ffree, "inodesUsed": st.f_files - st.f_ffree}
 
     def usage(self) -> int:
         """Bytes of content the store holds (blobs + unpacked layers), as ``imageFs.usedBytes`` would count them."""
@@ -251,20 +271,22 @@ class ImageStore:
         started = time.monotonic()
         r = parse(ref)
         name = str(r)
-        url = registry_url or self.registry_url
+        endpoint = self.hosts.get(r.domain) if registry_url is None else None
+        url = endpoint.url if endpoint else registry_url or self.registry_url
         if not url:
             raise PullError(name, "no registry to pull from (the lab's registry is not running)", code="Unavailable")
         if r.digest:
             present = self.get(name)
             if present:
                 return PullResult(present, 0, time.monotonic() - started)
-        client = RegistryClient(url)
+        client = RegistryClient(url, dial=endpoint.dial if endpoint else None)
+        repository = r.path if endpoint else None
         staging = _Staging(Path(tempfile.mkdtemp(prefix="pull-", dir=self.tmp)))
         try:
             with open(staging.dir / ".lock", "w") as lockf:
                 fcntl.flock(lockf, fcntl.LOCK_EX)  # gc leaves a staging dir alone while its pull runs
                 try:
-                    return self._pull(r, client, staging, started)
+                    return self._pull(r, client, staging, started, repository)
                 except FetchError as e:
                     raise PullError(name, e.detail, code=e.code, digest=e.digest) from None
                 except (OSError, ValueError, KeyError, TypeError) as e:  # a full disk, a malformed document
@@ -272,8 +294,9 @@ class ImageStore:
         finally:
             shutil.rmtree(staging.dir, ignore_errors=True)
 
-    def _pull(self, r: Reference, client: RegistryClient, st: _Staging, started: float) -> PullResult:
-        top = client.resolve(r)
+    def _pull(self, r: Reference, client: RegistryClient, st: _Staging, started: float,
+              repository: str | None = None) -> PullResult:
+        top = client.resolve(r, repository)
         man = client.platform_manifest(top)
         manifest_bytes = client.bytes
         doc = man.json
