@@ -20,8 +20,13 @@ from .apiserver import APIServer, serve
 from .authn import Authenticator
 from .controllers import Controllers
 from .events import Recorder
-from .images import ImageStore, Registry, cached_base_images
+from .imagemanager import ImageMetrics
+from .images import ImageStore, Registry, cached_base_images, cached_test_images, test_images_configmap
+from .images.slowlink import DEFAULT_BANDWIDTH, SLOW_HOST, SlowRegistry, parse_rate
+from .images.slowlink import SANDBOX_ID as SLOW_SANDBOX
+from .images.store import DEFAULT_IMAGEFS_SIZE
 from .kubelet import Kubelet
+from .kubeletconfig import KubeletConfig
 from .labs import LAB_ENV
 from .network.dns import ClusterDNS
 from .network.httpd import serve_in_netns
@@ -35,6 +40,8 @@ from .stats.cadvisor import Sampler
 from .stats.kubelet_server import KubeletServer
 from .stats.metrics_server import GROUP as METRICS_GROUP
 from .stats.metrics_server import MetricsServer
+from .storage import loopfs
+from .storage.plugins import LabStorage
 from .store import Store
 
 log = logging.getLogger("kperflab.lab")
@@ -80,10 +87,14 @@ class Lab:
 
     def __init__(self, state_dir: Path, token: str, tls: tuple[str, str], port: int = 0,
                  lab_id: str | None = None, metric_resolution: float = 15.0, limits: bool = True,
-                 runtime: str = "auto") -> None:
+                 runtime: str = "auto", registry_bandwidth: str = DEFAULT_BANDWIDTH,
+                 imagefs_size: int = DEFAULT_IMAGEFS_SIZE, kubelet_config: KubeletConfig | None = None) -> None:
         self.state_dir = state_dir
+        self.kubelet_config = kubelet_config
+        self.storage: LabStorage | None = None
         self.lab_id = lab_id or secrets.token_hex(8)
         self.registry: Registry | None = None
+        self.registry_bandwidth, self.imagefs_size, self.slow_registry = registry_bandwidth, imagefs_size, None
         # first of all: own an id (the registry lock), so no recovery elsewhere mistakes what we make for a dead lab's
         self.registration = labs.Registration(self.lab_id, state_dir)
         try:
@@ -123,16 +134,21 @@ class Lab:
         if self.oci is not None:  # pods from images get a network of their own; the process runtime's share the host's
             self.podnet = PodNetwork(self.lab_id, self.run_dir, self.pod_cidr)
             self.podnet.setup()
+            self._slow_registry_link()
+        # persistent volumes: the storage classes' backends (the remote class' server joins the pod network)
+        self.storage = LabStorage(self.store, self.lab_id, self.run_dir, NODE_NAME, self.podnet)
         self.kubelet = Kubelet(self.store, NODE_NAME, self.runtime, state_dir, api_port=self.port, oci=self.oci,
                                image_store=self.image_store, run_dir=self.run_dir, no_oci=self.no_oci,
-                               podnet=self.podnet, cluster_dns=self.dns_ip)
+                               podnet=self.podnet, cluster_dns=self.dns_ip, **self._kubelet_extras())
         self.api.logs = self.kubelet.logs
         self.api.streaming = self.kubelet
         self.controllers = Controllers(self.store, NODE_NAME)
         self.started = time.time()
         self.sampler = Sampler(self.driver, self.kubelet.stat_targets, pods_cgroup=self.kubelet.pods_cgroup)
         self.kubelet_server = KubeletServer(self.sampler, NODE_NAME, state_dir, self.started,
-                                            machine_labels(), self._pods_of_node)
+                                            machine_labels(), self._pods_of_node, configz=self.kubelet.config.configz,
+                                            image_fs=self.image_store.fs_stats if self.image_store is not None else None,
+                                            collectors=[ImageMetrics(lambda: self.kubelet.images)])
         self.metrics_server = MetricsServer(self.store, lambda: self.sampler.snapshot, NODE_NAME, metric_resolution)
         self.api.node_proxy = self.kubelet_server.handle
         self.dns: ClusterDNS | None = None
@@ -146,6 +162,15 @@ class Lab:
         self.api.extra_groups = {METRICS_GROUP: self.metrics_server}
         self._threads: list[threading.Thread] = []
 
+    def _kubelet_extras(self) -> dict[str, Any]:
+        """``config=`` and ``pv_plugins=`` for the kubelet, where its signature takes them."""
+        import inspect
+
+        params = inspect.signature(Kubelet.__init__).parameters
+        extras: dict[str, Any] = {"config": self.kubelet_config,
+                                  "pv_plugins": self.storage.plugins if self.storage is not None else None}
+        return {k: v for k, v in extras.items() if k in params}
+
     def bootstrap(self) -> None:
         for ns in SYSTEM_NAMESPACES:
             self.store.create("v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
@@ -158,7 +183,7 @@ class Lab:
         node["metadata"]["annotations"]["kperflab.dev/runtime"] = self.runtime_description
         node["status"]["nodeInfo"]["containerRuntimeVersion"] = (
             f"crun://{self.oci.version.split()[-1]}" if self.oci is not None else "kperflab-process://0.1.0")
-        node["status"]["images"] = self.image_store.node_images() if self.image_store is not None else []
+        node["status"]["images"] = self.image_store.node_images(self.kubelet.config.nodeStatusMaxImages) if self.image_store is not None else []
         if self.podnet is not None:
             node["status"]["addresses"][0]["address"] = self.podnet.gateway  # the node's address on the pod network
             node["spec"]["podCIDR"], node["spec"]["podCIDRs"] = self.pod_cidr, [self.pod_cidr]
@@ -171,9 +196,12 @@ class Lab:
             "status": {"loadBalancer": {}}})
         if self.podnet is not None:
             self._bootstrap_dns()
+            self._lesson_images()
             self.store.create("v1/configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
                 "name": "kube-proxy", "namespace": "kube-system", "labels": {"app": "kube-proxy"}},
                 "data": {"config.conf": KUBE_PROXY_CONFIG.format(cluster_cidr=self.pod_cidr)}})
+        for sc in self.storage.classes() if self.storage is not None else []:
+            self.store.create("storage.k8s.io/v1/storageclasses", sc)
 
     def _bootstrap_dns(self) -> None:
         """The ``kube-dns`` Service, as kubeadm names CoreDNS's, at the service CIDR's tenth address; its endpoint is
@@ -203,6 +231,8 @@ class Lab:
         self.bootstrap()
         loops = [("kubelet", self.kubelet.run), ("controllers", self.controllers.run), ("heartbeat", self._heartbeat),
                  ("metrics", self._metrics_loop)]
+        if self.storage is not None:
+            loops.append(("pv-controller", self.storage.controller.run))
         if self.kube_proxy is not None:
             loops.append(("kube-proxy", self.kube_proxy.run))
         for name, target in loops:
@@ -236,7 +266,7 @@ class Lab:
             obs = observe(self.state_dir, self.driver)
             node["status"]["conditions"] = self.conditions.update(node["status"].get("conditions") or [], obs, time.time())
             if self.image_store is not None:
-                node["status"]["images"] = self.image_store.node_images()
+                node["status"]["images"] = self.image_store.node_images(self.kubelet.config.nodeStatusMaxImages)
             self.store.update("v1/nodes", node, check_rv=False)
         except Exception:  # noqa: BLE001 - a failed beat must not end the heartbeat for the lab's lifetime
             log.exception("node status update failed")
@@ -309,8 +339,37 @@ class Lab:
             return None, None, why
         self.registry = Registry(self.run_dir / "registry", env={LAB_ENV: self.lab_id}).start()
         self.registry.seed_base_images(base)
+        self.test_images = cached_test_images()  # the storage lesson's, built by `lab up` once per machine
+        for img in self.test_images.images.values() if self.test_images else ():
+            self.registry.seed(img.layout, img.repository, list(img.tags))  # hard links: milliseconds
+        # the image filesystem: ext4 of a set size on a loop device, so that image GC thresholds can be reached
+        try:
+            loopfs.create(self.run_dir / "imagefs.img", self.imagefs_size, self.run_dir / "images")
+        except loopfs.NoSpace as exc:
+            raise LabError(f"The lab's image filesystem cannot be made: {exc}.",
+                           hint="Free some disk space, or start the lab with a smaller --imagefs-size.") from None
         store = ImageStore(self.run_dir / "images", registry_url=self.registry.url)
         return CrunRuntime(self.driver, self.lab_id, self.run_dir), store, ""  # type: ignore[arg-type]
+
+    def _slow_registry_link(self) -> None:
+        """The same images under `SLOW_HOST`, over a link shaped to ``registry_bandwidth`` (see images.slowlink)."""
+        if self.registry is None or self.podnet is None or self.image_store is None:
+            return
+        podnet = self.podnet
+        self.slow_registry = SlowRegistry(
+            self.registry.storage, self.run_dir / "registry-slow", parse_rate(self.registry_bandwidth),
+            podnet.netns_path, attach=lambda pid: podnet.add(SLOW_SANDBOX, pid),
+            detach=lambda: podnet.delete(SLOW_SANDBOX), env={LAB_ENV: self.lab_id}).start()
+        self.image_store.hosts[SLOW_HOST] = self.slow_registry.endpoint
+
+    def _lesson_images(self) -> None:
+        """ConfigMap kube-public/kperflab-test-images: the storage lesson's images and the slow registry host."""
+        if self.test_images is None:
+            return
+        slow = self.slow_registry is not None
+        self.store.create("v1/configmaps", test_images_configmap(
+            self.test_images.refs(), SLOW_HOST if slow else None, self.registry_bandwidth if slow else None,
+            {label: img.size for label, img in self.test_images.images.items()}))
 
     @property
     def runtime_description(self) -> str:
@@ -327,8 +386,11 @@ class Lab:
                 t.join(timeout=10)
             self.store.close()
             self.kubelet.shutdown()
+            if self.storage is not None:
+                self.storage.stop()  # every PV backend of this lab: node mounts, the storage server, loop filesystems
             if self.registry is not None:
                 self.registry.stop()
+                self.slow_registry and self.slow_registry.stop()
             self.server.shutdown()
             self.server.server_close()
             for srv in self._node_servers:
