@@ -42,6 +42,9 @@ jupyter: setup images
 bench: setup
 	$(BIN)/python benchmarks/pod_startup.py
 	$(BIN)/python benchmarks/metrics_sampling.py
+	$(BIN)/python benchmarks/kube_proxy.py
+	$(BIN)/python benchmarks/dns_throughput.py
+	$(BIN)/python benchmarks/storage.py
 
 clean:
 	rm -rf out .pytest_cache

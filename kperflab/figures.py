@@ -1,4 +1,4 @@
-"""Static plotly figures for the workshop: time series, top bars, throttling, latency curves.
+"""Static plotly figures for the workshop: time series, top bars, throttling, latency curves and distributions.
 
 They are plain ``plotly.graph_objects.Figure`` objects, so they render in JupyterLab, in papermill's executed
 notebooks and in the HTML that nbconvert makes from them.
@@ -66,3 +66,21 @@ def latency(df: pd.DataFrame, x: str, y: str, title: str = "", log_y: bool = Fal
     """A latency curve: ``y`` (ms) against ``x`` (a limit, a size …), points joined in ``x`` order."""
     fig = px.line(df.sort_values(x), x=x, y=y, markers=True, log_y=log_y, **kw)
     return _finish(fig, title or f"{y} by {x}")
+
+
+def latency_percentiles(df: pd.DataFrame, pcts: tuple[float, ...], panels: dict[str, str], title: str,
+                        name: str = "kind") -> go.Figure:
+    """Latency distributions as percentile curves, one panel per job (``panels``: column prefix → panel title), one
+    line per row of ``df`` (named by column ``name``); each row's ``<prefix>_pcts_us`` lists the latency (µs) at each
+    of ``pcts``. The x axis is logarithmic: a network round trip and a page-cache hit fit in one picture."""
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=tuple(panels.values()), shared_yaxes=True)
+    palette = px.colors.qualitative.Plotly
+    for i, row in enumerate(df.to_dict("records")):
+        for col, prefix in enumerate(panels, start=1):
+            pts = [(x, q) for x, q in zip(row.get(f"{prefix}_pcts_us") or [], pcts, strict=False) if x is not None and x > 0]
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=str(row[name]),
+                                     line={"color": palette[i % len(palette)]}, legendgroup=str(row[name]),
+                                     showlegend=col == 1), 1, col)
+    fig.update_xaxes(type="log", title_text="latency (µs, log scale)")
+    fig.update_yaxes(title_text="percentile of operations", row=1, col=1)
+    return _finish(fig, title)

@@ -182,6 +182,192 @@ finally:
 """
 
 
+# The storage probe: per directory, sequential write (fsync'd) and read in ``BLOCK``s, then 4 KiB random reads and
+# writes at queue depth 1 for ``OPS`` operations or ``SECONDS``, whichever ends first. O_DIRECT where the filesystem
+# takes it (the page cache is bypassed, as fio's direct=1), buffered otherwise, and the row says which. With fio on
+# PATH (``TOOL`` auto or fio) the same four jobs run under fio (psync, iodepth 1) and its JSON is read instead.
+IO_BENCH = _PRELUDE + r"""import mmap, random, shutil, subprocess
+dirs = [d for d in os.environ["DIRS"].split(",") if d]
+size, block = int(os.environ["SIZE"]), int(os.environ["BLOCK"])
+ops, seconds, tool = int(os.environ["OPS"]), float(os.environ["SECONDS"]), os.environ.get("TOOL", "auto")
+PCTS = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.9)
+PAGE = 4096
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q / 100 * len(xs) + 0.5) - 1))] if xs else None
+def direct_ok(d):
+    path = os.path.join(d, ".kperflab-direct-test")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_DIRECT", 0), 0o600)
+    except OSError:
+        return False
+    try:
+        os.pwritev(fd, [mmap.mmap(-1, PAGE)], 0)
+        return hasattr(os, "O_DIRECT")
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+        os.unlink(path)
+def lat_summary(us, elapsed):
+    return {"ops": len(us), "iops": len(us) / elapsed if elapsed > 0 else None, "mean_us": sum(us) / len(us) if us else None,
+            "pcts_us": {str(q): pct(us, q) for q in PCTS}}
+def python_probe(d, direct):
+    path = os.path.join(d, f"kperflab-io-{os.getpid()}")
+    flag = os.O_DIRECT if direct else 0
+    buf = mmap.mmap(-1, block)
+    buf.write(os.urandom(block))
+    n = max(1, size // block)
+    out = {"dir": d, "tool": "python", "direct": direct, "bytes": n * block}
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flag, 0o600)
+        t0 = time.perf_counter()
+        for i in range(n):
+            os.pwritev(fd, [buf], i * block)
+        os.fsync(fd)
+        out["write_mib_s"] = n * block / (time.perf_counter() - t0) / 2**20
+        os.close(fd)
+        fd = os.open(path, os.O_RDONLY | flag)
+        t0 = time.perf_counter()
+        for i in range(n):
+            os.preadv(fd, [buf], i * block)
+        out["read_mib_s"] = n * block / (time.perf_counter() - t0) / 2**20
+        os.close(fd)
+        pages = n * block // PAGE
+        page = mmap.mmap(-1, PAGE)
+        page.write(os.urandom(PAGE))
+        for kind, mode in (("randread", os.O_RDONLY), ("randwrite", os.O_WRONLY)):
+            fd = os.open(path, mode | flag)
+            us, call = [], os.preadv if kind == "randread" else os.pwritev
+            offsets = [random.randrange(pages) * PAGE for _ in range(ops)]
+            end = time.perf_counter() + seconds
+            t_start = time.perf_counter()
+            for off in offsets:
+                t0 = time.perf_counter()
+                call(fd, [page], off)
+                t1 = time.perf_counter()
+                us.append((t1 - t0) * 1e6)
+                if t1 > end:
+                    break
+            elapsed = time.perf_counter() - t_start
+            os.close(fd)
+            out[kind] = lat_summary(us, elapsed)
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return out
+def fio_probe(d, direct):
+    fio = shutil.which("fio")
+    name = os.path.join(d, f"kperflab-fio-{os.getpid()}")
+    common = ["--filename=" + name, f"--size={size}", f"--direct={int(direct)}", "--ioengine=psync", "--iodepth=1",
+              "--output-format=json", "--percentile_list=" + ":".join(str(q) for q in PCTS)]
+    jobs = {"seqwrite": [f"--bs={block}", "--rw=write", "--end_fsync=1"], "seqread": [f"--bs={block}", "--rw=read"],
+            "randread": ["--bs=4k", "--rw=randread", f"--number_ios={ops}", f"--runtime={max(1, round(seconds))}"],
+            "randwrite": ["--bs=4k", "--rw=randwrite", f"--number_ios={ops}", f"--runtime={max(1, round(seconds))}"]}
+    out = {"dir": d, "tool": "fio", "direct": direct, "bytes": size}
+    try:
+        for job, args in jobs.items():
+            res = subprocess.run([fio, "--name=" + job, *common, *args], capture_output=True, text=True, check=True)
+            j = json.loads(res.stdout[res.stdout.index("{"):])["jobs"][0]
+            side = j["write"] if "write" in job else j["read"]
+            if job.startswith("seq"):
+                out[job.replace("seq", "") + "_mib_s"] = side["bw_bytes"] / 2**20
+            else:
+                lat = side["clat_ns"]
+                out[job] = {"ops": side["total_ios"], "iops": side["iops"], "mean_us": lat["mean"] / 1000,
+                            "pcts_us": {str(q): lat.get("percentile", {}).get(f"{q:.6f}", 0) / 1000 for q in PCTS}}
+    finally:
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
+    return out
+def mount_points():
+    try:
+        return {line.split()[4] for line in open("/proc/self/mountinfo")}
+    except OSError:
+        return None
+mounts = mount_points()
+for d in dirs:
+    if not os.path.isdir(d):
+        emit(event="failed", dir=d, error=f"{d} is not a directory in the container: the volume is not mounted there")
+        continue
+    direct = direct_ok(d)
+    use_fio = tool == "fio" or (tool == "auto" and shutil.which("fio"))
+    try:
+        row = fio_probe(d, direct) if use_fio else python_probe(d, direct)
+    except (OSError, subprocess.CalledProcessError, ValueError, KeyError) as exc:
+        emit(event="failed", dir=d, error=f"{type(exc).__name__}: {getattr(exc, 'stderr', '') or exc}"[:500])
+        continue
+    emit(event="result", mounted=None if mounts is None else d in mounts, **row)
+emit(event="done")
+time.sleep(float(os.environ.get("HOLD", "0")))
+"""
+
+# Writes a file into DIR step by step and reports, after each step, the bytes written, its own RSS and the working
+# set of its cgroup as the kernel counts it (usage minus inactive file pages, as the kubelet computes it; None where the
+# cgroup files are not visible in the container). Pauses HOLD seconds once HOLD_AT bytes are written (a moment for a
+# kubelet sample), and stops at TOTAL or when the filesystem is full (ENOSPC).
+TMPFS_FILL = _PRELUDE + r"""import errno
+d, total, step = os.environ["DIR"], int(os.environ["TOTAL"]), int(os.environ["STEP"])
+pause, hold_at, hold = float(os.environ["PAUSE"]), int(os.environ["HOLD_AT"]), float(os.environ["HOLD"])
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+def working_set():
+    for usage, stat, inactive in (("/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat", "inactive_file"),
+                                  ("/sys/fs/cgroup/memory/memory.usage_in_bytes", "/sys/fs/cgroup/memory/memory.stat",
+                                   "total_inactive_file")):
+        try:
+            used = int(open(usage).read())
+            stats = dict(line.split() for line in open(stat))
+            return max(0, used - int(stats.get(inactive, 0)))
+        except (OSError, ValueError):
+            continue
+    return None
+def fstype(path):
+    try:
+        for line in open("/proc/self/mountinfo"):
+            f = line.split()
+            if f[4] == path:
+                return f[f.index("-") + 1]
+    except (OSError, ValueError, IndexError):
+        return "unknown"
+    return None
+chunk = bytes(1 << 20)
+fs = fstype(d)
+if fs is None or not os.path.isdir(d):
+    emit(event="failed", dir=d, error=f"no volume is mounted at {d} in the container (the kubelet did not mount it)")
+    time.sleep(float(os.environ.get("HOLD_END", "0")))
+    sys.exit(0)
+emit(event="start", dir=d, fstype=fs, rss=rss(), working_set=working_set())
+written, held = 0, False
+try:
+    with open(os.path.join(d, "big.bin"), "wb", buffering=0) as f:
+        while written < total:
+            n = min(step, total - written)
+            for i in range(0, n, len(chunk)):
+                written += f.write(chunk[:min(len(chunk), n - i)])
+            emit(event="written", bytes=written, rss=rss(), working_set=working_set())
+            if not held and written >= hold_at:
+                held = True
+                emit(event="holding", bytes=written)
+                time.sleep(hold)
+            time.sleep(pause)
+except OSError as exc:
+    if exc.errno != errno.ENOSPC:
+        raise
+    emit(event="nospace", bytes=written, error=os.strerror(exc.errno), working_set=working_set())
+    time.sleep(float(os.environ.get("HOLD_END", "0")))
+    sys.exit(0)
+emit(event="complete", bytes=written, working_set=working_set())
+time.sleep(float(os.environ.get("HOLD_END", "0")))
+"""
+
+
 def _positive(**values: float) -> None:
     for name, v in values.items():
         if not isinstance(v, int | float) or isinstance(v, bool) or v <= 0:
@@ -295,6 +481,43 @@ def io_probe(name: str = "io-probe", size: int = 64 << 20, block: int = 1 << 20,
     _positive(size=size, block=block)
     return pod(name, IO_PROBE, {"SIZE": size, "BLOCK": block, "DIR": directory}, workload="io-probe", **kw)
 
+
+def io_bench(name: str = "io-bench", directories: tuple[str, ...] = ("/tmp",), size: int = 32 << 20, block: int = 1 << 20,
+             ops: int = 2000, seconds: float = 3.0, tool: str = "auto", hold: float = 0, **kw: Any) -> Obj:
+    """Per directory: sequential write (fsync'd) and read MiB/s, then 4 KiB random read and write latency (µs
+    percentiles) and IOPS at queue depth 1 — O_DIRECT where the filesystem takes it. ``tool``: ``auto`` (fio when the
+    image has it, else the Python probe), ``fio`` or ``python``. Prints one ``result`` event per directory."""
+    _positive(size=size, block=block, ops=ops, seconds=seconds)
+    if block % 4096 or size < block:
+        raise BadInput(f"block must be a multiple of 4096 and at most size, not {block!r}.", hint="Pass block=1 << 20.")
+    if tool not in ("auto", "fio", "python"):
+        raise BadInput(f"tool must be auto, fio or python, not {tool!r}.", hint='Pass tool="auto".')
+    if not directories or not all(isinstance(d, str) and d.startswith("/") and "," not in d for d in directories):
+        raise BadInput(f"directories must be absolute paths, not {directories!r}.", hint='Pass directories=("/data",).')
+    return pod(name, IO_BENCH, {"DIRS": ",".join(directories), "SIZE": size, "BLOCK": block, "OPS": ops,
+                                "SECONDS": seconds, "TOOL": tool, "HOLD": hold}, workload="io-bench", **kw)
+
+
+def tmpfs_fill(name: str = "tmpfs-fill", directory: str = "/scratch", total: int = 192 << 20, step: int = 4 << 20,
+               pause: float = 0.1, hold_at: int = 0, hold: float = 0, hold_end: float = 3600, **kw: Any) -> Obj:
+    """Writes a file of up to ``total`` bytes into ``directory`` in ``step``s, reporting bytes written, RSS and its
+    cgroup's working set after each; holds ``hold`` s once ``hold_at`` bytes are written; stops at ENOSPC."""
+    _positive(total=total, step=step)
+    return pod(name, TMPFS_FILL, {"DIR": directory, "TOTAL": total, "STEP": step, "PAUSE": pause,
+                                  "HOLD_AT": hold_at or total + 1, "HOLD": hold, "HOLD_END": hold_end},
+               workload="tmpfs-fill", **kw)
+
+
+def with_volume(manifest: Obj, name: str, source: Obj, mount_path: str, read_only: bool = False) -> Obj:
+    """``manifest`` with a pod volume ``name`` (``source``: e.g. ``{"emptyDir": {"medium": "Memory"}}`` or
+    ``{"persistentVolumeClaim": {"claimName": "data"}}``) mounted at ``mount_path`` in its first container."""
+    spec = manifest["spec"]
+    spec.setdefault("volumes", []).append({"name": name, **source})
+    mount: Obj = {"name": name, "mountPath": mount_path}
+    if read_only:
+        mount["readOnly"] = True
+    spec["containers"][0].setdefault("volumeMounts", []).append(mount)
+    return manifest
 
 def read_events(log: str) -> list[Obj]:
     """The JSON lines a workload printed (other lines are skipped)."""
