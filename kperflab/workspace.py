@@ -46,6 +46,7 @@ NO_LEASE_GRACE = 3600.0  # a workspace without a heartbeat lease counts as stale
 _OPEN: set[Workspace] = set()
 _OPEN_LOCK = threading.Lock()
 _BEAT: threading.Thread | None = None
+_BEAT_WAKE = threading.Event()  # set when the last open workspace closes: the heartbeat ends now, not a period later
 
 
 def _name(base: str) -> str:
@@ -128,6 +129,8 @@ class Workspace:
                 raise translate(exc, self.cluster.conn.server, verb="delete", resource=f"namespace {self.namespace}") from None
         with _OPEN_LOCK:
             _OPEN.discard(self)
+            if not _OPEN:
+                _BEAT_WAKE.set()
         self.created = False
         if wait:
             deadline = time.monotonic() + self.delete_timeout
@@ -236,20 +239,25 @@ def _now() -> dt.datetime:
 def _start_heartbeat() -> None:
     global _BEAT
     with _OPEN_LOCK:
-        if _BEAT is not None and _BEAT.is_alive():
+        if _BEAT is not None:
             return
+        _BEAT_WAKE.clear()
         _BEAT = threading.Thread(target=_beat, name="kperflab-heartbeat", daemon=True)
         _BEAT.start()
 
 
 def _beat() -> None:
-    """Renew the lease of every open workspace every RENEW_SECONDS; end when none is open."""
+    """Renew the lease of every open workspace every RENEW_SECONDS; end when none is open (deciding so under the
+    lock, so that a workspace opened meanwhile starts a new heartbeat instead of trusting this one)."""
+    global _BEAT
     while True:
-        time.sleep(RENEW_SECONDS)
+        _BEAT_WAKE.wait(RENEW_SECONDS)
         with _OPEN_LOCK:
             open_now = list(_OPEN)
-        if not open_now:
-            return
+            if not open_now:
+                _BEAT = None
+                return
+            _BEAT_WAKE.clear()
         for ws in open_now:
             try:
                 ws.renew()
