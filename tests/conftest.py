@@ -162,3 +162,17 @@ def namespace(k8s: Any, request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="cgroup limits need root")
+
+
+def wait_pod(k8s: Any, ns: str, name: str, pred: Callable[[Any], bool], timeout: float = 60, every: float = 0.3) -> Any:
+    """Read the pod until ``pred`` holds (returns it) or ``timeout`` seconds pass (fails with its status)."""
+    import time
+
+    deadline = time.time() + timeout
+    while True:
+        p = k8s.read_namespaced_pod(name, ns)
+        if pred(p):
+            return p
+        if time.time() > deadline:
+            raise AssertionError(f"{name}: {p.status}")
+        time.sleep(every)

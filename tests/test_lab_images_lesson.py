@@ -16,7 +16,7 @@ from kubernetes import client, config
 
 from kperflab.lab.labs import processes_by_lab
 
-from .conftest import kperflab, needs_root
+from .conftest import kperflab, needs_root, wait_pod
 
 pytestmark = [pytest.mark.lab, needs_root]
 CM_NS, CM_NAME = "kube-public", "kperflab-test-images"
@@ -39,14 +39,7 @@ def pod(name: str, image: str, cmd: str = "sleep 3600", restart: str = "Always")
 
 
 def wait(k8s, ns, name, pred, timeout=90):
-    deadline = time.time() + timeout
-    while True:
-        p = k8s.read_namespaced_pod(name, ns)
-        if pred(p):
-            return p
-        if time.time() > deadline:
-            raise AssertionError(f"{name}: {p.status}")
-        time.sleep(0.3)
+    return wait_pod(k8s, ns, name, pred, timeout, every=0.3)
 
 
 def events(k8s, ns, name):

@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.stream import portforward, stream
 
-from .conftest import kperflab, needs_root
+from .conftest import kperflab, needs_root, wait_pod
 
 KUBECTL = shutil.which("kubectl")
 pytestmark = [pytest.mark.lab, needs_root]
@@ -48,14 +48,7 @@ def busybox(name, cmd, image="busybox:1.37", policy=None, **extra):
 
 
 def wait(k8s, ns, name, pred, timeout=60):
-    deadline = time.time() + timeout
-    while True:
-        p = k8s.read_namespaced_pod(name, ns)
-        if pred(p):
-            return p
-        if time.time() > deadline:
-            raise AssertionError(f"{name}: {p.status}")
-        time.sleep(0.2)
+    return wait_pod(k8s, ns, name, pred, timeout, every=0.2)
 
 
 def running(p):

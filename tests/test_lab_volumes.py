@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from kubernetes.client.rest import ApiException
 
-from .conftest import needs_root
+from .conftest import needs_root, wait_pod
 
 KUBECTL = shutil.which("kubectl")
 MiB = 1 << 20
@@ -44,14 +44,7 @@ def box(name, cmd, mounts=(), **extra):
 
 
 def wait(k8s, ns, name, pred, timeout=60):
-    deadline = time.time() + timeout
-    while True:
-        p = k8s.read_namespaced_pod(name, ns)
-        if pred(p):
-            return p
-        if time.time() > deadline:
-            raise AssertionError(f"{name}: {p.status}")
-        time.sleep(0.3)
+    return wait_pod(k8s, ns, name, pred, timeout, every=0.3)
 
 
 def running(p):

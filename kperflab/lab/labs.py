@@ -250,18 +250,7 @@ def lab_processes(lab_id: str) -> list[int]:
     return processes_by_lab().get(lab_id, [])
 
 
-def _mounts_under(root: Path) -> list[str]:
-    prefix = str(root).rstrip("/") + "/"
-    out = []
-    try:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                target = line.split()[1].replace("\\040", " ")
-                if target.startswith(prefix) or target == prefix[:-1]:
-                    out.append(target)
-    except OSError:
-        pass
-    return sorted(out, key=len, reverse=True)
+_mounts_under = loopfs.mounts_under  # mount points at or under a path, deepest first
 
 
 @dataclass
