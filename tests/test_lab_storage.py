@@ -658,3 +658,36 @@ def test_a_killed_labs_volumes_are_removed_by_recovery(tmp_path):
     finally:
         kperflab(home, "lab", "down")
         labs.remove_dead(home / "lab")
+
+
+@pytest.mark.lab
+def test_a_generic_ephemeral_volume_gets_its_own_claim_that_goes_with_the_pod(storage_lab, k8s, namespace):
+    """volumes[].ephemeral: the ephemeral volume controller makes the claim <pod>-<volume>, owned by the pod; the
+    scheduler refuses a same-named claim the pod does not own; the claim (and its Delete PV) go with the pod."""
+    lab, ns = storage_lab, namespace
+    spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "24Mi"}}}
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "eph"}, "spec": {
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": "busybox:1.37", "command": ["sh", "-c", "df -k /scratch | tail -1; sleep 600"],
+                        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}],
+        "volumes": [{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {
+            "metadata": {"labels": {"type": "scratch"}}, "spec": spec}}}]}}
+    kc(lab, "apply", "-n", ns, "-f", "-", input=json.dumps(doc))
+    until(lambda: phase(lab, ns, "eph") == "Running", what="Running")
+    pvc = get(lab, ns, "pvc", "eph-scratch")
+    ref = pvc["metadata"]["ownerReferences"][0]
+    assert (ref["kind"], ref["name"], ref["controller"]) == ("Pod", "eph", True) and pvc["metadata"]["labels"] == {"type": "scratch"}
+    assert pvc["status"]["phase"] == "Bound" and pvc["spec"]["storageClassName"] == "local"
+    pv_name = pvc["spec"]["volumeName"]
+    until(lambda: kc(lab, "logs", "-n", ns, "eph", check=False).strip(), what="df")
+    assert 16 << 10 < int(kc(lab, "logs", "-n", ns, "eph").split()[1]) <= 24 << 10  # the claim's own filesystem
+    kc(lab, "delete", "pod", "-n", ns, "eph", "--wait=true")
+    until(lambda: get(lab, ns, "pvc", "eph-scratch") is None, what="the claim gone with its pod")
+    until(lambda: get(lab, "", "pv", pv_name) is None, what="its PV deleted")
+    # a claim of that name that the pod does not own: the scheduler says so and does not bind the pod
+    kc(lab, "apply", "-n", ns, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                                              "metadata": {"name": "eph-scratch"}, "spec": spec}))
+    kc(lab, "apply", "-n", ns, "-f", "-", input=json.dumps(doc))
+    want = f"PVC {ns}/eph-scratch was not created for pod {ns}/eph (pod is not owner)"
+    until(lambda: any(r == "FailedScheduling" and want in m for r, m in events(k8s, ns, "eph")), what="FailedScheduling")
+    assert not (get(lab, ns, "pod", "eph")["spec"].get("nodeName"))

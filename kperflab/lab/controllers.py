@@ -4,6 +4,7 @@ heartbeat. One reconcile pass each, run in a loop."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from typing import Any
@@ -13,6 +14,7 @@ from .endpointslices import EndpointSliceController
 from .events import Recorder
 from .resources import TYPES
 from .storage import binding as volume_binding
+from .storage.api import default_pvc
 from .store import Store, rfc3339
 
 log = logging.getLogger("kperflab.lab.controllers")
@@ -34,6 +36,7 @@ class Controllers:
         self.sched_events = Recorder(store, "default-scheduler")
         self.job_events = Recorder(store, "job-controller")
         self.ds_events = Recorder(store, "daemonset-controller")
+        self.ephemeral_events = Recorder(store, "ephemeral_volume")
         self.endpointslices = EndpointSliceController(store)
 
     def run(self, stop: threading.Event) -> None:
@@ -46,6 +49,7 @@ class Controllers:
                 log.exception("controller pass failed")
 
     def reconcile(self) -> None:
+        self.ephemeral_volumes()
         self.schedule()
         self.namespaces()
         self.jobs()
@@ -246,8 +250,34 @@ class Controllers:
                 except errors.APIError:
                     pass
 
+    # -- ephemeral volume controller -----------------------------------------------------------------
+    def ephemeral_volumes(self) -> None:
+        """kube-controller-manager's ephemeral volume controller: for each generic ephemeral volume of a pod, the claim
+        ``<pod>-<volume>`` from its ``volumeClaimTemplate``, owned by the pod (so it goes with it)."""
+        pods, *_ = self.store.list("v1/pods", None, lambda p: any(
+            v.get("ephemeral") is not None for v in p.get("spec", {}).get("volumes") or [])
+            and not p["metadata"].get("deletionTimestamp"))
+        for pod in pods:
+            ns = pod["metadata"]["namespace"]
+            for name, template in volume_binding.ephemeral_claims(pod).items():
+                if self.store.try_get("v1/persistentvolumeclaims", ns, name) is not None:
+                    continue  # ours, or someone else's (the scheduler says so)
+                meta = template.get("metadata") or {}
+                pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {
+                    "name": name, "namespace": ns, "labels": dict(meta.get("labels") or {}),
+                    "annotations": dict(meta.get("annotations") or {}),
+                    "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": pod["metadata"]["name"],
+                                         "uid": pod["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]},
+                    "spec": copy.deepcopy(template.get("spec") or {})}
+                default_pvc(pvc)
+                try:
+                    self.store.create("v1/persistentvolumeclaims", pvc)
+                except errors.APIError as exc:
+                    self.ephemeral_events.event(pod, "Warning", "FailedBinding", f"create PVC {name}: {exc}")
+
     # -- garbage collector -----------------------------------------------------------------------
     def garbage_collect(self) -> None:
+        self._collect_pod_owned_claims()
         owners = set()
         for key in ("batch/v1/jobs", "apps/v1/daemonsets"):
             items, *_ = self.store.list(key)
@@ -260,5 +290,26 @@ class Controllers:
                 try:
                     self.store.mark_deleting("v1/pods", p["metadata"]["namespace"], p["metadata"]["name"],
                                              p["spec"].get("terminationGracePeriodSeconds", 30))
+                except errors.APIError:
+                    pass
+
+    def _collect_pod_owned_claims(self) -> None:
+        """Claims owned by a pod that is gone (generic ephemeral volumes) are deleted, as the garbage collector does."""
+        claims, *_ = self.store.list("v1/persistentvolumeclaims", None, lambda c: any(
+            r.get("kind") == "Pod" for r in c["metadata"].get("ownerReferences") or [])
+            and not c["metadata"].get("deletionTimestamp"))
+        if not claims:
+            return
+        pods, *_ = self.store.list("v1/pods")
+        live = {p["metadata"]["uid"] for p in pods}
+        for c in claims:
+            refs = [r for r in c["metadata"].get("ownerReferences") or [] if r.get("kind") == "Pod"]
+            if not any(r.get("uid") in live for r in refs):
+                ns, name = c["metadata"]["namespace"], c["metadata"]["name"]
+                try:  # as a DELETE does: held by its finalizers (pvc-protection) until they are removed
+                    if c["metadata"].get("finalizers"):
+                        self.store.mark_deleting("v1/persistentvolumeclaims", ns, name, 0)
+                    else:
+                        self.store.remove("v1/persistentvolumeclaims", ns, name)
                 except errors.APIError:
                     pass

@@ -30,8 +30,30 @@ class Verdict:
 
 
 def claims_of(pod: Obj) -> list[str]:
-    return [v["persistentVolumeClaim"]["claimName"] for v in (pod.get("spec") or {}).get("volumes") or []
-            if (v.get("persistentVolumeClaim") or {}).get("claimName")]
+    """The claims a pod uses: its persistentVolumeClaim volumes, and ``<pod>-<volume>`` for each generic ephemeral
+    volume (the claim the ephemeral volume controller makes for it)."""
+    out = []
+    for v in (pod.get("spec") or {}).get("volumes") or []:
+        if (v.get("persistentVolumeClaim") or {}).get("claimName"):
+            out.append(v["persistentVolumeClaim"]["claimName"])
+        elif v.get("ephemeral") is not None:
+            out.append(ephemeral_claim_name(pod, v))
+    return out
+
+
+def ephemeral_claim_name(pod: Obj, volume: Obj) -> str:
+    return f"{pod['metadata']['name']}-{volume['name']}"
+
+
+def ephemeral_claims(pod: Obj) -> dict[str, Obj]:
+    """claim name → the ephemeral volume's ``volumeClaimTemplate``."""
+    return {ephemeral_claim_name(pod, v): (v["ephemeral"] or {}).get("volumeClaimTemplate") or {}
+            for v in (pod.get("spec") or {}).get("volumes") or [] if v.get("ephemeral") is not None}
+
+
+def owned_by(obj: Obj, pod: Obj) -> bool:
+    return any(r.get("uid") == pod["metadata"].get("uid") and r.get("controller")
+               for r in obj["metadata"].get("ownerReferences") or [])
 
 
 def check(store: Store, pod: Obj, node_name: str) -> Verdict:
@@ -39,11 +61,18 @@ def check(store: Store, pod: Obj, node_name: str) -> Verdict:
     if not names:
         return Verdict(True)
     ns = pod["metadata"]["namespace"]
+    ephemeral = ephemeral_claims(pod)
     claims = []
     for name in dict.fromkeys(names):
         pvc = store.try_get(PVCS, ns, name)
+        if pvc is None and name in ephemeral:
+            return Verdict(False, "0/1 nodes are available: waiting for ephemeral volume controller to create the "
+                                  f'persistentvolumeclaim "{name}". {PREEMPTION}')
         if pvc is None:
             return Verdict(False, f'0/1 nodes are available: persistentvolumeclaim "{name}" not found. {PREEMPTION}')
+        if name in ephemeral and not owned_by(pvc, pod):
+            return Verdict(False, f"0/1 nodes are available: PVC {ns}/{name} was not created for pod "
+                                  f"{ns}/{pod['metadata']['name']} (pod is not owner). {PREEMPTION}")
         if pvc["metadata"].get("deletionTimestamp"):
             return Verdict(False, f'0/1 nodes are available: persistentvolumeclaim "{name}" is being deleted. {PREEMPTION}')
         claims.append(pvc)

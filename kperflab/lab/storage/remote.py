@@ -141,6 +141,8 @@ class StorageServer:
                         continue
                 with self._lock:
                     self._children = [c for c in self._children if c.poll() is None] + [child]
+                # reaped as soon as its connection ends (the kubelet's node leaves no zombies behind)
+                threading.Thread(target=child.wait, name="sftp-reaper", daemon=True).start()
         finally:
             log_file.close()
 
