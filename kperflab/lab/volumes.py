@@ -53,6 +53,7 @@ SUPPORTED = ("emptyDir", "hostPath", "configMap", "secret", "downwardAPI", "proj
 API_DATA = ("configMap", "secret", "downwardAPI", "projected")  # always mounted read-only
 ATTACH_AND_MOUNT_TIMEOUT = 123.0  # podAttachAndMountTimeout: 2m3s
 RETRY_INITIAL, RETRY_MAX = 0.5, 122.0  # the operation executor's exponential back-off
+REFRESH_PERIOD = 5.0  # how often configMap/secret/downwardAPI/projected files are compared with their objects
 DEFAULT_MODE = 0o644
 
 
@@ -94,6 +95,7 @@ class PodVolumes:
     unprocessed: dict[str, str] = field(default_factory=dict)
     warned: set[str] = field(default_factory=set)
     ready: bool = False
+    refreshed: float = 0.0  # when its API-data volumes were last compared with their objects
 
 
 # -- quantities as Go's resource.Quantity.String() writes them ---------------------------------------------------
@@ -633,11 +635,14 @@ class VolumeManager:
                       "references non-existent secret key")
 
     def refresh(self, pod: Obj) -> None:
-        """Rewrite the pod's configMap, secret, downwardAPI and projected volumes whose content changed (the
-        kubelet does it on its periodic sync); a source that went missing leaves the last files in place."""
+        """Rewrite the pod's configMap, secret, downwardAPI and projected volumes whose content changed, at most every
+        REFRESH_PERIOD (the kubelet does it on its periodic sync, about a minute); a source that went missing leaves
+        the last files in place."""
         pv = self.pods.get(pod["metadata"]["uid"])
-        if pv is None:
+        now = self.clock()
+        if pv is None or now - pv.refreshed < REFRESH_PERIOD:  # the sync loop runs twice a second; this need not
             return
+        pv.refreshed = now
         specs = {v.get("name"): v for v in (pod.get("spec") or {}).get("volumes") or [] if isinstance(v, dict)}
         for vol in pv.volumes.values():
             if vol.kind not in API_DATA or vol.name not in specs:

@@ -40,7 +40,7 @@ import socket
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,26 +153,9 @@ class Registry:
         raise AssertionError("unreachable")
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                tail = " ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-2:])
-                raise RegistryError(f"The lab's registry (docker-registry on {self.host}) exited with status "
-                                    f"{self.proc.returncode}: {tail}", hint=f"See {self.log_path}.")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/v2/")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return
-                conn.close()
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RegistryError(f"The lab's registry on {self.host} did not answer GET /v2/ within {timeout:g} s.",
-                                    hint=f"See {self.log_path}.")
-            time.sleep(0.02)
+        assert self.proc is not None
+        wait_ready(self.proc, lambda: http.client.HTTPConnection("127.0.0.1", self.port, timeout=1),
+                   f"The lab's registry (docker-registry on {self.host})", self.log_path, timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; the process is reaped."""
@@ -242,6 +225,30 @@ class Registry:
     def catalog(self) -> list[str]:
         """The repositories the registry holds (``GET /v2/_catalog``, every page)."""
         return repositories(self.url)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], connect: Callable[[], http.client.HTTPConnection], what: str,
+               log_path: Path, timeout: float, every: float = 0.02) -> None:
+    """Until a docker-registry answers ``GET /v2/`` with 200 over ``connect()``; a RegistryError naming ``what`` and
+    the log's last lines when it exits or does not answer within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            tail = " ".join(log_path.read_text(errors="replace").strip().splitlines()[-2:])
+            raise RegistryError(f"{what} exited with status {proc.returncode}: {tail}", hint=f"See {log_path}.")
+        try:
+            conn = connect()
+            try:
+                conn.request("GET", "/v2/")
+                if conn.getresponse().status == 200:
+                    return
+            finally:
+                conn.close()
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RegistryError(f"{what} did not answer GET /v2/ within {timeout:g} s.", hint=f"See {log_path}.")
+        time.sleep(every)
 
 
 def _link_file(path: Path, digest: str) -> None:

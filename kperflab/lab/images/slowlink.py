@@ -33,7 +33,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from typing import Any
 from ...errors import BadInput
 from ..network.podnet import in_netns, wait_for_own_netns
 from .pull import Endpoint
-from .registry import RegistryError
+from .registry import RegistryError, wait_ready
 
 SLOW_HOST = "slow-registry.kperflab.internal"
 DEFAULT_BANDWIDTH = "100mbit"
@@ -144,28 +143,14 @@ class SlowRegistry:
         return self
 
     def _wait_ready(self, timeout: float, log_path: Path) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                tail = " ".join(log_path.read_text(errors="replace").strip().splitlines()[-2:])
-                raise RegistryError(f"The lab's slow registry exited with status {self.proc.returncode}: {tail}",
-                                    hint=f"See {log_path}.")
-            try:
-                sock = self.dial(self.ip, PORT, 1.0)
-                conn = http.client.HTTPConnection(self.ip, PORT, timeout=1)
-                conn.sock = sock
-                conn.request("GET", "/v2/")
-                ok = conn.getresponse().status == 200
-                conn.close()
-                if ok:
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RegistryError(f"The lab's slow registry on {self.ip}:{PORT} did not answer within {timeout:g} s.",
-                                    hint=f"See {log_path}.")
-            time.sleep(0.05)
+        assert self.proc is not None
+
+        def connect() -> http.client.HTTPConnection:
+            conn = http.client.HTTPConnection(self.ip, PORT, timeout=1)
+            conn.sock = self.dial(self.ip, PORT, 1.0)  # inside the node's network namespace
+            return conn
+
+        wait_ready(self.proc, connect, f"The lab's slow registry on {self.ip}:{PORT}", log_path, timeout, every=0.05)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the process (its namespace, veth and qdiscs go with it) and release its address."""
