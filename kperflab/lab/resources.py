@@ -64,7 +64,7 @@ TYPES: list[ResourceType] = [
     ResourceType("", "v1", "Event", "events", short_names=("ev",), fields=EVENT_FIELDS),
     ResourceType("", "v1", "ConfigMap", "configmaps", short_names=("cm",)),
     ResourceType("", "v1", "Secret", "secrets"),
-    ResourceType("", "v1", "ServiceAccount", "serviceaccounts", short_names=("sa",)),
+    ResourceType("", "v1", "ServiceAccount", "serviceaccounts", short_names=("sa",), subresources=("token",)),
     ResourceType("", "v1", "Service", "services", short_names=("svc",), categories=("all",), subresources=("status", "proxy"),
                  validate=v.service, default=v.default_service, has_status=True),
     ResourceType("", "v1", "Endpoints", "endpoints", short_names=("ep",)),
@@ -81,6 +81,21 @@ TYPES: list[ResourceType] = [
                  default=v.default_job, has_status=True),
     ResourceType("apps", "v1", "DaemonSet", "daemonsets", short_names=("ds",), categories=("all",), subresources=("status",),
                  validate=v.daemonset, default=v.default_daemonset, has_status=True),
+    ResourceType("apps", "v1", "Deployment", "deployments", short_names=("deploy",), categories=("all",),
+                 subresources=("status", "scale"), has_status=True),
+    ResourceType("apps", "v1", "ReplicaSet", "replicasets", short_names=("rs",), categories=("all",),
+                 subresources=("status", "scale"), has_status=True),
+    ResourceType("apps", "v1", "StatefulSet", "statefulsets", short_names=("sts",), categories=("all",),
+                 subresources=("status", "scale"), has_status=True),
+    ResourceType("apps", "v1", "ControllerRevision", "controllerrevisions"),
+    ResourceType("", "v1", "ReplicationController", "replicationcontrollers", short_names=("rc",), categories=("all",),
+                 subresources=("status", "scale"), has_status=True),
+    ResourceType("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", short_names=("hpa",),
+                 categories=("all",), subresources=("status",), has_status=True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+    ResourceType("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
+    ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", namespaced=False),
+    ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False),
     ResourceType("coordination.k8s.io", "v1", "Lease", "leases"),
     ResourceType("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", namespaced=False,
                  verbs=("create",)),
@@ -88,6 +103,11 @@ TYPES: list[ResourceType] = [
                  verbs=("create",)),
     ResourceType("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", namespaced=False,
                  verbs=("create",)),
+    ResourceType("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", namespaced=False,
+                 verbs=("create",)),
+    ResourceType("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
+                 verbs=("create",)),
+    ResourceType("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False, verbs=("create",)),
 ]
 
 BY_PATH: dict[tuple[str, str, str], ResourceType] = {(t.group, t.version, t.plural): t for t in TYPES}
@@ -117,12 +137,16 @@ def api_resource_list(group: str, version: str, extra: list[Obj] | None = None) 
             entry["categories"] = list(t.categories)
         resources.append(entry)
         for sub in t.subresources:
-            sub_kind = {"log": "Pod", "status": t.kind, "eviction": "Eviction", "binding": "Binding",
+            sub_kind = {"log": "Pod", "status": t.kind, "eviction": "Eviction", "binding": "Binding", "scale": "Scale",
+                        "token": "TokenRequest",
                         "proxy": "NodeProxyOptions" if t.kind == "Node" else f"{t.kind}ProxyOptions"}.get(sub, t.kind)
             verbs = {"log": ["get"], "status": ["get", "patch", "update"], "proxy": ["create", "delete", "get", "patch", "update"],
-                     "eviction": ["create"], "binding": ["create"], "finalize": ["update"]}.get(sub, ["get"])
-            resources.append({"name": f"{t.plural}/{sub}", "singularName": "", "namespaced": t.namespaced,
-                              "kind": sub_kind, "verbs": verbs})
+                     "eviction": ["create"], "binding": ["create"], "finalize": ["update"], "scale": ["get", "patch", "update"],
+                     "token": ["create"]}.get(sub, ["get"])
+            entry = {"name": f"{t.plural}/{sub}", "singularName": "", "namespaced": t.namespaced, "kind": sub_kind, "verbs": verbs}
+            if sub in ("scale", "token"):  # their kinds live in another group, as kube-apiserver's discovery says
+                entry.update({"group": "autoscaling" if sub == "scale" else "authentication.k8s.io", "version": "v1"})
+            resources.append(entry)
     resources += extra or []
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
             "resources": resources}
