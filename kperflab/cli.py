@@ -2,6 +2,7 @@
 
     kperflab doctor [--json]
     kperflab lab up|down|status|logs
+    kperflab lab user add|list|remove
     kperflab clean
     kperflab workshop
 
@@ -63,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--size", help="its size, e.g. 10MB, 100MB, 500MB (incompressible bytes)")
     images.add_argument("--layers", type=int, default=1, help="how many layers it has (default 1)")
     images.add_argument("--compressible", action="store_true", help="compressible bytes instead of random ones")
+    user = labsub.add_parser("user", help="participant users: ServiceAccount-backed tokens and kubeconfigs, under RBAC")
+    usersub = user.add_subparsers(dest="user_command", metavar="ACTION")
+    usersub.required = True
+    add = usersub.add_parser("add", help="make (or refresh) a user and write $KPERFLAB_HOME/users/NAME.kubeconfig")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--namespace", "-n", help="its namespace, made if missing (default kperflab-users)")
+    add.add_argument("--clusterrole", help="bind this ClusterRole to it (in --namespace, else cluster-wide)")
+    usersub.add_parser("list", help="the users `user add` made")
+    rm = usersub.add_parser("remove", help="delete a user's ServiceAccount, bindings and kubeconfig")
+    rm.add_argument("name", metavar="NAME")
     logs = labsub.add_parser("logs", help="show the lab's own log")
     logs.add_argument("--tail", type=int, default=100, help="lines from the end (0: all)")
     serve = labsub.add_parser("serve", help=argparse.SUPPRESS)
@@ -119,6 +130,16 @@ def _lab(args: argparse.Namespace) -> int:
         return control.status()
     if args.lab_command == "logs":
         return control.logs(args.tail)
+    if args.lab_command == "user":
+        try:
+            if args.user_command == "add":
+                return control.user_add(args.name, args.namespace, args.clusterrole)
+            if args.user_command == "remove":
+                return control.user_remove(args.name)
+        except BadInput as exc:  # a bad name: one line, exit 2
+            print(f"kperflab: {exc}", file=sys.stderr)
+            return 2
+        return control.user_list()
     if args.lab_command == "images":
         return control.images(args.add, args.size, args.layers, args.compressible)
     if args.lab_command == "serve":

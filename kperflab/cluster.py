@@ -54,8 +54,9 @@ def load(kubeconfig: str | os.PathLike[str] | None = None, context: str | None =
             try:
                 config.load_incluster_config(client_configuration=cfg)
             except Exception as exc:  # noqa: BLE001 - a pod without a service account token
-                raise ConfigError(f"In a pod, but the in-cluster config cannot be used ({_one_line(exc)}).",
-                                  hint="Mount a service account token, or point KUBECONFIG at a kubeconfig.") from None
+                raise ConfigError(f"In a pod, but the in-cluster config cannot be used ({_one_line(exc).rstrip('.')}).",
+                                  hint="Mount a service account token (automountServiceAccountToken), or point "
+                                       "KUBECONFIG at a kubeconfig.") from None
             cfg.retries = 0
             cfg.connection_pool_maxsize = POOL_SIZE
             ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

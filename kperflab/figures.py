@@ -84,3 +84,27 @@ def latency_percentiles(df: pd.DataFrame, pcts: tuple[float, ...], panels: dict[
     fig.update_xaxes(type="log", title_text="latency (µs, log scale)")
     fig.update_yaxes(title_text="percentile of operations", row=1, col=1)
     return _finish(fig, title)
+
+
+def autoscaling(df: pd.DataFrame, target: float, load_on: float | None = None, load_off: float | None = None,
+                title: str = "An HPA under a load step") -> go.Figure:
+    """Utilisation (% of request: the metrics API's readings, the HPA's status) above, replicas (the Deployment's
+    spec, ready pods) below, the target as a dashed line and the load step shaded. ``df``: time, series, value."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("CPU utilisation (% of request)", "replicas"))
+    for i, (series, part) in enumerate(df.groupby("series", sort=True)):
+        row = 1 if series.startswith("utilisation") else 2
+        step = series.startswith("replicas") or "HPA" in series
+        line = {"color": px.colors.qualitative.Plotly[i % 10], **({"shape": "hv"} if step else {})}
+        fig.add_trace(go.Scatter(x=part["time"], y=part["value"], name=str(series), mode="lines" if step else "lines+markers",
+                                 line=line, marker={"size": 5}), row=row, col=1)
+    fig.add_hline(y=target, line_dash="dash", annotation_text=f"target {target:g}%", annotation_position="top left",
+                  row=1, col=1)
+    if load_on is not None:
+        end = pd.Timestamp(load_off, unit="s", tz="UTC") if load_off is not None else df["time"].max()
+        fig.add_vrect(x0=pd.Timestamp(load_on, unit="s", tz="UTC"), x1=end, fillcolor="gray", opacity=0.15, line_width=0,
+                      annotation_text="load", annotation_position="top left", row="all", col=1)
+    fig.update_yaxes(title="%", row=1, col=1, rangemode="tozero")
+    fig.update_yaxes(title="pods", row=2, col=1, rangemode="tozero", dtick=1)
+    fig.update_xaxes(title="time (UTC)", row=2, col=1)
+    return _finish(fig, title).update_layout(height=520)

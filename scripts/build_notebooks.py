@@ -465,10 +465,11 @@ MEASURING = [
    `/metrics/resource`, `/metrics/cadvisor` → metrics-server → `metrics.k8s.io` → `kubectl top`;
 2. reproduce `kubectl top`'s numbers exactly, rounding included;
 3. see the metrics API's window and resolution lag against the cgroup counters;
-4. tell working set, RSS and page cache apart — and why `kubectl top` can show little before an `OOMKilled`.
+4. tell working set, RSS and page cache apart — and why `kubectl top` can show little before an `OOMKilled`;
+5. follow a HorizontalPodAutoscaler's decision through each lag of the chain, up under load and down again.
 
-**Time:** about 30 minutes. **Needs:** a cluster with `metrics.k8s.io` (metrics-server, or the lab) and `nodes/proxy`
-for the kubelet endpoints. Facts below are for Kubernetes 1.37 (metrics.k8s.io v1 is GA there; metrics-server 0.9
+**Time:** about 35 minutes. **Needs:** a cluster with `metrics.k8s.io` (metrics-server, or the lab) and `nodes/proxy`
+for the kubelet endpoints; section 6 creates a Deployment and a HorizontalPodAutoscaler in its own namespace. Facts below are for Kubernetes 1.37 (metrics.k8s.io v1 is GA there; metrics-server 0.9
 serves v1beta1). **Previous:** 03 · Networking."""),
     ("params", """# Parameters (papermill injects its own values after this cell)
 kubeconfig = None
@@ -477,9 +478,12 @@ namespace = None
 quick = False
 solutions = False
 phases = ((0.2, 20), (1.0, 20), (0.3, 15))   # (cores, seconds) of the changing load
-cache_mib = 256                              # page cache to fill"""),
+cache_mib = 256                              # page cache to fill
+hpa_load = (15, 40)                          # the HPA's load step: starts (s after the Deployment), lasts (s)
+hpa_window = 30                              # the HPA's scale-down stabilisation window (s), in its behavior"""),
     ("code", """if quick:
     phases, cache_mib = ((0.2, 8), (1.0, 10), (0.3, 5)), 128
+    hpa_load, hpa_window = (6, 16), 20
 """ + CONNECT + """
 from kperflab.experiments import measuring
 ws = cluster.workspace("measuring").open()  # for the burner several cells read; deleted in the last cell (or at kernel exit, or by `kperflab clean`)"""),
@@ -544,7 +548,34 @@ The metrics API samples; a spike between two samples is invisible to it. The cgr
 cAdvisor exposes that as `container_oom_events_total`, and the pod's status says `OOMKilled`."""),
     ("code", """spike = measuring.short_spike(cluster)
 spike.show()"""),
-    ("md", """## 6. A live dashboard
+    ("md", """## 6. An autoscaler's chain of lags
+
+A HorizontalPodAutoscaler (`autoscaling/v2`) reads the same `metrics.k8s.io` as `kubectl top`. Between a load step
+and a new pod that takes its share stand: the kubelet's next **sample** (the metrics resolution) and the **window**
+the rate is averaged over, the HPA's **sync** (every 15 s: kube-controller-manager's
+`--horizontal-pod-autoscaler-sync-period`, a cluster setting), and **pod start**. Going down, the HPA also waits out
+a **stabilisation window**: 300 s by default (`--horizontal-pod-autoscaler-downscale-stabilization`). Here the
+HPA sets a shorter one in its own `spec.behavior.scaleDown.stabilizationWindowSeconds` — an API field, so this
+runs the same on any cluster (Kubernetes 1.23+, where `autoscaling/v2` is GA; facts for 1.32).
+
+Below: a Deployment whose pods request 50m CPU and burn 0.1 cores during the load step (every replica, new ones
+too), an HPA with a 50 % target and at most 4 replicas. Each lag comes from this run's timestamps."""),
+    ("code", """hpa = measuring.autoscaling(cluster, params=measuring.HPAParams(load_from=hpa_load[0], load_seconds=hpa_load[1],
+                                                                window=hpa_window))  # in a workspace of its own
+hpa.show()
+if not hpa.skipped:
+    display(measuring.lag_table(hpa))"""),
+    ("md", """### Exercise 3 — the utilisation the HPA sees
+Each pod requests `50m` of CPU and burns 0.1 cores while the load runs. What utilisation, in percent of the request,
+does the HPA compute for these pods (a whole number)? The check compares your answer with the highest utilisation the
+HPA's own status (`status.currentMetrics`) reported during the load."""),
+    ("code", """answer_percent = None  # percent of the CPU request"""),
+    ("solution", """if solutions:
+    answer_percent = 100 * 0.1 / 0.050"""),
+    ("code", """exercises.check(answer_percent, hpa.data.get("hpa_utilization"), tolerance=40, unit="%", strict=solutions,
+                unavailable=hpa.skipped or "the HPA reported no utilisation during the load",
+                why="usage ÷ request × 100, summed over the pods the HPA counts (pods still starting are left out).")"""),
+    ("md", """## 7. A live dashboard
 
 For people: a live `kubectl top` of this workspace (start/stop, refresh interval). Run headless (papermill, CI),
 it shows one snapshot instead."""),
@@ -558,11 +589,14 @@ live_top(cluster, namespace=ws.namespace)"""),
 - CPU in the metrics API is a rate over a window; it trails real changes by up to one resolution plus one window.
 - Memory is the working set, which includes active page cache; RSS and cache tell you what it is made of.
 - A spike shorter than the resolution never shows in `kubectl top`; the OOM counter and the pod status do.
+- An HPA acts on that same averaged CPU, at its own 15 s sync, and new pods still have to start: scaling up trails
+  a load step by all of these. Scaling down waits for the stabilisation window (300 s unless `behavior` says less).
 
 Read more: [Resource metrics pipeline](https://kubernetes.io/docs/tasks/debug/debug-cluster/resource-metrics-pipeline/) ·
 [Node metrics data](https://kubernetes.io/docs/reference/instrumentation/node-metrics/) ·
 [metrics-server](https://github.com/kubernetes-sigs/metrics-server) ·
-[kubectl top](https://kubernetes.io/docs/reference/kubectl/generated/kubectl_top/)"""),
+[kubectl top](https://kubernetes.io/docs/reference/kubectl/generated/kubectl_top/) ·
+[Horizontal Pod Autoscaling](https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/)"""),
     ("code", """ws.close()  # delete this notebook's workspace"""),
 ]
 

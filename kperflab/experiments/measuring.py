@@ -400,3 +400,358 @@ def short_spike(cluster: Any, ws: Any = None, base: int = 16 * MiB, limit: str =
                              hlines={f"limit {limit}": limit_b / MiB})
     return Result(df, fig, finding, {"oom_events": ooms, "top_max": top_max, "exit_code": term.exit_code,
                                      "spike_seconds": lasted, "reading_spacing_seconds": spacing})
+
+
+# -- the HorizontalPodAutoscaler: each lag in the chain ---------------------------------------------------
+
+# Each pod is idle until LOAD_FROM (epoch s), burns CORES until LOAD_UNTIL, then idles again: a load step that every
+# replica gets, new ones included (a per-pod load; it does not spread over replicas as a Service's requests would).
+# The burn steers by the process's own CPU clock, so it uses CORES whatever sleeping and scheduling cost.
+_LOAD_STEP = workloads._PRELUDE + """
+def burn(cores, seconds):
+    t0, c0 = time.monotonic(), time.process_time()
+    while (now := time.monotonic()) < t0 + seconds:
+        if time.process_time() - c0 < cores * (now - t0):
+            x = time.perf_counter()
+            while time.perf_counter() - x < 0.002:
+                pass
+        else:
+            time.sleep(0.005)
+on, off, cores = float(os.environ["LOAD_FROM"]), float(os.environ["LOAD_UNTIL"]), float(os.environ["CORES"])
+emit(event="start")
+while time.time() < on:
+    time.sleep(min(0.1, max(0.0, on - time.time())))
+if time.time() < off:
+    emit(event="load", cores=cores)
+    burn(cores, off - time.time())
+emit(event="idle")
+while True:
+    time.sleep(3600)
+"""
+
+
+@dataclass
+class HPAParams:
+    """What the HPA experiment sets up: a Deployment whose pods request ``request`` CPU and burn ``cores`` between
+    ``load_from`` and ``load_from + load_seconds`` seconds after it is created; an HPA with ``target`` percent of
+    request, ``min_replicas``..``max_replicas``, and ``behavior.scaleDown.stabilizationWindowSeconds`` = ``window``."""
+
+    request: str = "50m"
+    cores: float = 0.1
+    target: int = 50
+    min_replicas: int = 1
+    max_replicas: int = 4
+    load_from: float = 10.0
+    load_seconds: float = 30.0
+    window: int = 20
+
+
+def hpa_manifests(name: str, p: HPAParams, load_at: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Deployment and the HorizontalPodAutoscaler (autoscaling/v2), as plain manifests any cluster takes."""
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "kperflab"}
+    env = {"LOAD_FROM": f"{load_at:.3f}", "LOAD_UNTIL": f"{load_at + p.load_seconds:.3f}", "CORES": p.cores}
+    container = {"name": "main", "image": workloads.IMAGE, "command": ["python", "-c", _LOAD_STEP],
+                 "env": [{"name": k, "value": str(v)} for k, v in env.items()],
+                 "resources": {"requests": {"cpu": workloads.quantity(p.request, "request"), "memory": "32Mi"},
+                               "limits": {"cpu": "1", "memory": "64Mi"}}}
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
+           "spec": {"replicas": p.min_replicas, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                    "template": {"metadata": {"labels": labels},
+                                 "spec": {"terminationGracePeriodSeconds": 1, "containers": [container]}}}}
+    hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": name, "labels": labels},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                    "minReplicas": p.min_replicas, "maxReplicas": p.max_replicas,
+                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                        "type": "Utilization", "averageUtilization": p.target}}}],
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": p.window}}}}
+    return dep, hpa
+
+
+def _ts(t: Any) -> float | None:
+    """A client timestamp (datetime or RFC 3339 string) → epoch seconds."""
+    if t is None:
+        return None
+    if isinstance(t, str):
+        return pd.Timestamp(t).timestamp()
+    return t.timestamp()
+
+
+def _ready_at(pod: Any) -> float | None:
+    for c in pod.status.conditions or []:
+        if c.type == "Ready" and c.status == "True":
+            return _ts(c.last_transition_time)
+    return None
+
+
+def _fmt(seconds: float | None) -> str:
+    return f"{seconds:.1f} s" if seconds is not None else "not measured"
+
+
+def _hpa_lags(p: HPAParams, load_on: float | None, load_off: float | None, readings: list[dict[str, Any]],
+              scale: list[dict[str, Any]], pods: list[dict[str, Any]],
+              statuses: list[dict[str, Any]] | None = None) -> dict[str, float | None]:
+    """The chain's lags from the run's timestamps (epoch s). ``readings``: metrics API readings (sample time ``t``,
+    ``window`` s, ``util`` % of request, ``seen`` when the poll first saw it); ``scale``: observed spec.replicas
+    changes (``seen``, ``from``, ``to``); ``pods``: created/ready times of the pods."""
+    out: dict[str, float | None] = dict.fromkeys((
+        "sample", "served", "hpa_sync", "pod_start", "up_total", "down_sample", "down_decision", "down_total", "held",
+        "window_s", "early", "pre_util"))
+    up = next((s for s in scale if s["to"] > s["from"]), None)
+    if load_on is not None:
+        # the metrics API's timestamps are whole seconds (truncated): a sample stamped t was taken in [t, t + 1)
+        first = next((r for r in readings if r["t"] + 1 > load_on and r["util"] > p.target), None)
+        if up is not None and up["seen"] < load_on:
+            out["early"] = load_on - up["seen"]  # scaled up before the load: something else crossed the target
+            out["pre_util"] = max((r["util"] for r in readings if r["t"] <= load_on), default=None)
+            up = None
+        if first is not None:
+            out["sample"] = max(0.0, first["t"] - load_on)  # the next kubelet sample + enough of the window under load
+            out["served"] = max(0.0, first["seen"] - first["t"])  # until the metrics API served it (our poll: ±0.5 s)
+            out["window_s"] = first["window"]
+            if up is not None:
+                out["hpa_sync"] = max(0.0, up["seen"] - first["seen"])
+        if up is not None:
+            new = [q for q in pods if q["created"] is not None and q["created"] >= up["seen"] - 2 and q["ready"] is not None]
+            if new:
+                out["pod_start"] = max(q["ready"] - q["created"] for q in new)
+                out["up_total"] = max(0.0, max(q["ready"] for q in new) - load_on)
+    down = next((s for s in scale if s["to"] < s["from"] and load_off is not None and s["seen"] > load_off), None)
+    if load_off is not None:
+        low = next((r for r in readings if r["t"] > load_off and r["util"] <= p.target), None)
+        if low is not None:
+            out["down_sample"] = low["seen"] - load_off
+            if down is not None:
+                out["down_decision"] = down["seen"] - low["seen"]
+        if down is not None:
+            out["down_total"] = down["seen"] - load_off
+            # a sync that kept the replicas although the metrics were low: the stabilisation window at work
+            held = next((s for s in statuses or [] if load_off < s["seen"] < down["seen"]
+                         and s.get("able") == "ScaleDownStabilized"), None)
+            if held is not None:
+                out["held"] = held["seen"] - load_off
+    return out
+
+
+@carry_on
+def autoscaling(cluster: Any, ws: Any = None, params: HPAParams | None = None, poll: float = 0.5,
+                progress: bool = True) -> Result:
+    """A Deployment with a CPU request, an HPA on it (autoscaling/v2, a short scale-down stabilisation window set in
+    its ``behavior``), and a load step: scale up, then down. Every lag of the chain is measured from this run's
+    timestamps: the kubelet's sample and the metrics API's window, the HPA's sync, pod start; then the scale-down
+    after the load ends."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.utils import parse_quantity
+    from tqdm.auto import tqdm
+
+    from ..cluster import translate
+
+    p = params or HPAParams()
+    name = "autoscaled"
+    with _own(cluster, ws, "autoscaling") as ws:
+        apps, auto = client.AppsV1Api(cluster.api), client.AutoscalingV2Api(cluster.api)
+        ns, selector = ws.namespace, f"app.kubernetes.io/name={name}"
+        t0 = time.time()
+        dep, hpa = hpa_manifests(name, p, t0 + p.load_from)
+        created: list[str] = []
+        try:
+            try:
+                apps.create_namespaced_deployment(ns, dep, _request_timeout=cluster.timeout)
+                created.append("deployment")
+                auto.create_namespaced_horizontal_pod_autoscaler(ns, hpa, _request_timeout=cluster.timeout)
+                created.append("hpa")
+            except ApiException as exc:
+                if exc.status == 404:
+                    return Result.skip(f"this cluster does not serve {'apps/v1 Deployments' if not created else 'autoscaling/v2'}"
+                                       f" ({exc.status} {exc.reason})")
+                raise translate(exc, cluster.conn.server, verb="create",
+                                resource="horizontalpodautoscalers" if created else "deployments") from None
+            rows: list[dict[str, Any]] = []
+            readings: dict[float, dict[str, Any]] = {}
+            scale: list[dict[str, Any]] = []
+            statuses: list[dict[str, Any]] = []
+            last_spec: int | None = None
+            seen_pods: dict[str, dict[str, Any]] = {}
+            load_log: list[dict[str, Any]] = []
+            load_until = t0 + p.load_from + p.load_seconds
+            # long enough for: metrics to see the end of the load, two HPA syncs, the window, one more sync
+            deadline = load_until + 3 * 15 + p.window + 30
+            total = round(deadline - t0)
+            with tqdm(total=total, desc="HPA: load step, scale up and down", unit="s", disable=not progress, leave=False) as bar:
+                while time.time() < deadline:
+                    now = time.time()
+                    d = apps.read_namespaced_deployment(name, ns, _request_timeout=cluster.timeout)
+                    h = auto.read_namespaced_horizontal_pod_autoscaler(name, ns, _request_timeout=cluster.timeout)
+                    spec_r, ready_r = d.spec.replicas, d.status.ready_replicas or 0
+                    if last_spec is not None and spec_r != last_spec:
+                        scale.append({"seen": now, "from": last_spec, "to": spec_r})
+                    last_spec = spec_r
+                    hst = h.status
+                    util = None
+                    for m in (hst.current_metrics or []) if hst else []:
+                        if m.resource is not None and m.resource.current is not None:
+                            util = m.resource.current.average_utilization
+                    able = next((c.reason for c in (hst.conditions or []) if c.type == "AbleToScale"), None) if hst else None
+                    statuses.append({"seen": now, "util": util, "desired": hst.desired_replicas if hst else None,
+                                     "current": hst.current_replicas if hst else None, "able": able})
+                    for q in cluster.core.list_namespaced_pod(ns, label_selector=selector,
+                                                              _request_timeout=cluster.timeout).items:
+                        # kept as first seen: a scale-down may delete any of them, the first one included
+                        info = seen_pods.setdefault(q.metadata.name, {"name": q.metadata.name, "ready": None,
+                                                                      "created": _ts(q.metadata.creation_timestamp)})
+                        info["ready"] = info["ready"] or _ready_at(q)
+                    if not load_log and now > load_until + 1 and seen_pods:
+                        load_log = _first_log(ws, seen_pods)
+                    rows += [{"time": now, "series": "replicas (Deployment spec)", "value": spec_r},
+                             {"time": now, "series": "replicas (ready)", "value": ready_r}]
+                    if util is not None:
+                        rows.append({"time": now, "series": "utilisation, HPA status (%)", "value": util})
+                    items = cluster.pod_metrics(ns, selector=selector)
+                    if items:
+                        top = metrics.top_frame(items)
+                        used = float(top.cpu_cores.sum())
+                        req = len(top) * float(parse_quantity(p.request))
+                        stamp = max(pd.Timestamp(i["timestamp"]).timestamp() for i in items)
+                        if stamp not in readings:
+                            window = max(_go_seconds(i.get("window", "")) for i in items)
+                            readings[stamp] = {"t": stamp, "util": 100 * used / req, "window": window, "seen": now,
+                                               "pods": len(top)}
+                    done = (now > load_until and scale and scale[-1]["to"] < max(s["to"] for s in scale)
+                            and spec_r == p.min_replicas)
+                    bar.n = min(total, round(now - t0))
+                    bar.refresh()
+                    if done:
+                        break
+                    time.sleep(poll)
+            pods = sorted(seen_pods.values(), key=lambda q: q["created"] or math.inf)
+            evs = load_log or (_first_log(ws, seen_pods) if seen_pods else [])
+            load_on = next((e["t"] for e in evs if e["event"] == "load"), None)
+            load_off = next((e["t"] for e in evs if e["event"] == "idle"), None)
+            hpa_events = [(e.reason, e.message, e.count) for e in cluster.core.list_namespaced_event(
+                ns, field_selector=f"involvedObject.kind=HorizontalPodAutoscaler,involvedObject.name={name}",
+                _request_timeout=cluster.timeout).items]
+        finally:  # the HPA first (so it stops scaling), then the Deployment and its pods
+            for what in reversed(created):
+                try:
+                    if what == "hpa":
+                        auto.delete_namespaced_horizontal_pod_autoscaler(name, ns, _request_timeout=cluster.timeout)
+                    else:
+                        apps.delete_namespaced_deployment(name, ns, propagation_policy="Background", grace_period_seconds=0,
+                                                          _request_timeout=cluster.timeout)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+    rows += [{"time": r["t"], "series": "utilisation, metrics API (%)", "value": r["util"]} for r in readings.values()]
+    df = pd.DataFrame(rows)
+    df["time"] = pd.to_datetime(df["time"], unit="s", utc=True)
+    read = sorted(readings.values(), key=lambda r: r["t"])
+    lags = _hpa_lags(p, load_on, load_off, read, scale, pods, statuses)
+    synced = sorted({s["seen"] for s in _changes(statuses)})
+    sync_gaps = [b - a for a, b in zip(synced, synced[1:], strict=False) if b - a > 5]
+    during = [s["util"] for s in statuses if s["util"] is not None and load_on is not None and load_off is not None
+              and load_on <= s["seen"] <= load_off + 15]
+    peak_r = max((s["to"] for s in scale), default=p.min_replicas)
+    fig = figures.autoscaling(df, p.target, load_on, load_off, title="An HPA under a load step")
+    finding = _hpa_finding(p, lags, load_on, scale, peak_r, sync_gaps, hpa_events, readings)
+    data = {"lags": lags, "params": p.__dict__, "scale": scale, "pods": pods, "events": hpa_events,
+            "hpa_utilization": max(during) if during else None,  # the highest utilisation the HPA reported under load
+            "sync_interval": float(pd.Series(sync_gaps).median()) if sync_gaps else None}
+    return Result(df, fig, finding, data)
+
+
+def _first_log(ws: Any, pods: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The load step's events from the oldest pod still there (its log: when the load began and ended)."""
+    for q in sorted(pods.values(), key=lambda q: q["created"] or math.inf):
+        try:
+            evs = workloads.read_events(ws.logs(q["name"]))
+        except Exception:  # noqa: BLE001 - deleted by a scale-down meanwhile: the next one
+            continue
+        if any(e["event"] == "load" for e in evs):
+            return evs
+    return []
+
+
+def _go_seconds(text: str) -> float:
+    """A metrics API window (Go duration: "5.012s", "1m0s", "500ms") in seconds."""
+    import re
+
+    unit = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    return sum(float(n) * unit[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)", text or ""))
+
+
+def _changes(statuses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The polls at which the HPA's status (utilisation, desired, current) changed: the syncs we can see."""
+    out, last = [], None
+    for s in statuses:
+        key = (s["util"], s["desired"], s["current"])
+        if last is not None and key != last:
+            out.append(s)
+        last = key
+    return out
+
+
+def _hpa_finding(p: HPAParams, lags: dict[str, float | None], load_on: float | None, scale: list[dict[str, Any]],
+                 peak: int, sync_gaps: list[float], events: list[tuple[str, str, int]],
+                 readings: dict[float, dict[str, Any]]) -> str:
+    if load_on is None:
+        return "The pods never logged the start of their load, so no lag can be measured."
+    parts = []
+    if lags["sample"] is None:
+        seen = max((r["util"] for r in readings.values()), default=None)
+        parts.append(f"No metrics API reading went above the {p.target}% target after the load began"
+                     + (f" (the highest: {seen:.0f}%)" if seen is not None else " (there was no reading at all)") + ".")
+    else:
+        parts.append(f"The load began; {_fmt(lags['sample'])} later a kubelet sample averaged over a "
+                     f"{lags['window_s']:.1f} s window crossed the {p.target}% target, and the metrics API served it "
+                     f"{_fmt(lags['served'])} after that sample (its timestamps are whole seconds; we polled every 0.5 s).")
+    up = next((s for s in scale if s["to"] > s["from"]), None)
+    if lags.get("early") is not None:
+        pre = lags.get("pre_util")
+        parts.append(f"The HPA scaled up {lags['early']:.1f} s before the load began, so this run cannot time the chain: "
+                     + (f"a reading before the load already showed {pre:.0f}% of the request."
+                        if pre is not None else "no reading before the load explains it."))
+    elif up is None:
+        warn = [f"{r}: {m}" for r, m, _ in events if r != "SuccessfulRescale"]
+        parts.append("The HPA did not scale up" + (f"; it said {warn[-1]}" if warn else "") + ".")
+    else:
+        parts.append(f"The HPA acted {_fmt(lags['hpa_sync'])} after that reading (it syncs every 15 s"
+                     + (f"; its status changed every {pd.Series(sync_gaps).median():.1f} s here (median)" if sync_gaps else "")
+                     + f") and set {up['from']} → {up['to']} replicas, {peak} at most (maxReplicas {p.max_replicas}).")
+        start = "under 1 s" if lags["pod_start"] == 0 else _fmt(lags["pod_start"])
+        parts.append(f"The slowest new pod took {start} from creation to Ready (API times, whole seconds); "
+                     f"from load to the last new pod Ready: {_fmt(lags['up_total'])}.")
+    down = next((s for s in scale if s["to"] < s["from"]), None)
+    if lags["down_sample"] is not None:
+        window = f"the {p.window} s scale-down stabilisation window its behavior sets; the default is 300 s"
+        if down is None or lags["down_total"] is None:
+            tail = f"; the HPA had not scaled down when the run ended ({window})."
+        elif lags["held"] is not None:
+            tail = (f"; at its sync {_fmt(lags['held'])} after the load ended the HPA kept {down['from']} replicas "
+                    f"(AbleToScale: ScaleDownStabilized: a higher recommendation was still inside {window}) and scaled "
+                    f"down to {down['to']} {_fmt(lags['down_total'])} after the load ended.")
+        else:
+            tail = (f"; the HPA scaled down to {down['to']} {_fmt(lags['down_total'])} after the load ended; none of its "
+                    f"syncs was held by {window}.".replace("; the default is 300 s.", " (the default is 300 s)."))
+        parts.append(f"After the load ended the metrics API showed it {_fmt(lags['down_sample'])} later" + tail)
+    return " ".join(parts)
+
+
+def lag_table(result: Result) -> pd.DataFrame:
+    """The HPA experiment's lags, one row per link of the chain, with what bounds each one."""
+    lags, p = result.data.get("lags") or {}, result.data.get("params") or {}
+    sync = result.data.get("sync_interval")
+    rows = [("load → kubelet sample over target", lags.get("sample"),
+             "the next sample (metrics resolution) and enough of its window under load"
+             + (f"; window here {lags['window_s']:.1f} s" if lags.get("window_s") else "")),
+            ("sample → served by metrics.k8s.io", lags.get("served"),
+             "metrics-server's scrape; our polling adds up to 0.5 s; the API's timestamps are whole seconds"),
+            ("served → HPA rescales", lags.get("hpa_sync"), "the HPA's sync period: 15 s, kube-controller-manager's default"
+             + (f"; seen here every {sync:.1f} s" if sync else "")),
+            ("rescale → new pods Ready", lags.get("pod_start"), "scheduling, image, container start (API times, whole seconds)"),
+            ("load → last new pod Ready", lags.get("up_total"), "the whole chain up"),
+            ("load ends → metrics API shows it", lags.get("down_sample"), "resolution and window again"),
+            ("load ends → a sync held the replicas", lags.get("held"),
+             f"the scale-down stabilisation window: {p.get('window', '?')} s in this HPA's behavior (default 300 s)"),
+            ("load ends → HPA scales down", lags.get("down_total"), "the window, then the next sync")]
+    return pd.DataFrame([{"link": k, "seconds": None if s is None else round(s, 1),
+                          "measured": "yes" if s is not None else "no (see the finding)", "bounded by": b} for k, s, b in rows])

@@ -7,7 +7,6 @@ directly; `serve()` puts it behind HTTPS on 127.0.0.1 with a bearer token.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import re
@@ -23,11 +22,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-from . import errors, patch, tables
+from . import errors, patch, protobuf, rbac, strict, tables
 from . import validation as val
-from .authn import ADMIN, Authenticator, User
+from .authn import ADMIN, ANONYMOUS, SA_PREFIX, Authenticator, User
 from .errors import APIError
-from .resources import BY_PATH, TYPES, ResourceType, api_resource_list, groups
+from .resources import BY_PATH, ResourceType, api_resource_list, groups
 from .selectors import parse_field_selector, parse_label_selector
 from .services import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceRegistry, default_on_read
 from .store import Store
@@ -37,10 +36,12 @@ log = logging.getLogger("kperflab.lab.apiserver")
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's default request body limit
 STREAM_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<name>[^/]+)/(?P<sub>exec|attach|portforward)/?$")
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# what a request without credentials may reach (as ``system:anonymous``, then RBAC: system:public-info-viewer)
+ANONYMOUS_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 READ_MEDIA = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
 # kinds whose DELETE answers with the deleted object rather than a Status (their stores' ReturnDeletedObject: Pod and
 # Namespace answer with the object anyway, being deleted gracefully)
-RETURNS_DELETED_OBJECT = ("Service", "ServiceAccount", "StorageClass")
+RETURNS_DELETED_OBJECT = ("Service", "ServiceAccount", "StorageClass", "PersistentVolume", "PersistentVolumeClaim")
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Request:
     headers: dict[str, str]
     body: bytes = b""
     user: User | None = None  # set by authentication
+    warnings: list[str] = field(default_factory=list)  # sent back as `Warning: 299 - "…"` (strict.warning_header)
 
     def q(self, name: str, default: str = "") -> str:
         return self.query.get(name, default)
@@ -92,32 +94,102 @@ class APIServer:
         self.streaming: Any = None  # the kubelet: exec_session(pod, options), attach_session(…), dial(pod, port)
         self.ready = ready
         self.address = "127.0.0.1:0"
+        self.admission: Any = None  # admission.ServiceAccountAdmission for pod creation, wired by the lab
+        self.tokens: Any = None  # satokens.TokenIssuer: TokenRequest (serviceaccounts/token), wired by the lab
+        self.authz = rbac.Authorizer(store)  # RBAC for every user outside system:masters
 
     # -- entry -----------------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
         try:
-            return self._handle(req)
+            resp = self._handle(req)
         except APIError as exc:
-            return Response(exc.code, exc.status())
+            resp = Response(exc.code, exc.status())
         except Exception:  # noqa: BLE001 - a bug must still answer with a Status, never drop the connection
             log.exception("internal error on %s %s", req.method, req.path)
             return Response(500, APIError(500, "InternalError", "an error on the server has prevented the request from succeeding").status())
+        if req.warnings:
+            from .strict import warning_header
+
+            resp.headers["Warning"] = warning_header(req.warnings)
+        return resp
 
     def _authenticate(self, req: Request) -> bool | None:
-        """Sets ``req.user``; None without credentials, False for credentials no one has."""
+        """Sets ``req.user``; None without credentials, False for credentials no one has (an unknown, expired or
+        revoked token). A request without credentials is ``system:anonymous`` for the health and version paths only
+        (as kube-apiserver with anonymous auth limited to those endpoints); elsewhere it is 401."""
         auth = req.headers.get("authorization", "")
         if not auth:
+            path = req.path.rstrip("/") or "/"
+            if path in ANONYMOUS_PATHS or path.startswith(tuple(p + "/" for p in ANONYMOUS_PATHS)):
+                req.user = ANONYMOUS
             return None
         if not auth.lower().startswith("bearer "):
             return False
         req.user = self.authn.user(auth[7:].strip())
         return req.user is not None
 
+    def authorize(self, user: User, method: str, path: str, query: dict[str, str]) -> rbac.Attributes:
+        """kube-apiserver's authorization filter: the request's attributes (RequestInfo), allowed or 403."""
+        attrs = rbac.request_attributes(user, method, unquote(path) or "/", query)
+        allowed, reason = self.authz.authorize(attrs)
+        if not allowed:
+            raise rbac.forbidden(attrs, reason)
+        if attrs.subresource in ("exec", "attach", "portforward") and attrs.verb == "get" and attrs.resource == "pods":
+            # a websocket upgrade (GET) needs create as well (AuthorizePodWebsocketUpgradeCreatePermission)
+            attrs.verb = "create"
+            allowed, reason = self.authz.authorize(attrs)
+            if not allowed:
+                raise rbac.forbidden(attrs, reason)
+        return attrs
+
+    def _impersonate(self, req: Request) -> None:
+        """``Impersonate-User/-Group/-Uid/-Extra-*`` (``kubectl --as``, ``--as-group``): the requester needs
+        ``impersonate`` on each (users, or the ServiceAccount; groups; uids and userextras in authentication.k8s.io),
+        then the request is the impersonated user's (``apiserver/pkg/endpoints/filters/impersonation.go``). One
+        ``Impersonate-Group`` value is read (the lab's request headers hold one value per name)."""
+        h = req.headers
+        name, group, uid = h.get("impersonate-user", ""), h.get("impersonate-group", ""), h.get("impersonate-uid", "")
+        extras = {k[len("impersonate-extra-"):]: v for k, v in h.items() if k.startswith("impersonate-extra-")}
+        if not name and (group or uid or extras):
+            raise errors.bad_request("requested impersonation of groups, a uid or extra without impersonating a user")
+        checks: list[rbac.Attributes] = []
+        actor = req.user
+        assert actor is not None
+        sa = name[len(SA_PREFIX):].split(":", 1) if name.startswith(SA_PREFIX) else []
+        if len(sa) == 2:
+            checks.append(rbac.Attributes(actor, "impersonate", True, namespace=sa[0], resource="serviceaccounts", name=sa[1]))
+        elif name:
+            checks.append(rbac.Attributes(actor, "impersonate", True, resource="users", name=name))
+        if group:
+            checks.append(rbac.Attributes(actor, "impersonate", True, resource="groups", name=group))
+        if uid:
+            checks.append(rbac.Attributes(actor, "impersonate", True, api_group="authentication.k8s.io", resource="uids", name=uid))
+        for key, value in extras.items():
+            checks.append(rbac.Attributes(actor, "impersonate", True, api_group="authentication.k8s.io",
+                                          resource="userextras", subresource=key, name=value))
+        for attrs in checks:
+            allowed, reason = self.authz.authorize(attrs)
+            if not allowed:
+                raise rbac.forbidden(attrs, reason)
+        groups = [group] if group else []
+        if len(sa) == 2 and not group:
+            groups = ["system:serviceaccounts", f"system:serviceaccounts:{sa[0]}"]
+        if name == ANONYMOUS.name:
+            groups += [g for g in ("system:unauthenticated",) if g not in groups]
+        elif "system:authenticated" not in groups:
+            groups.append("system:authenticated")
+        req.user = User(name, uid, tuple(groups), tuple((k, (v,)) for k, v in sorted(extras.items())))
+
     def _handle(self, req: Request) -> Response:
         path = req.path.rstrip("/") or "/"
         authed = self._authenticate(req)
         if authed is False:
             raise errors.unauthorized()
+        if req.user is None:
+            raise errors.unauthorized()
+        if any(k.startswith("impersonate-") for k in req.headers):
+            self._impersonate(req)
+        self.authorize(req.user, req.method, req.path, req.query)
         if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
             ok = self.ready() if path.startswith("/readyz") else True
             text = "ok" if ok else "[-]lab-ready failed: reason withheld\nreadyz check failed"
@@ -164,32 +236,23 @@ class APIServer:
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": out}
 
     def _openapi(self, path: str, req: Request) -> Response:
-        """Enough OpenAPI for kubectl: v3 tells it, per kind, that PATCH takes `fieldValidation`, so it
-        leaves field validation to this server instead of refusing to send a manifest."""
-        if path == "/openapi/v2":
-            return Response(200, {"swagger": "2.0", "info": {"title": "Kubernetes (kperflab lab)", "version": self.version["gitVersion"]},
-                                  "paths": {}, "definitions": {}})
-        gvs = [("api/v1", "", "v1")] + [(f"apis/{g}/{v}", g, v) for g, vs in groups().items() if g for v in vs]
-        if path == "/openapi/v3":
-            return Response(200, {"paths": {p: {"serverRelativeURL": f"/openapi/v3/{p}?hash={_hash(p + self.version['gitVersion'])}"}
-                                            for p, _, _ in gvs}})
-        rel = path[len("/openapi/v3/"):]
-        for p, g, v in gvs:
-            if rel == p:
-                paths: dict[str, Any] = {}
-                for t in TYPES:
-                    if t.group != g or t.version != v:
-                        continue
-                    gvk = {"group": g, "version": v, "kind": t.kind}
-                    params = [{"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
-                              for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
-                    prefix = f"/{p}/namespaces/{{namespace}}/{t.plural}" if t.namespaced else f"/{p}/{t.plural}"
-                    op = {"x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}}
-                    paths[f"{prefix}/{{name}}"] = {"patch": op, "put": op}
-                    paths[prefix] = {"post": op}
-                return Response(200, {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": self.version["gitVersion"]},
-                                      "paths": paths, "components": {"schemas": {}}})
-        raise _no_resource()
+        """`/openapi/v2`, `/openapi/v3` and `/openapi/v3/<group/version>` as kube-openapi serves them (`openapi`):
+        upstream's schemas for the kinds the lab serves, ETags, `?hash=` redirects."""
+        spec = self.__dict__.get("_openapi_spec")
+        if spec is None:
+            from .openapi import OpenAPI
+
+            spec = self.__dict__.setdefault("_openapi_spec", OpenAPI(self.version["gitVersion"]))
+        answer = spec.answer(path, req.query, req.headers)
+        if answer is None:
+            raise _no_resource()
+        code, body, headers = answer
+        if code == 406:  # kube-openapi answers an empty 406; the lab answers every 4xx with a Status
+            from .openapi import V2_PROTOBUF
+
+            offered = "application/json" + (", " + ", ".join(V2_PROTOBUF) if path == "/openapi/v2" else "")
+            raise APIError(406, "NotAcceptable", f"only the following media types are accepted: {offered}")
+        return Response(code, body, headers.get("Content-Type", "application/json"), headers=headers)
 
     # -- resources -------------------------------------------------------------------------------
     def _group_version(self, req: Request, group: str, version: str, rest: list[str]) -> Response:
@@ -213,12 +276,21 @@ class APIServer:
         sub = "/".join(rest[2:]) if len(rest) > 2 else ""
         if sub and sub.split("/")[0] not in rtype.subresources:
             raise _no_resource()
-        if rtype.plural in ("selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews"):
-            return self._review(req, rtype)
+        if rtype.plural in ("selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews",
+                            "subjectaccessreviews", "localsubjectaccessreviews", "tokenreviews"):
+            return self._review(req, rtype, namespace)
+        if sub == "token" and rtype.kind == "ServiceAccount":
+            return self._token_request(req, namespace, name)
         if sub == "log":
             return self._logs(req, namespace, name)
         if sub.split("/")[0] == "proxy" and rtype.kind in ("Node", "Service", "Pod"):
             return self._proxy(req, rtype.kind, namespace, name, sub[len("proxy"):])
+        if sub == "scale":
+            return self._scale(req, rtype, namespace, name)
+        if sub == "eviction" and rtype.kind == "Pod":  # the Eviction subresource honours disruption budgets (`policy`)
+            from . import policy
+
+            return policy.evict(self, req, namespace, name, _json_body(req))
         if sub and sub.split("/")[0] not in ("status", "finalize"):
             raise errors.method_not_allowed(f"the lab does not implement {rtype.plural}/{sub.split('/')[0]}")
         m = req.method
@@ -242,6 +314,7 @@ class APIServer:
         raise errors.method_not_allowed()
 
     def _respond(self, req: Request, rtype: ResourceType, obj: dict[str, Any], code: int = 200) -> Response:
+        obj = rtype.extra.get("present", _same)(obj)  # in the version asked for (HPA autoscaling/v1 ↔ v2)
         obj.setdefault("kind", rtype.kind)
         obj.setdefault("apiVersion", rtype.group_version)
         if _wants_table(req):
@@ -253,6 +326,7 @@ class APIServer:
         pred = _predicate(req, rtype)
         limit = max(0, _int_param(req, "limit", 0))  # kube-apiserver pages only for limit > 0
         items, rv, cont, remaining = self.store.list(rtype.key, namespace or None, pred, limit, req.q("continue"))
+        items = [rtype.extra.get("present", _same)(it) for it in items]
         for it in items:
             it.setdefault("kind", rtype.kind)
             it.setdefault("apiVersion", rtype.group_version)
@@ -277,6 +351,7 @@ class APIServer:
 
         def stream() -> Iterator[bytes]:
             for type_, obj in first:
+                obj = rtype.extra.get("present", _same)(obj)
                 obj.setdefault("kind", rtype.kind)
                 obj.setdefault("apiVersion", rtype.group_version)
                 payload = (tables.table(rtype.key, [obj], _now(), obj["metadata"]["resourceVersion"], include=include)
@@ -308,10 +383,16 @@ class APIServer:
             meta.pop("namespace", None)
         meta.pop("uid", None)
         val.generate_name(meta)
+        from . import policy  # Priority, LimitRanger, DefaultIngressClass, ResourceQuota (`policy.admit`)
+
         if rtype.kind == "Service":
+            policy.admit(self.store, rtype.kind, rtype.group, obj, namespace, req.q("dryRun") == "All")
             return self._create_service(req, rtype, obj)
         if rtype.default:
             rtype.default(obj)
+        if rtype.kind == "Pod" and self.admission is not None:  # mutating admission: after defaults, before validation
+            self.admission.admit(obj, namespace)
+        policy.admit(self.store, rtype.kind, rtype.group, obj, namespace, req.q("dryRun") == "All")
         return self._finish_create(req, rtype, obj)
 
     def _create_service(self, req: Request, rtype: ResourceType, obj: dict[str, Any]) -> Response:
@@ -330,11 +411,49 @@ class APIServer:
         causes = rtype.validate(obj)
         if causes:
             raise errors.invalid(rtype.kind, str(meta.get("name") or ""), causes, rtype.group)
+        rbac.check_escalation(self.authz, req.user, rtype.kind, obj)
         obj["kind"], obj["apiVersion"] = rtype.kind, rtype.group_version
+        from . import managedfields as mf
+        from .store import rfc3339
+
+        applied = getattr(req, "applied_managed_fields", None)  # set by server-side apply's create (`_patch`)
+        if applied is not None:
+            meta["managedFields"] = applied
+        else:  # the field manager sees the decoded, defaulted object: before allocation, admission, _on_create
+            manager = mf.manager_name(req.q("fieldManager"), req.headers.get("user-agent", ""))
+            mf.check_options("CreateOptions", req.q("fieldManager"))
+            base = obj
+            if rtype.kind in ("Service", "Pod"):
+                try:
+                    base = _json_body(req)
+                    _metadata(base)
+                    (val.default_service if rtype.kind == "Service" else rtype.default or (lambda o: None))(base)
+                except Exception:  # noqa: BLE001 - a body only an earlier step could read: the object as it is
+                    base = obj
+            elif rtype.kind == "Namespace":  # its name label is a default upstream (SetDefaults_Namespace)
+                base = copy.deepcopy(obj)
+                base["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = meta.get("name")
+            base = {**base, "metadata": {**base["metadata"], "managedFields": meta.get("managedFields")}} \
+                if isinstance(base, dict) and isinstance(base.get("metadata"), dict) else obj
+            fields = mf.update(rtype.kind, rtype.group_version, None, base, manager, rfc3339(self.store.clock()),
+                               has_status=rtype.has_status)
+            if fields:
+                meta["managedFields"] = fields
+            else:
+                meta.pop("managedFields", None)
         self._on_create(rtype, obj)
-        if req.q("dryRun") == "All":
-            obj["metadata"].setdefault("uid", "00000000-0000-0000-0000-000000000000")
-            return Response(201, obj)
+        if req.q("dryRun") == "All":  # validated and answered as stored, nothing stored (DryRunnableStorage.Create)
+            key = (meta.get("namespace", ""), meta.get("name", ""))
+            if self.store.try_get(rtype.key, *key) is not None:
+                raise errors.already_exists(rtype.plural, key[1], rtype.group)
+            import uuid
+
+            meta["uid"] = meta.get("uid") or str(uuid.uuid4())
+            meta["creationTimestamp"] = rfc3339(self.store.clock())
+            if rtype.kind != "Event":
+                meta["generation"] = 1
+            meta.pop("resourceVersion", None)
+            return self._respond(req, rtype, obj, 201)
         created = self.store.create(rtype.key, obj, rtype.plural, rtype.group)
         return self._respond(req, rtype, created, 201)
 
@@ -347,6 +466,11 @@ class APIServer:
             obj["status"] = {"phase": "Active"}
             labels = obj["metadata"].setdefault("labels", {})
             labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+        elif rtype.kind == "APIService":
+            from . import apiservices
+            from .store import rfc3339
+
+            apiservices.prepare_for_create(obj, rfc3339(self.store.clock()))
         elif rtype.kind in ("Job", "DaemonSet"):
             obj["status"] = {} if rtype.kind == "Job" else {
                 "currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}
@@ -373,7 +497,23 @@ class APIServer:
         meta["name"] = name
         if rtype.namespaced:
             meta["namespace"] = namespace
+        from . import managedfields as mf
+        from .store import rfc3339
+
+        applying = media_type(req) == mf.APPLY  # server-side apply has set managedFields itself (`_patch`)
+        applied = meta.get("managedFields")
+        if not applying:
+            mf.check_options("PatchOptions" if req.method == "PATCH" else "UpdateOptions", req.q("fieldManager"),
+                             force=req.query.get("force"))
+        manager = mf.manager_name(req.q("fieldManager"), req.headers.get("user-agent", ""))
         if rtype.kind == "Service" and not sub:
+            if not applying and not val.service_decode_error(obj):
+                live = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
+                seen = copy.deepcopy(obj)
+                val.default_service(seen)  # the field manager sees the decoded, defaulted Service
+                fields = mf.update(rtype.kind, rtype.group_version, live, seen, manager, rfc3339(self.store.clock()),
+                                   has_status=rtype.has_status)
+                mf.put(meta, fields)
             return self._update_service(req, rtype, obj)
         old = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
         if sub in ("status", "finalize"):
@@ -389,14 +529,40 @@ class APIServer:
                 obj["status"] = old.get("status", {})
             if rtype.default:
                 rtype.default(obj)
-            causes = val.pod_update(old, obj) if rtype.kind == "Pod" else rtype.validate(obj)
+            update_check = rtype.extra.get("validate_update")
+            causes = (val.pod_update(old, obj) if rtype.kind == "Pod" else update_check(old, obj) if update_check
+                      else rtype.validate(obj))
             if causes:
                 raise errors.invalid(rtype.kind, name, causes, rtype.group)
+            rbac.check_escalation(self.authz, req.user, rtype.kind, obj)
+            if rtype.kind == "PriorityClass":
+                from . import policy
+
+                policy.admit_priorityclass(self.store, obj)
         obj["kind"], obj["apiVersion"] = rtype.kind, rtype.group_version
-        if req.q("dryRun") == "All":
-            return Response(200, obj)
-        updated = self.store.update(rtype.key, obj, kind=rtype.plural, group=rtype.group,
-                                    spec_changed=lambda a, b: a.get("spec") != b.get("spec"))
+        meta = obj["metadata"]
+        if applying:
+            mf.put(meta, applied)
+        else:
+            fields = mf.update(rtype.kind, rtype.group_version, old, obj, manager, rfc3339(self.store.clock()),
+                               subresource=sub, has_status=rtype.has_status)
+            mf.put(meta, fields)
+        rv = meta.get("resourceVersion")
+        if (req.q("dryRun") == "All" or applying) and rv and rv != old["metadata"]["resourceVersion"]:
+            raise errors.conflict(rtype.plural, name, rtype.group)
+        if applying and not sub and {**obj, "metadata": {**meta, "resourceVersion": ""}} == \
+                {**old, "metadata": {**old["metadata"], "resourceVersion": ""}}:
+            return self._respond(req, rtype, old)  # nothing changed: nothing written (GuaranteedUpdate)
+        spec_changed = (rtype.extra.get("spec_changed") if not sub else None) or (lambda a, b: a.get("spec") != b.get("spec"))
+        if req.q("dryRun") == "All":  # answered as it would be stored, nothing stored
+            for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+                if k in old["metadata"]:
+                    meta[k] = old["metadata"][k]
+            if spec_changed(old, obj):
+                meta["generation"] = old["metadata"].get("generation", 1) + 1
+            meta["resourceVersion"] = old["metadata"]["resourceVersion"]
+            return self._respond(req, rtype, obj)
+        updated = self.store.update(rtype.key, obj, kind=rtype.plural, group=rtype.group, spec_changed=spec_changed)
         if sub == "finalize" and rtype.kind == "Namespace" and updated["metadata"].get("deletionTimestamp") \
                 and not updated["spec"].get("finalizers"):
             self.store.remove(rtype.key, "", name)
@@ -419,8 +585,13 @@ class APIServer:
             if causes:
                 raise errors.invalid(rtype.kind, meta["name"], causes, rtype.group)
             obj["kind"], obj["apiVersion"] = rtype.kind, rtype.group_version
-            if req.q("dryRun") == "All":
-                return Response(200, obj)
+            if req.q("dryRun") == "All":  # answered as it would be stored (resourceVersion checked), nothing stored
+                if meta.get("resourceVersion") and meta["resourceVersion"] != old["metadata"]["resourceVersion"]:
+                    raise errors.conflict(rtype.plural, meta["name"], rtype.group)
+                for k in ("uid", "creationTimestamp", "deletionTimestamp", "generation", "resourceVersion"):
+                    if k in old["metadata"]:
+                        meta[k] = old["metadata"][k]
+                return self._respond(req, rtype, obj)
             updated = self.store.update(rtype.key, obj, kind=rtype.plural, group=rtype.group,
                                         spec_changed=lambda a, b: a.get("spec") != b.get("spec"))
         return self._respond(req, rtype, updated)
@@ -429,15 +600,59 @@ class APIServer:
         if "patch" not in rtype.verbs:
             raise errors.method_not_allowed()
         ct = media_type(req)
-        if ct == "application/apply-patch+yaml":
-            raise APIError(415, "UnsupportedMediaType",
-                           "the lab does not implement server-side apply; use `kubectl apply` without --server-side")
+        if ct == "application/apply-patch+yaml":  # server-side apply (`managedfields`)
+            import dataclasses
+
+            from . import managedfields as mf
+            from .store import rfc3339
+
+            force = req.query.get("force", "")
+            if force not in ("", "1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"):
+                raise errors.bad_request(f'strconv.ParseBool: parsing {json.dumps(force[:60])}: invalid syntax')
+            mf.check_options("PatchOptions", req.q("fieldManager"), apply=True)
+            config = mf.check_applied(rtype.kind, rtype.group_version, _json_body(req, media=(mf.APPLY,)))
+            as_json = {**req.headers, "content-type": "application/json"}
+            live = self.store.try_get(rtype.key, namespace, name)
+            if live is None and sub:
+                raise errors.not_found(rtype.plural, name, rtype.group)
+            if live is None and "create" not in rtype.verbs:
+                raise errors.method_not_allowed()
+            merged, _ = mf.apply(rtype.kind, rtype.group_version, live, config, req.q("fieldManager"),
+                                 force in ("1", "t", "T", "TRUE", "true", "True"), rfc3339(self.store.clock()),
+                                 subresource=sub, has_status=rtype.has_status)
+            mmeta = _metadata(merged)
+            if mmeta.get("name") != name:  # checkName
+                raise errors.bad_request(f"the name of the object ({mmeta.get('name') or ''}) does not match the "
+                                         f"name on the URL ({name})")
+            if rtype.namespaced and mmeta.get("namespace") and mmeta["namespace"] != namespace:
+                raise errors.bad_request("the namespace of the provided object does not match the namespace sent "
+                                         "on the request")
+            if live is None:  # created by the apply: 201 (forceAllowCreate)
+                uid = (config.get("metadata") or {}).get("uid")
+                if uid:
+                    raise errors.conflict(rtype.plural, name, rtype.group,
+                                          f"uid mismatch: the provided object specified uid {uid}, and no existing "
+                                          "object was found")
+                fields = mmeta.pop("managedFields", None)
+                for k in ("resourceVersion", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+                    mmeta.pop(k, None)
+                create = dataclasses.replace(req, method="POST", body=json.dumps(merged).encode(), headers=as_json)
+                create.applied_managed_fields = fields  # type: ignore[attr-defined]
+                return self._create(create, rtype, namespace)
+            _decode(dataclasses.replace(req, body=json.dumps(config).encode(), headers=as_json), rtype)  # strict
+            return self._update(req, rtype, namespace, name, sub, merged)
+        if "force" in req.query:
+            from . import managedfields as mf
+
+            mf.check_options("PatchOptions", req.q("fieldManager"), force=req.query["force"])
         body = _json_body(req, media=patch.MEDIA)
         old = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
         new = patch.apply(ct, old, body)
         _check_shape(new, MAX_BODY)
         if not isinstance(new, dict):
             raise errors.bad_request("the patch did not produce an object")
+        strict.check_patched(strict.directive(req.q("fieldValidation")), ct, rtype.group, rtype.version, rtype.kind,
+                             body, new, req.warnings)
         meta = _metadata(new)
         if meta.get("resourceVersion") == old["metadata"]["resourceVersion"] and not _patch_sets_rv(body):
             meta.pop("resourceVersion", None)
@@ -446,6 +661,10 @@ class APIServer:
         return self._update(req, rtype, namespace, name, sub, new)
 
     def _delete(self, req: Request, rtype: ResourceType, namespace: str, name: str) -> Response:
+        """DELETE as kube-apiserver's generic store: preconditions, graceful deletion (pods), the garbage collector's
+        finalizers by ``orphanDependents`` > ``propagationPolicy`` > the object's own finalizers > the kind's default
+        (ReplicationController and Job orphan, the rest is background), and the answer per store: the object while
+        deletion is pending, else the object for kinds with ReturnDeletedObject, else a Status with details."""
         if "delete" not in rtype.verbs:
             raise errors.method_not_allowed()
         opts = _json_body(req, allow_empty=True) or {}
@@ -458,12 +677,22 @@ class APIServer:
             raise errors.bad_request(f"gracePeriodSeconds must be an integer, not {json.dumps(grace)[:40]}")
         if grace is not None and grace < 0:
             grace = 0  # as kube-apiserver: a negative grace period deletes at once
+        policy, orphan = _delete_propagation(req, opts)
         pre = opts.get("preconditions") or {}
         uid = pre.get("uid") if isinstance(pre, dict) else None
         obj = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
         if isinstance(pre, dict) and pre.get("resourceVersion") and pre["resourceVersion"] != obj["metadata"]["resourceVersion"]:
             raise errors.conflict(rtype.plural, name, rtype.group,
                                   f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, ResourceVersion in object meta: {obj['metadata']['resourceVersion']}")
+        if uid and uid != obj["metadata"]["uid"]:
+            raise errors.conflict(rtype.plural, name, rtype.group,
+                                  f"Precondition failed: UID in precondition: {uid}, UID in object meta: {obj['metadata']['uid']}")
+        if rtype.kind == "Job" and rtype.group == "batch" and policy is None and orphan is None \
+                and JOB_DELETE_WARNING not in req.warnings:
+            req.warnings.append(JOB_DELETE_WARNING)
+        from . import policy
+
+        policy.check_delete(rtype.kind, rtype.group, name)  # the system PriorityClasses may not be deleted
         if req.q("dryRun") == "All":
             return self._respond(req, rtype, obj)
         if rtype.kind == "Namespace":
@@ -480,30 +709,110 @@ class APIServer:
             if grace <= 0 or not obj.get("spec", {}).get("nodeName"):  # forced, or never bound: gone at once
                 return self._respond(req, rtype, self.store.remove(rtype.key, namespace, name, uid=uid))
             return self._respond(req, rtype, self.store.mark_deleting(rtype.key, namespace, name, grace, uid=uid))
-        if obj["metadata"].get("finalizers"):
-            return self._respond(req, rtype, self.store.mark_deleting(rtype.key, namespace, name, 0, uid=uid))
-        gone = self.store.remove(rtype.key, namespace, name, uid=uid)
+        code = 202 if orphan is False else 200  # only for the deprecated orphanDependents=false, while pending
+        meta = obj["metadata"]
+        current = list(meta.get("finalizers") or [])
+        wanted = _gc_finalizers(rtype, current, policy, orphan)
+        if wanted != current:
+            meta["finalizers"] = wanted
+            if not wanted:
+                meta.pop("finalizers")
+            obj = self.store.update(rtype.key, obj, check_rv=False)
+            if meta.get("deletionTimestamp") and not wanted:  # its last finalizer went: the store removed it
+                return self._deleted(req, rtype, obj)
+        if meta.get("deletionTimestamp"):  # already pending: nothing else changes
+            return self._respond(req, rtype, obj, code)
+        if wanted:
+            return self._respond(req, rtype, self.store.mark_deleting(rtype.key, namespace, name, 0, uid=uid), code)
+        return self._deleted(req, rtype, self.store.remove(rtype.key, namespace, name, uid=uid))
+
+    def _deleted(self, req: Request, rtype: ResourceType, gone: dict[str, Any]) -> Response:
         if rtype.kind in RETURNS_DELETED_OBJECT:
             return self._respond(req, rtype, gone)
+        meta = gone["metadata"]
         return Response(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                              "details": {"name": name, "group": rtype.group, "kind": rtype.plural, "uid": obj["metadata"]["uid"]}})
+                              "details": {"name": meta["name"], "group": rtype.group, "kind": rtype.plural,
+                                          "uid": meta["uid"]}})
 
     def _delete_collection(self, req: Request, rtype: ResourceType, namespace: str) -> Response:
+        """DELETE on a collection: each listed object as a DELETE with the same options; the answer is the list as it
+        was (kube-apiserver's DeleteCollection)."""
         if "deletecollection" not in rtype.verbs:
             raise errors.method_not_allowed()
         items, *_ = self.store.list(rtype.key, namespace or None, _predicate(req, rtype))
         for it in items:
+            one = Request("DELETE", "", req.query, req.headers, req.body, user=req.user)
             try:
-                self._delete(Request("DELETE", "", req.query, req.headers, req.body), rtype,
-                             it["metadata"].get("namespace", ""), it["metadata"]["name"])
+                self._delete(one, rtype, it["metadata"].get("namespace", ""), it["metadata"]["name"])
             except APIError as exc:
                 if exc.code != 404:
                     raise
+            req.warnings += [w for w in one.warnings if w not in req.warnings]
         return Response(200, {"kind": f"{rtype.kind}List", "apiVersion": rtype.group_version,
                               "metadata": {"resourceVersion": str(self.store.resource_version)}, "items": items})
 
+    def _scale(self, req: Request, rtype: ResourceType, namespace: str, name: str) -> Response:
+        """The ``scale`` subresource: an autoscaling/v1 Scale (spec.replicas, status.replicas, status.selector) read,
+        replaced or patched; writing it sets the object's spec.replicas (its generation moves)."""
+        from . import deployments as workloads
+
+        if req.method == "GET":
+            return Response(200, workloads.to_scale(self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)))
+        if req.method not in ("PUT", "PATCH"):
+            raise errors.method_not_allowed()
+        _check_write_options(req)
+        obj = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
+        current = workloads.to_scale(obj)
+        if req.method == "PUT":
+            scale = _json_body(req)
+            if not isinstance(scale, dict):
+                raise errors.bad_request(f"the body must be a Scale object, not {type(scale).__name__}")
+            if scale.get("kind") not in (None, "", "Scale"):
+                raise errors.bad_request(f"the kind in the data ({scale['kind']}) does not match the expected kind (Scale)")
+        else:
+            ct = media_type(req)
+            if ct not in patch.MEDIA:
+                raise unsupported_media(patch.MEDIA)
+            body = _json_body(req, media=patch.MEDIA)
+            scale = patch.apply(ct, current, body)
+            if not isinstance(scale, dict):
+                raise errors.bad_request("the patch did not produce an object")
+            if (scale.get("metadata") or {}).get("resourceVersion") == current["metadata"]["resourceVersion"] \
+                    and not _patch_sets_rv(body):
+                scale["metadata"].pop("resourceVersion", None)
+        causes = workloads.validate_scale(scale)
+        if causes:
+            raise errors.invalid("Scale", name, causes, "autoscaling")
+        want = int((scale.get("spec") or {}).get("replicas") or 0)
+        rv = (scale.get("metadata") or {}).get("resourceVersion") if isinstance(scale.get("metadata"), dict) else None
+        for _ in range(5):  # GuaranteedUpdate: retried on a concurrent write, the caller's resourceVersion checked
+            if rv and rv != obj["metadata"]["resourceVersion"]:
+                raise errors.conflict(rtype.plural, name, rtype.group)
+            from . import managedfields as mf
+            from .store import rfc3339
+
+            before = copy.deepcopy(obj)
+            obj["spec"]["replicas"] = want
+            mf.put(obj["metadata"], mf.update(rtype.kind, rtype.group_version, before, obj,
+                                              mf.manager_name(req.q("fieldManager"), req.headers.get("user-agent", "")),
+                                              rfc3339(self.store.clock()), subresource="scale", has_status=rtype.has_status))
+            if req.q("dryRun") == "All":
+                return Response(200, workloads.to_scale(obj))
+            try:
+                updated = self.store.update(rtype.key, obj, kind=rtype.plural, group=rtype.group,
+                                            spec_changed=lambda a, b: a.get("spec") != b.get("spec"))
+                return Response(200, workloads.to_scale(updated))
+            except APIError as exc:
+                if exc.code != 409:
+                    raise
+                obj = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
+        raise errors.conflict(rtype.plural, name, rtype.group)
+
     # -- special endpoints -----------------------------------------------------------------------
-    def _review(self, req: Request, rtype: ResourceType) -> Response:
+    def _review(self, req: Request, rtype: ResourceType, namespace: str = "") -> Response:
+        """SelfSubjectReview, SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview,
+        LocalSubjectAccessReview and TokenReview: nothing stored, the answer in ``status`` (201), as their REST
+        storages in kube-apiserver (``pkg/registry/{authorization,authentication}``) give it."""
         if req.method != "POST":
             raise errors.method_not_allowed()
         body = _decode(req, rtype)
@@ -511,24 +820,129 @@ class APIServer:
         if spec is not None and not isinstance(spec, dict):
             raise errors.bad_request(f"{rtype.kind}.spec must be an object")
         spec = spec or {}
-        out: dict[str, Any] = {"kind": rtype.kind, "apiVersion": rtype.group_version, "metadata": {"creationTimestamp": None}}
+        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        out: dict[str, Any] = {"kind": rtype.kind, "apiVersion": rtype.group_version,
+                               "metadata": {"creationTimestamp": None}}
         user = req.user or ADMIN
         if rtype.kind == "SelfSubjectReview":
             out["status"] = {"userInfo": user.info()}
             return Response(201, out)
         out["spec"] = spec
+        if rtype.kind == "TokenReview":
+            return self._token_review(req, rtype, spec, out)
+        if rtype.kind == "SelfSubjectRulesReview":
+            ns = spec.get("namespace", "")
+            if not isinstance(ns, str):
+                raise errors.bad_request("SelfSubjectRulesReview.spec.namespace must be a string")
+            out["status"] = self.authz.subject_rules(user, ns)
+            return Response(201, out)
+        causes = _access_review_causes(rtype.kind, spec, meta, namespace)
+        if rtype.kind == "LocalSubjectAccessReview":
+            if not namespace:
+                raise errors.bad_request("namespace is required on this type: ")
+            if meta.get("namespace", namespace) != namespace:
+                raise errors.bad_request(f"spec.resourceAttributes.namespace must match namespace: {namespace}")
+        if causes:
+            raise errors.invalid(rtype.kind, "", causes, rtype.group)
         if rtype.kind == "SelfSubjectAccessReview":
-            if bool(spec.get("resourceAttributes")) == bool(spec.get("nonResourceAttributes")):
-                raise errors.invalid(rtype.kind, "", [{"reason": "FieldValueInvalid", "field": "spec.resourceAttributes",
-                                                       "message": 'Invalid value: "null": exactly one of nonResourceAttributes '
-                                                                  "or resourceAttributes must be specified"}], rtype.group)
-            out["status"] = {"allowed": True, "reason": f'user "{user.name}" is in group system:masters'
-                             if "system:masters" in user.groups
-                             else "the lab allows every authenticated user: it does not enforce RBAC yet"}
-        else:
-            out["status"] = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": False}
+            subject = user
+        else:  # who the review names: its user, groups, uid and extra exactly (no implicit groups added)
+            extra = spec.get("extra") or {}
+            if not isinstance(spec.get("groups") or [], list) or not isinstance(extra, dict) \
+                    or not all(isinstance(x, list) for x in extra.values()):
+                raise errors.bad_request(f"{rtype.kind}.spec.groups must be a list of strings and spec.extra a map of lists")
+            subject = User(str(spec.get("user") or ""), str(spec.get("uid") or ""),
+                           tuple(str(g) for g in spec.get("groups") or []),
+                           tuple((str(k), tuple(str(x) for x in (v or []))) for k, v in sorted(extra.items())))
+        if rtype.kind == "LocalSubjectAccessReview":
+            out["metadata"]["namespace"] = namespace
+        attrs = _review_attributes(subject, spec)
+        allowed, reason = self.authz.authorize(attrs)
+        out["status"] = {"allowed": allowed}
+        if reason:
+            out["status"]["reason"] = reason
         return Response(201, out)
+
+    def _token_review(self, req: Request, rtype: ResourceType, spec: dict[str, Any], out: dict[str, Any]) -> Response:
+        """TokenReview (``pkg/registry/authentication/tokenreview``): who a token is, for the audiences asked (the
+        API server's by default)."""
+        token = spec.get("token")
+        if not token or not isinstance(token, str):
+            raise errors.bad_request("token is required for TokenReview in authentication")
+        auds = spec.get("audiences") or None
+        if auds is not None and (not isinstance(auds, list) or not all(isinstance(a, str) for a in auds)):
+            raise errors.bad_request("TokenReview.spec.audiences must be a list of strings")
+        user, why, accepted = self.authn.review(token, auds)
+        status: dict[str, Any] = {"authenticated": user is not None, "user": {}}
+        if user is not None:
+            status["user"] = user.info()
+            status["audiences"] = accepted
+        if why:
+            status["error"] = why
+        out["status"] = status
+        return Response(201, out)
+
+    def _token_request(self, req: Request, namespace: str, name: str) -> Response:
+        """``POST serviceaccounts/<name>/token`` (TokenRequest, ``kubectl create token``): a signed token for the
+        ServiceAccount, optionally bound to a Pod or Secret (``pkg/registry/core/serviceaccount/storage/token.go``)."""
+        from . import satokens
+
+        if req.method != "POST":
+            raise errors.method_not_allowed()
+        if self.tokens is None:
+            raise _no_resource()
+        body = _json_body(req)
+        if not isinstance(body, dict):
+            raise errors.bad_request("the body must be a TokenRequest object")
+        if body.get("kind") not in (None, "TokenRequest") or body.get("apiVersion") not in (None, "authentication.k8s.io/v1"):
+            raise errors.bad_request(f"the kind in the data ({body.get('kind')}) does not match the expected kind (TokenRequest)")
+        meta = _metadata(body)
+        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        group = "authentication.k8s.io"
+        if meta.get("name") and meta["name"] != name:
+            raise errors.invalid("TokenRequest", name, [val.invalid_value(
+                "metadata.name", meta["name"], "must match the service account name if specified")], group)
+        if meta.get("namespace") and meta["namespace"] != namespace:
+            raise errors.invalid("TokenRequest", name, [val.invalid_value(
+                "metadata.namespace", meta["namespace"], "must match the service account namespace if specified")], group)
+        sa = self.store.get("v1/serviceaccounts", namespace, name, "serviceaccounts")
+        auds = spec.get("audiences") or [self.tokens.issuer]
+        if not isinstance(auds, list) or not all(isinstance(a, str) for a in auds):
+            raise errors.bad_request("TokenRequest.spec.audiences must be a list of strings")
+        exp = spec.get("expirationSeconds")
+        exp = 3600 if exp is None else exp  # authentication/v1 default
+        if not isinstance(exp, int) or isinstance(exp, bool):
+            raise errors.bad_request("TokenRequest.spec.expirationSeconds must be an integer")
+        causes = []
+        if exp < satokens.MIN_EXPIRATION:
+            causes.append(val.cause("spec.expirationSeconds", "Invalid value", f"{exp}: may not specify a duration less than 10 minutes"))
+        if exp > 1 << 32:
+            causes.append(val.cause("spec.expirationSeconds", "Invalid value", f"{exp}: may not specify a duration larger than 2^32 seconds"))
+        if causes:
+            raise errors.invalid("TokenRequest", "", causes, group)
+        pod = None
+        ref = spec.get("boundObjectRef")
+        if ref is not None and not isinstance(ref, dict):
+            raise errors.bad_request("TokenRequest.spec.boundObjectRef must be an object")
+        if isinstance(ref, dict):
+            kind, api_version, ref_name = ref.get("kind"), ref.get("apiVersion", ""), str(ref.get("name") or "")
+            if kind == "Pod" and api_version in ("", "v1"):
+                pod = self.store.get("v1/pods", namespace, ref_name, "pods")
+                uid = pod["metadata"]["uid"]
+            elif kind == "Secret" and api_version in ("", "v1"):
+                raise errors.bad_request("cannot bind token to object of type /v1, Kind=Secret: the lab binds tokens to pods only")
+            else:
+                raise errors.bad_request(f"cannot bind token to object of type {api_version}, Kind={kind}")
+            if ref.get("uid") and ref["uid"] != uid:
+                raise errors.conflict(kind, ref_name, "", f"the UID in the bound object reference ({ref['uid']}) does not "
+                                      "match the UID in record. The object might have been deleted and then recreated")
+        token, expires, _ = satokens.request_token(self.store, self.tokens, namespace, name, auds, exp, pod)
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires - exp))
+        out_spec: dict[str, Any] = {"audiences": auds, "expirationSeconds": exp, "boundObjectRef": ref if isinstance(ref, dict) else None}
+        return Response(201, {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                              "metadata": {"name": sa["metadata"]["name"], "namespace": namespace, "creationTimestamp": created},
+                              "spec": out_spec, "status": {"token": token, "expirationTimestamp": when}})
 
     def _logs(self, req: Request, namespace: str, name: str) -> Response:
         if req.method != "GET":
@@ -565,12 +979,58 @@ class APIServer:
 
 # -- helpers --------------------------------------------------------------------------------------
 
+def _same(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj
+
+
 def _no_resource() -> APIError:
     return APIError(404, "NotFound", "the server could not find the requested resource", details={})
 
 
-def _hash(text: str) -> str:
-    return hashlib.sha512(text.encode()).hexdigest()[:64].upper()
+def _access_review_causes(kind: str, spec: dict[str, Any], meta: dict[str, Any], namespace: str) -> list[dict[str, str]]:
+    """pkg/apis/authorization/validation for the access reviews."""
+    res, non = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+    causes = []
+    if res is not None and not isinstance(res, dict) or non is not None and not isinstance(non, dict):
+        raise errors.bad_request(f"{kind}.spec attributes must be objects")
+    if res is not None and non is not None:
+        causes.append(val.cause("spec.nonResourceAttributes", "Invalid value",
+                                f"{_go_struct('v1.NonResourceAttributes', non)}: cannot be specified in combination with resourceAttributes"))
+    if res is None and non is None:
+        causes.append(val.cause("spec.resourceAttributes", "Invalid value",
+                                '"null": exactly one of nonResourceAttributes or resourceAttributes must be specified'))
+    if kind in ("SubjectAccessReview", "LocalSubjectAccessReview") and not spec.get("user") and not spec.get("groups"):
+        causes.append(val.cause("spec.user", "Invalid value", '"": at least one of user or group must be specified'))
+    rest = {k: v for k, v in meta.items() if v is not None and k not in ("managedFields", "creationTimestamp")}
+    if kind == "LocalSubjectAccessReview":
+        rest.pop("namespace", None)
+        if rest:
+            causes.append(val.cause("metadata", "Invalid value", f"{json.dumps(rest)}: must be empty except for namespace"))
+        if res is not None and (res.get("namespace") or "") != namespace:
+            causes.append(val.invalid_value("spec.resourceAttributes.namespace", res.get("namespace") or "",
+                                            "must match metadata.namespace"))
+        if non is not None:
+            causes.append(val.cause("spec.nonResourceAttributes", "Invalid value",
+                                    f"{_go_struct('v1.NonResourceAttributes', non)}: disallowed on this kind of request"))
+    elif rest:
+        causes.append(val.cause("metadata", "Invalid value", f"{json.dumps(rest)}: must be empty"))
+    return causes
+
+
+def _go_struct(name: str, fields: dict[str, Any]) -> str:
+    return "&" + name + "{" + ", ".join(f"{k[:1].upper()}{k[1:]}:{json.dumps(v)}" for k, v in fields.items()) + "}"
+
+
+def _review_attributes(user: User, spec: dict[str, Any]) -> rbac.Attributes:
+    """authorizationutil.ResourceAttributesFrom / NonResourceAttributesFrom."""
+    res = spec.get("resourceAttributes")
+    if isinstance(res, dict):
+        return rbac.Attributes(user, str(res.get("verb") or ""), True, namespace=str(res.get("namespace") or ""),
+                               api_group=str(res.get("group") or ""), api_version=str(res.get("version") or ""),
+                               resource=str(res.get("resource") or ""), subresource=str(res.get("subresource") or ""),
+                               name=str(res.get("name") or ""))
+    non = spec.get("nonResourceAttributes") or {}
+    return rbac.Attributes(user, str(non.get("verb") or ""), False, path=str(non.get("path") or ""))
 
 
 def _wants_table(req: Request) -> bool:
@@ -594,7 +1054,7 @@ def _predicate(req: Request, rtype: ResourceType) -> Callable[[dict[str, Any]], 
     return lambda obj: labels(obj) and fields(obj)
 
 
-BODY_MEDIA = ("application/json", "application/yaml")
+BODY_MEDIA = ("application/json", "application/yaml", protobuf.MEDIA_TYPE)  # protobuf: kubectl's typed clients
 MAX_DEPTH = 100  # nesting levels a body may have: Kubernetes objects need a few dozen
 
 
@@ -629,14 +1089,17 @@ def _json_body(req: Request, allow_empty: bool = False, media: tuple[str, ...] =
     if ct not in media:
         raise unsupported_media(media)
     try:
-        if ct.endswith("yaml"):
+        if ct == protobuf.MEDIA_TYPE:
+            obj = protobuf.decode(req.body)
+        elif ct.endswith("yaml"):
             obj = yaml.safe_load(req.body)
         else:
             obj = json.loads(req.body, parse_float=_finite, parse_constant=_finite)
     except (ValueError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         why = "it is nested too deeply" if isinstance(exc, RecursionError) else (str(exc).splitlines() or [""])[0][:200]
         raise errors.bad_request(f"the body of the request could not be decoded: {why}") from None
-    _check_shape(obj, len(req.body))
+    # a protobuf body grows by Go's zero values (an empty message field becomes its struct), never by aliases
+    _check_shape(obj, len(req.body) * (protobuf.EXPANSION if ct == protobuf.MEDIA_TYPE else 1))
     return obj
 
 
@@ -687,6 +1150,52 @@ def _check_write_options(req: Request) -> None:
                              "meta.k8s.io")
 
 
+JOB_DELETE_WARNING = ("child pods are preserved by default when jobs are deleted; set propagationPolicy=Background to "
+                      "remove them or set propagationPolicy=Orphan to suppress this warning")
+ORPHAN_BY_DEFAULT = (("", "ReplicationController"), ("batch", "Job"))  # their strategies' DefaultGarbageCollectionPolicy
+
+
+def _delete_propagation(req: Request, opts: dict[str, Any]) -> tuple[str | None, bool | None]:
+    """(propagationPolicy, orphanDependents) from the query or the DeleteOptions body; 422 for a bad value or both."""
+    policy = req.q("propagationPolicy") or opts.get("propagationPolicy")
+    orphan: Any = opts.get("orphanDependents")
+    if req.q("orphanDependents"):
+        orphan = req.q("orphanDependents").lower() in ("1", "true")
+    causes = []
+    if policy is not None and policy not in ("Foreground", "Background", "Orphan"):
+        causes.append(("propagationPolicy", f'Unsupported value: {json.dumps(policy)[:60]}: supported values: '
+                                            '"Foreground", "Background", "Orphan"', "FieldValueNotSupported"))
+    elif policy is not None and orphan is not None:
+        causes.append(("propagationPolicy", f'Invalid value: "{policy}": orphanDependents and deletionPropagation '
+                                            "cannot be both set", "FieldValueInvalid"))
+    if orphan is not None and not isinstance(orphan, bool):
+        raise errors.bad_request(f"orphanDependents must be a boolean, not {json.dumps(orphan)[:40]}")
+    if causes:
+        raise errors.invalid("DeleteOptions", "", [{"reason": r, "message": m, "field": f} for f, m, r in causes],
+                             "meta.k8s.io")
+    return policy, orphan
+
+
+def _gc_finalizers(rtype: ResourceType, current: list[str], policy: str | None, orphan: bool | None) -> list[str]:
+    """deletionFinalizersForGarbageCollection: the ``orphan`` or ``foregroundDeletion`` finalizer a DELETE leaves."""
+    if orphan is not None:
+        orphaning, foreground = orphan, False
+    elif policy is not None:
+        orphaning, foreground = policy == "Orphan", policy == "Foreground"
+    elif "orphan" in current:
+        orphaning, foreground = True, False
+    elif "foregroundDeletion" in current:
+        orphaning, foreground = False, True
+    else:
+        orphaning, foreground = (rtype.group, rtype.kind) in ORPHAN_BY_DEFAULT, False
+    out = [f for f in current if f not in ("orphan", "foregroundDeletion")]
+    if orphaning:
+        out.append("orphan")
+    elif foreground:
+        out.append("foregroundDeletion")
+    return out
+
+
 def _int_param(req: Request, name: str, default: int) -> int:
     text = req.q(name)
     if text == "":
@@ -706,13 +1215,13 @@ def _decode(req: Request, rtype: ResourceType) -> dict[str, Any]:
         raise errors.bad_request(f"the API version in the data ({api_version}) does not match the expected API version ({rtype.group_version})")
     if kind and kind != rtype.kind:
         raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind ({rtype.kind})")
-    if req.q("fieldValidation") == "Strict":
-        from .strict import unknown_fields
-
-        unknown = unknown_fields(rtype.kind, obj)
-        if unknown:
-            detail = ", ".join(f'unknown field "{u}"' for u in unknown)
-            raise errors.bad_request(f'{rtype.kind} in version "{rtype.version}" cannot be handled as a {rtype.kind}: strict decoding error: {detail}')
+    validation = strict.directive(req.q("fieldValidation"))
+    if validation != "Ignore":  # unknown and duplicate fields against the kind's OpenAPI definition (`strict`)
+        errs = strict.decode_errors(req.body, media_type(req), rtype.group, rtype.version, rtype.kind, obj)
+        if errs and validation == "Strict":
+            raise errors.bad_request(strict.strict_message(rtype.kind, rtype.version, errs))
+        req.warnings += strict.warnings_of(errs)
+    strict.drop_unknown(rtype.group, rtype.version, rtype.kind, obj)  # as decoding into the kind's type does
     return obj
 
 
@@ -751,7 +1260,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.request_version.startswith("HTTP/1."):
             self.request_version = "HTTP/1.1"  # a garbled request line still gets a status line and headers
         status = APIError(code, reasons.get(code, "BadRequest"), message or "bad request").status()
-        body = json.dumps(status).encode()
+        body = (json.dumps(status, separators=(",", ":")) + "\n").encode()
         self.close_connection = True
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -808,6 +1317,7 @@ class _Handler(BaseHTTPRequestHandler):
             user = self.api.authn.user(auth[7:].strip()) if auth.lower().startswith("bearer ") else None
             if user is None:
                 raise errors.unauthorized()
+            self.api.authorize(user, self.command, urlsplit(self.path).path, {k: v[-1] for k, v in query.items()})
             if self.command not in ("GET", "POST"):
                 raise errors.method_not_allowed()
             pod = self.api.store.get("v1/pods", namespace, name, "pods")
@@ -874,15 +1384,24 @@ class _Handler(BaseHTTPRequestHandler):
             if "application/yaml" in accept.split(",")[0]:
                 data, ctype = yaml.safe_dump(resp.body, sort_keys=False).encode(), "application/yaml"
             else:
-                data, ctype = json.dumps(resp.body).encode(), "application/json"
+                # as kube-apiserver's encoder (Go's json.Encoder): compact, and a newline after the object
+                data, ctype = (json.dumps(resp.body, separators=(",", ":")) + "\n").encode(), "application/json"
         elif isinstance(resp.body, str):
             data, ctype = resp.body.encode(), resp.content_type
         else:
             data, ctype = resp.body or b"", resp.content_type
         self.send_response(resp.code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-cache, private")
+        headers = {k.lower() for k in resp.headers}
+        if resp.code == 304:  # as Go's http.ServeContent: no body, no Content-Type/Length
+            data = b""
+        else:
+            if "content-type" not in headers:
+                self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+        if "cache-control" not in headers:
+            self.send_header("Cache-Control", "no-cache, private")
+        for k, v in resp.headers.items():  # Warning, ETag, Location, …
+            self.send_header(k, v)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()

@@ -21,6 +21,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -621,3 +622,186 @@ def logs(tail: int = 100) -> int:
     print("\n".join(lines[-tail:] if tail else lines))
     return 0
 
+
+
+# -- participant users -----------------------------------------------------------------------------
+
+USERS_NAMESPACE = "kperflab-users"
+USER_LABEL = "kperflab.dev/user"  # on what `lab user add` makes, so `list` and `remove` find it
+USER_TOKEN_SECONDS = 365 * 24 * 3600  # the token in a user's kubeconfig: valid while its ServiceAccount exists
+MAX_RULE_LINES = 12
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+
+
+def _users_dir() -> Path:
+    return paths.home() / "users"
+
+
+def _user_kubeconfig(name: str) -> Path:
+    return _users_dir() / f"{name}.kubeconfig"
+
+
+def _check_user_name(name: str, what: str = "user name") -> None:
+    import re
+
+    limit = 253 if what == "user name" else 63
+    pattern = rf"{_DNS_LABEL}(\.{_DNS_LABEL})*" if what == "user name" else _DNS_LABEL
+    if not name or len(name) > limit or not re.fullmatch(pattern, name):
+        raise BadInput(f"{name!r} is not a valid {what}: use lower-case letters, digits and '-' (a DNS-1123 "
+                       f"{'subdomain' if what == 'user name' else 'label'} of at most {limit} characters).")
+
+
+class _AdminClient:
+    """The running lab's API with its admin token (JSON over HTTPS to 127.0.0.1)."""
+
+    def __init__(self) -> None:
+        st = running()
+        if st is None:
+            raise LabError(f"The lab of KPERFLAB_HOME={paths.home()} is not running.", hint="Start it with `kperflab lab up`.")
+        state_dir = paths.lab_state_dir()
+        self.port = int(st["port"])
+        self.ca_pem = (state_dir / "tls" / "ca.crt").read_bytes()
+        self.admin_token = (state_dir / "token").read_text().strip()
+        self.ctx = ssl.create_default_context(cadata=self.ca_pem.decode())
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None,
+             ok: tuple[int, ...] = ()) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"https://127.0.0.1:{self.port}{path}", data=data, method=method, headers={
+            "Authorization": f"Bearer {token or self.admin_token}", "Content-Type": "application/json",
+            "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=15) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            try:
+                answer = json.loads(exc.read() or b"null")
+            except ValueError:
+                answer = None
+            if exc.code in ok:
+                return exc.code, answer
+            message = answer.get("message") if isinstance(answer, dict) else exc.reason
+            raise LabError(f"The lab answered {exc.code} to {method} {path}: {message}") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise LabError(f"The lab did not answer {method} {path}: {exc}") from None
+
+
+def user_kubeconfig_text(port: int, ca_pem: bytes, name: str, namespace: str, token: str) -> str:
+    cluster = paths.LAB_CONTEXT
+    cfg = {
+        "apiVersion": "v1", "kind": "Config", "preferences": {},
+        "clusters": [{"name": cluster, "cluster": {"server": f"https://127.0.0.1:{port}",
+                                                   "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": f"{name}@{cluster}", "context": {"cluster": cluster, "user": name, "namespace": namespace}}],
+        "current-context": f"{name}@{cluster}",
+    }
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def _rules_lines(status: dict[str, Any]) -> list[str]:
+    """A SelfSubjectRulesReview's rules, one line each, as ``kubectl auth can-i --list`` groups them."""
+    lines = []
+    for r in status.get("resourceRules") or []:
+        groups = r.get("apiGroups") or [""]
+        res = ", ".join(f"{x}.{g}" if g else x for g in groups for x in r.get("resources") or [])
+        names = f" named {', '.join(r['resourceNames'])}" if r.get("resourceNames") else ""
+        lines.append(f"  {', '.join(r.get('verbs') or [])}: {res}{names}")
+    for r in status.get("nonResourceRules") or []:
+        lines.append(f"  {', '.join(r.get('verbs') or [])}: {', '.join(r.get('nonResourceURLs') or [])}")
+    return lines
+
+
+def user_add(name: str, namespace: str | None = None, clusterrole: str | None = None) -> int:
+    """`kperflab lab user add NAME [--namespace NS] [--clusterrole ROLE]`: a ServiceAccount NAME (in NS, made if
+    missing, else in kperflab-users), a token for it from the API's TokenRequest (valid a year, or until the
+    ServiceAccount is deleted), a kubeconfig ``$KPERFLAB_HOME/users/NAME.kubeconfig`` (0600) using it, and with
+    ``--clusterrole`` a RoleBinding in NS (a ClusterRoleBinding without NS) to that ClusterRole. Prints what the
+    user may do, as the API answers a SelfSubjectRulesReview for it. Running it again reuses what exists and
+    writes a fresh token."""
+    _check_user_name(name)
+    if namespace is not None:
+        _check_user_name(namespace, "namespace name")
+    ns = namespace or USERS_NAMESPACE
+    api = _AdminClient()
+    labels = {USER_LABEL: name, "app.kubernetes.io/managed-by": "kperflab"}
+    api.call("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, ok=(409,))
+    api.call("POST", f"/api/v1/namespaces/{ns}/serviceaccounts", {"apiVersion": "v1", "kind": "ServiceAccount",
+                                                                   "metadata": {"name": name, "labels": labels}}, ok=(409,))
+    if clusterrole:
+        api.call("GET", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{clusterrole}")
+        binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {"name": f"kperflab-user-{name}", "labels": labels},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": clusterrole},
+                   "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]}
+        where = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings" if namespace else \
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+        binding["kind"] = "RoleBinding" if namespace else "ClusterRoleBinding"
+        code, _ = api.call("POST", where, binding, ok=(409,))
+        if code == 409:  # roleRef is immutable: replace the binding
+            api.call("DELETE", f"{where}/{binding['metadata']['name']}", ok=(404,))
+            api.call("POST", where, binding)
+    _, tr = api.call("POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{name}/token", {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": USER_TOKEN_SECONDS}})
+    token = tr["status"]["token"]
+    kc = _user_kubeconfig(name)
+    kc.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(kc, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(user_kubeconfig_text(api.port, api.ca_pem, name, ns, token))
+    os.chmod(kc, 0o600)
+    _, review = api.call("POST", "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": {"namespace": ns}}, token=token)
+    print(f"User {name} is ServiceAccount {ns}/{name} (system:serviceaccount:{ns}:{name}); its token is valid until "
+          f"{tr['status']['expirationTimestamp']} or until the ServiceAccount is deleted.")
+    print(f"kubeconfig: {kc}   (kubectl --kubeconfig {kc} …)")
+    lines = _rules_lines(review.get("status") or {})
+    print(f"What it may do in namespace {ns} (the API's SelfSubjectRulesReview):")
+    print("\n".join(lines[:MAX_RULE_LINES]))
+    if len(lines) > MAX_RULE_LINES:
+        print(f"  … {len(lines) - MAX_RULE_LINES} more rules: `kubectl --kubeconfig {kc} auth can-i --list` shows them all.")
+    if not clusterrole:
+        print(f"Nothing beyond discovery and asking what it may do until you bind a role, e.g. "
+              f"`kubectl create rolebinding {name}-edit --clusterrole=edit --serviceaccount={ns}:{name} -n {ns}` "
+              f"(or run again with --clusterrole).")
+    return 0
+
+
+def user_list() -> int:
+    """`kperflab lab user list`: the users `user add` made (their ServiceAccounts) and their kubeconfig files."""
+    api = _AdminClient()
+    _, sas = api.call("GET", f"/api/v1/serviceaccounts?labelSelector={USER_LABEL}")
+    items = sas.get("items") or []
+    if not items:
+        print("No users: add one with `kperflab lab user add NAME`.")
+        return 0
+    for sa in items:
+        meta = sa["metadata"]
+        kc = _user_kubeconfig(meta["name"])
+        print(f"{meta['name']}  ServiceAccount {meta['namespace']}/{meta['name']}  "
+              f"kubeconfig {kc if kc.exists() else '(missing: `user add` writes it again)'}")
+    return 0
+
+
+def user_remove(name: str) -> int:
+    """`kperflab lab user remove NAME`: delete its ServiceAccount (its tokens stop working at once), the bindings
+    `user add` made for it, and its kubeconfig. Namespaces are left alone: they may hold the user's work."""
+    _check_user_name(name)
+    api = _AdminClient()
+    _, sas = api.call("GET", f"/api/v1/serviceaccounts?labelSelector={USER_LABEL}%3D{name}")
+    found = sas.get("items") or []
+    for sa in found:
+        api.call("DELETE", f"/api/v1/namespaces/{sa['metadata']['namespace']}/serviceaccounts/{name}", ok=(404,))
+    for path in ("/apis/rbac.authorization.k8s.io/v1/rolebindings", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"):
+        _, bindings = api.call("GET", f"{path}?labelSelector={USER_LABEL}%3D{name}")
+        for b in bindings.get("items") or []:
+            meta = b["metadata"]
+            where = (f"/apis/rbac.authorization.k8s.io/v1/namespaces/{meta['namespace']}/rolebindings/{meta['name']}"
+                     if meta.get("namespace") else f"{path}/{meta['name']}")
+            api.call("DELETE", where, ok=(404,))
+    kc = _user_kubeconfig(name)
+    had_file = kc.exists()
+    kc.unlink(missing_ok=True)
+    if not found and not had_file:
+        raise LabError(f"There is no user {name}.", hint="`kperflab lab user list` shows the users.")
+    print(f"Removed user {name}: its ServiceAccount, bindings and kubeconfig (its tokens no longer work).")
+    return 0

@@ -1,5 +1,6 @@
-"""The minimal control plane a one-node cluster needs: scheduler, namespace deletion, Jobs, DaemonSets,
-garbage collection of owned pods, EndpointSlices and Endpoints of Services (`endpointslices`), and the node's
+"""The minimal control plane a one-node cluster needs: scheduler, namespace deletion, Jobs, DaemonSets, Deployments,
+ReplicaSets, ReplicationControllers and StatefulSets (`deployments`), the garbage collector over ownerReferences
+(propagation Background, Foreground, Orphan), EndpointSlices and Endpoints of Services (`endpointslices`), and the node's
 heartbeat. One reconcile pass each, run in a loop."""
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ import logging
 import threading
 from typing import Any
 
-from . import errors, validation
+from . import errors, policy, validation
+from .cronjobs import CronJobController
+from .deployments import Workloads, delete_object
 from .endpointslices import EndpointSliceController
 from .events import Recorder
-from .resources import TYPES
+from .quota import QuotaController
+from .resources import TYPES, ResourceType
 from .storage import binding as volume_binding
 from .storage.api import default_pvc
 from .store import Store, rfc3339
@@ -38,6 +42,14 @@ class Controllers:
         self.ds_events = Recorder(store, "daemonset-controller")
         self.ephemeral_events = Recorder(store, "ephemeral_volume")
         self.endpointslices = EndpointSliceController(store)
+        self.workloads = Workloads(store, self._pod_from_template)
+        for pods_maker in (self.workloads.replicasets, self.workloads.rcs, self.workloads.statefulsets):
+            pods_maker.admission = policy.PodAdmission(store, pods_maker.admission)  # + Priority, LimitRanger, quota
+        self._job_retry: dict[str, tuple[float, float]] = {}  # job uid → (not before, delay) after a failed create
+        self.cronjobs = CronJobController(store)  # CronJobs, disruption budgets, quotas (`cronjobs`, `policy`, `quota`)
+        self.disruption = policy.DisruptionController(store)
+        self.quotas = QuotaController(store)
+        policy.ensure_system_classes(store)  # kube-apiserver's post-start hook: the two system PriorityClasses
 
     def run(self, stop: threading.Event) -> None:
         rv = 0
@@ -54,6 +66,10 @@ class Controllers:
         self.namespaces()
         self.jobs()
         self.daemonsets()
+        self.workloads.reconcile()
+        self.cronjobs.reconcile()
+        self.disruption.reconcile()
+        self.quotas.reconcile()
         self.garbage_collect()
         self.endpointslices.reconcile()
 
@@ -61,7 +77,13 @@ class Controllers:
     def schedule(self) -> None:
         pods, *_ = self.store.list("v1/pods", None, lambda p: not p.get("spec", {}).get("nodeName")
                                    and not p["metadata"].get("deletionTimestamp"))
+        node = self.store.try_get("v1/nodes", "", self.node) if pods else None
+        cordoned = bool(node and (node.get("spec") or {}).get("unschedulable"))
         for pod in pods:
+            if cordoned and not _tolerates_unschedulable(pod):  # the NodeUnschedulable plugin (kubectl cordon/drain)
+                self._unschedulable(pod, "0/1 nodes are available: 1 node(s) were unschedulable. preemption: 0/1 nodes "
+                                         "are available: 1 Preemption is not helpful for scheduling.")
+                continue
             verdict = volume_binding.check(self.store, pod, self.node)  # the VolumeBinding plugin
             if not verdict.bind:
                 if verdict.message:
@@ -179,12 +201,19 @@ class Controllers:
                     self.store.mark_deleting("v1/pods", ns, p["metadata"]["name"], 0)
                 active = []
                 finished = True
-            elif not spec.get("suspend"):
+            elif not spec.get("suspend") and self.store.clock() >= self._job_retry.get(uid, (0.0, 0.0))[0]:
                 want = min(spec.get("parallelism", 1), spec.get("completions", 1) - succeeded) - len(active)
                 for _ in range(max(0, want)):
-                    pod = self._pod_from_template(job, job["metadata"]["name"] + "-")
-                    pod["metadata"]["labels"] = {**(pod["metadata"].get("labels") or {})}
-                    created = self.store.create("v1/pods", pod)
+                    try:
+                        pod = self._pod_from_template(job, job["metadata"]["name"] + "-")
+                        self._admit(pod)
+                        created = self.store.create("v1/pods", pod)
+                    except errors.APIError as exc:  # e.g. its ServiceAccount does not exist (yet), a quota is full
+                        self.job_events.event(job, "Warning", "FailedCreate", f"Error creating: {exc.message}")
+                        delay = min(max(1.0, self._job_retry.get(uid, (0.0, 0.0))[1] * 2), 300.0)  # the queue's back-off
+                        self._job_retry[uid] = (self.store.clock() + delay, delay)
+                        break
+                    self._job_retry.pop(uid, None)
                     active.append(created)
                     self.job_events.event(job, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}")
         status.update({"active": len(active), "succeeded": succeeded, "failed": failed, "ready": sum(
@@ -198,6 +227,13 @@ class Controllers:
         if status != job.get("status"):
             job["status"] = status
             self.store.update("batch/v1/jobs", job, check_rv=False)
+
+    def _admit(self, pod: dict[str, Any]) -> None:
+        """The ServiceAccount admission the API server runs on a controller's pod POST (403 raised as APIError)."""
+        from .deployments import _admission
+
+        _admission(self.store).admit(pod, pod["metadata"]["namespace"])
+        policy.admit(self.store, "Pod", "", pod, pod["metadata"]["namespace"])  # Priority, LimitRanger, ResourceQuota
 
     def _pod_from_template(self, owner: dict[str, Any], generate: str) -> dict[str, Any]:
         import copy
@@ -228,13 +264,15 @@ class Controllers:
                     self.store.mark_deleting("v1/pods", ns, p["metadata"]["name"], 0)
                     live.remove(p)
             if not live and not pods:
-                pod = self._pod_from_template(ds, ds["metadata"]["name"] + "-")
-                pod["spec"]["nodeName"] = self.node  # the DaemonSet controller binds its pods itself
                 try:
+                    pod = self._pod_from_template(ds, ds["metadata"]["name"] + "-")
+                    pod["spec"]["nodeName"] = self.node  # the DaemonSet controller binds its pods itself
+                    self._admit(pod)
                     created = self.store.create("v1/pods", pod)
                     live.append(created)
                     self.ds_events.event(ds, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}")
-                except errors.APIError:
+                except errors.APIError as exc:
+                    self.ds_events.event(ds, "Warning", "FailedCreate", f"Error creating: {exc.message}")
                     continue
             ready = sum(any(c.get("type") == "Ready" and c.get("status") == "True"
                             for c in p.get("status", {}).get("conditions") or []) for p in live)
@@ -277,39 +315,111 @@ class Controllers:
 
     # -- garbage collector -----------------------------------------------------------------------
     def garbage_collect(self) -> None:
-        self._collect_pod_owned_claims()
-        owners = set()
-        for key in ("batch/v1/jobs", "apps/v1/daemonsets"):
-            items, *_ = self.store.list(key)
-            owners.update(i["metadata"]["uid"] for i in items)
-        pods, *_ = self.store.list("v1/pods", None, lambda p: any(
-            r.get("kind") in ("Job", "DaemonSet") for r in p["metadata"].get("ownerReferences") or []))
-        for p in pods:
-            refs = [r for r in p["metadata"].get("ownerReferences") or [] if r.get("kind") in ("Job", "DaemonSet")]
-            if refs and not any(r.get("uid") in owners for r in refs) and not p["metadata"].get("deletionTimestamp"):
-                try:
-                    self.store.mark_deleting("v1/pods", p["metadata"]["namespace"], p["metadata"]["name"],
-                                             p["spec"].get("terminationGracePeriodSeconds", 30))
-                except errors.APIError:
-                    pass
+        """kube-controller-manager's garbage collector over ownerReferences. An owner deleted with Orphan (finalizer
+        ``orphan``) first loses its dependents' references to it; one deleted with Foreground
+        (``foregroundDeletion``) stays, readable, until no dependent with blockOwnerDeletion is left; dependents whose
+        owners are all gone are deleted (Foreground when they have dependents themselves and an owner waits for
+        them), references to gone owners are dropped from dependents that still have a live one."""
+        dependents: list[tuple[ResourceType, dict[str, Any]]] = []
+        finalizing: list[tuple[ResourceType, dict[str, Any]]] = []
+        for t in TYPES:
+            if t.kind == "Event" or "delete" not in t.verbs:
+                continue
+            items, *_ = self.store.list(t.key, None, _gc_relevant)
+            for it in items:
+                if it["metadata"].get("ownerReferences"):
+                    dependents.append((t, it))
+                if it["metadata"].get("deletionTimestamp") and set(it["metadata"].get("finalizers") or []) & GC_FINALIZERS:
+                    finalizing.append((t, it))
+        by_owner: dict[str, list[tuple[ResourceType, dict[str, Any]]]] = {}
+        for t, it in dependents:
+            for r in it["metadata"]["ownerReferences"]:
+                by_owner.setdefault(r.get("uid", ""), []).append((t, it))
+        for t, owner in finalizing:
+            try:
+                self._finalize_owner(t, owner, by_owner.get(owner["metadata"]["uid"], []))
+            except errors.APIError:
+                continue
+        for t, dep in dependents:
+            if dep["metadata"].get("deletionTimestamp"):
+                continue  # being deleted: as an owner above, if it waits for its own dependents
+            try:
+                self._collect(t, dep, bool(by_owner.get(dep["metadata"]["uid"])))
+            except errors.APIError:
+                continue
+            except Exception:  # noqa: BLE001 - one odd object must not stop the collection
+                log.exception("garbage collection of %s %s failed", t.kind, dep["metadata"].get("name"))
 
-    def _collect_pod_owned_claims(self) -> None:
-        """Claims owned by a pod that is gone (generic ephemeral volumes) are deleted, as the garbage collector does."""
-        claims, *_ = self.store.list("v1/persistentvolumeclaims", None, lambda c: any(
-            r.get("kind") == "Pod" for r in c["metadata"].get("ownerReferences") or [])
-            and not c["metadata"].get("deletionTimestamp"))
-        if not claims:
+    def _finalize_owner(self, t: ResourceType, owner: dict[str, Any], deps: list[tuple[ResourceType, dict[str, Any]]]) -> None:
+        uid, finalizers = owner["metadata"]["uid"], owner["metadata"].get("finalizers") or []
+        if "orphan" in finalizers:
+            for dt, dep in deps:  # orphan them: strip the references to this owner
+                dep["metadata"]["ownerReferences"] = [r for r in dep["metadata"]["ownerReferences"] if r.get("uid") != uid]
+                if not dep["metadata"]["ownerReferences"]:
+                    dep["metadata"].pop("ownerReferences")
+                self.store.update(dt.key, dep)
+            drop = "orphan"
+        else:
+            blocking = [dep for _, dep in deps if any(r.get("uid") == uid and r.get("blockOwnerDeletion")
+                                                      for r in dep["metadata"]["ownerReferences"])]
+            if blocking:
+                return
+            drop = "foregroundDeletion"
+        owner["metadata"]["finalizers"] = [f for f in finalizers if f != drop]
+        self.store.update(t.key, owner)  # the last finalizer gone: the store removes the object
+
+    def _owner_state(self, ref: dict[str, Any], namespace: str) -> str:
+        """"solid", "absent", "waiting" (deleted in the foreground) or "unknown" (a kind the lab does not serve)."""
+        group = ref.get("apiVersion", "").rpartition("/")[0]
+        t = next((t for t in TYPES if t.group == group and t.kind == ref.get("kind")), None)
+        if t is None or (t.namespaced and not namespace):
+            return "unknown"
+        owner = self.store.try_get(t.key, namespace if t.namespaced else "", ref.get("name", ""))
+        if owner is None or owner["metadata"]["uid"] != ref.get("uid"):
+            return "absent"
+        if owner["metadata"].get("deletionTimestamp") and "foregroundDeletion" in (owner["metadata"].get("finalizers") or []):
+            return "waiting"
+        return "solid"
+
+    def _collect(self, t: ResourceType, dep: dict[str, Any], has_dependents: bool) -> None:
+        """attemptToDeleteItem for one dependent."""
+        refs = dep["metadata"].get("ownerReferences") or []  # (none left once its owner orphaned it this pass)
+        if not refs:
             return
-        pods, *_ = self.store.list("v1/pods")
-        live = {p["metadata"]["uid"] for p in pods}
-        for c in claims:
-            refs = [r for r in c["metadata"].get("ownerReferences") or [] if r.get("kind") == "Pod"]
-            if not any(r.get("uid") in live for r in refs):
-                ns, name = c["metadata"]["namespace"], c["metadata"]["name"]
-                try:  # as a DELETE does: held by its finalizers (pvc-protection) until they are removed
-                    if c["metadata"].get("finalizers"):
-                        self.store.mark_deleting("v1/persistentvolumeclaims", ns, name, 0)
-                    else:
-                        self.store.remove("v1/persistentvolumeclaims", ns, name)
-                except errors.APIError:
-                    pass
+        states = [self._owner_state(r, dep["metadata"].get("namespace", "")) for r in refs]
+        if all(s in ("solid", "unknown") for s in states):
+            return
+        if any(s in ("solid", "unknown") for s in states):  # a live owner keeps it: drop the others' references
+            dep["metadata"]["ownerReferences"] = [r for r, s in zip(refs, states, strict=True) if s in ("solid", "unknown")]
+            self.store.update(t.key, dep)
+            return
+        finalizers = dep["metadata"].get("finalizers") or []
+        if "waiting" in states and has_dependents:
+            policy = "Foreground"
+        elif "orphan" in finalizers:
+            policy = "Orphan"
+        elif "foregroundDeletion" in finalizers:
+            policy = "Foreground"
+        else:
+            policy = "Background"
+        delete_object(self.store, t.key, dep, policy)
+
+
+GC_FINALIZERS = {"orphan", "foregroundDeletion"}
+
+
+def _tolerates_unschedulable(pod: dict[str, Any]) -> bool:
+    """A toleration of the ``node.kubernetes.io/unschedulable:NoSchedule`` taint a cordoned node carries."""
+    for t in (pod.get("spec") or {}).get("tolerations") or []:
+        if not isinstance(t, dict) or t.get("effect") not in (None, "", "NoSchedule"):
+            continue
+        key, op = t.get("key") or "", t.get("operator") or "Equal"
+        if (not key and op == "Exists") or (key == "node.kubernetes.io/unschedulable" and (op == "Exists" or not t.get("value"))):
+            return True
+    return False
+
+
+def _gc_relevant(obj: dict[str, Any]) -> bool:
+    meta = obj["metadata"]
+    return bool(meta.get("ownerReferences")) or (bool(meta.get("deletionTimestamp"))
+                                                 and bool(set(meta.get("finalizers") or []) & GC_FINALIZERS))

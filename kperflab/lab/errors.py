@@ -23,17 +23,18 @@ class APIError(Exception):
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         }
         if self.details is not None:
             body["details"] = self.details
+        body["code"] = self.code  # metav1.Status's field order: ... reason, details, code
         return body
 
 
 def _details(kind: str, name: str, group: str = "") -> dict[str, Any]:
-    d: dict[str, Any] = {"name": name, "kind": kind}
+    d: dict[str, Any] = {"name": name}  # metav1.StatusDetails's field order: name, group, kind
     if group:
         d["group"] = group
+    d["kind"] = kind
     return d
 
 

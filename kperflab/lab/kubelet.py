@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import errors, lifecycle, quantity
+from . import errors, lifecycle, prober, quantity
 from .cgroups import Limits, pods_root
 from .events import Recorder
 from .imagemanager import ImageManager, Waiting
 from .images.reference import parse as parse_reference
 from .kubeletconfig import KubeletConfig
-from .network.podnet import PodNetwork, wait_for_own_netns
+from .network.podnet import PodNetwork, in_netns, wait_for_own_netns
 from .network.resolvconf import pod_resolv_conf
 from .runtime.oci import (
     CrunRuntime,
@@ -85,6 +85,9 @@ class ContainerRec:
     runs: int = 0  # how many times it was started (log file index)
     done: bool = False  # exited and will not be restarted
     oom_events: int = 0  # OOM kills in this container's earlier runs (its cgroups are gone)
+    probe_killed: bool = False  # this run is being killed for a failed liveness/startup probe
+    probe_kill_deadline: float = 0.0  # when SIGTERM turns into SIGKILL for that kill
+    stop_signal: int = 15  # SIGTERM, unless the image names its StopSignal (containerd uses it), e.g. SIGQUIT
 
     @property
     def name(self) -> str:
@@ -153,6 +156,20 @@ def pod_limits(pod: dict[str, Any]) -> Limits:
 _VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 
 
+def stop_signal(name: str | None) -> int:
+    """The signal an image's ``StopSignal`` names (``SIGQUIT``, ``QUIT`` or ``3``, as containerd parses it); SIGTERM
+    when it names none or none that exists.
+
+    >>> stop_signal("SIGQUIT") == signal.SIGQUIT, stop_signal("9") == signal.SIGKILL, stop_signal(None) == signal.SIGTERM
+    (True, True, True)
+    """
+    text = (name or "").strip().upper()
+    if text.isdigit():
+        return int(text) if 0 < int(text) < signal.NSIG else signal.SIGTERM
+    found = getattr(signal, text if text.startswith("SIG") else "SIG" + text, None) if text else None
+    return int(found) if isinstance(found, signal.Signals) else signal.SIGTERM
+
+
 def expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) expansion; $$ is a literal $, unknown references stay as written."""
     return _VAR.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
@@ -163,7 +180,7 @@ class Kubelet:
                  api_port: int = 0, oci: CrunRuntime | None = None, image_store: Any = None,
                  run_dir: Path | None = None, no_oci: str = "", podnet: PodNetwork | None = None,
                  cluster_dns: str = "10.96.0.10", config: KubeletConfig | None = None,
-                 pv_plugins: PVPlugins | None = None) -> None:
+                 pv_plugins: PVPlugins | None = None, sa_token: Any = None) -> None:
         self.store = store
         self.config = config or KubeletConfig()
         self.node = node_name
@@ -182,10 +199,12 @@ class Kubelet:
         self._wake = threading.Event()
         self.images = self._image_manager(image_store) if self.oci is not None else None
         self._lock = threading.RLock()
-        self.volumes = VolumeManager(store, self.run_dir, self.recorder.event, self._allocatable, pv_plugins)
+        self.volumes = VolumeManager(store, self.run_dir, self.recorder.event, self._allocatable, pv_plugins,
+                                     sa_token=sa_token)  # projected serviceAccountToken: the lab's TokenRequest
         self.fs_stats = FsSampler(self.fs_targets, state_dir)
         self.enforced = runtime.driver is not None
         self.pods_cgroup = pods_root(runtime.lab_id)
+        self.probes = prober.Manager(self, self.recorder.event, self._probe_view, self.wake)  # workers on own threads
 
     def _image_manager(self, image_store: Any) -> ImageManager:
         """The image manager with the kubelet's settings, what its containers use (image GC spares those) and the
@@ -257,6 +276,7 @@ class Kubelet:
                         self.images.forget(uid)
 
     def shutdown(self) -> None:
+        self.probes.stop_all()
         with self._lock:
             for uid in list(self.pods):
                 self._teardown(self.pods.pop(uid))
@@ -277,6 +297,7 @@ class Kubelet:
                          started=now)
             rec.oci = self.oci is not None
             self.pods[uid] = rec
+            self.probes.add_pod(pod)
             if not rec.oci:
                 self.recorder.event(pod, "Normal", "ProcessRuntime",
                                     f"The lab runs this pod's containers as processes on the node's own filesystem, not from "
@@ -506,6 +527,7 @@ class Kubelet:
         c.runs += 1
         c.start_failures = 0
         c.proc, c.cgroup, c.containerID, c.image_id, c.image_name = proc, cgroup, cid, imageid, image_name
+        c.probe_killed, c.probe_kill_deadline = False, 0.0
         c.stage, c.reason, c.message = "running", "", ""
         c.startedAt, c.finishedAt, c.exitCode, c.signal, c.oomKilled = rfc3339(proc.started), None, 0, 0, False
         threading.Thread(target=self._await_exit, args=(proc,), daemon=True, name="await-exit").start()
@@ -558,6 +580,7 @@ class Kubelet:
             return
         image = got
         cfg = image.config or {}
+        c.stop_signal = stop_signal(cfg.get("StopSignal"))
         base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": rec.name}
         base.update(dict(e.split("=", 1) for e in cfg.get("Env") or [] if "=" in e))
         env = self._env(pod, c.spec, base)
@@ -650,7 +673,7 @@ class Kubelet:
         policy = pod["spec"].get("restartPolicy", "Always")
         if c.init and policy == "Always":
             policy = "OnFailure"  # init containers restart only on failure
-        if lifecycle.should_restart(policy, c.exitCode):
+        if lifecycle.should_restart(policy, c.exitCode, c.probe_killed):
             c.last = c.record()
             c.last["stage"] = "exited"
             c.backoff_until = now + lifecycle.backoff_seconds(c.restartCount + 1 if c.restartCount else 0)
@@ -718,6 +741,7 @@ class Kubelet:
         now = time.time()
         if c.proc is not None:
             if c.proc.popen.poll() is None:
+                self._probe_kill(pod, rec, c, now)
                 return
             self._reap(pod, rec, c)
             self._after_exit(pod, c, now)
@@ -735,6 +759,82 @@ class Kubelet:
             return
         if c.stage in ("creating", "pod-initializing", "image-error", "start-error", "exited", "backoff"):
             self._start(pod, rec, c)
+
+    # -- probes ------------------------------------------------------------------------------------
+    def _probe_kill(self, pod: dict[str, Any], rec: PodRec, c: ContainerRec, now: float) -> None:
+        """computePodActions + killContainer for a running container whose liveness or startup probe failed: the
+        Killing event, SIGTERM, SIGKILL after the grace period (the probe's terminationGracePeriodSeconds, else the
+        pod's); the exit is then handled as any, restarting unless restartPolicy is Never."""
+        assert c.proc is not None
+        if c.probe_killed:
+            if now >= c.probe_kill_deadline:
+                self._kill(c.proc)
+            return
+        reason = self.probes.kill_reason(rec.uid, c.name, c.containerID)
+        if reason is None:
+            return
+        policy = pod["spec"].get("restartPolicy", "Always")
+        self.recorder.event(pod, "Normal", "Killing", lifecycle.probe_kill_message(c.name, reason, policy),
+                            f"spec.containers{{{c.name}}}")
+        c.probe_killed = True
+        c.probe_kill_deadline = now + lifecycle.probe_kill_grace(pod["spec"], c.spec, prober.FIELD[reason])
+        self._signal(c.proc, c.stop_signal)
+
+    def _probe_view(self, uid: str) -> prober.PodView | None:
+        """What the probe workers see of a pod (their status manager): lock-free, from the kubelet's records."""
+        rec = self.pods.get(uid)
+        if rec is None:
+            return None
+        views = {}
+        for c in rec.containers:
+            proc = c.proc
+            running = proc is not None and c.stage == "running" and proc.popen.poll() is None
+            views[c.name] = prober.ContainerView(c.containerID, running, proc.started if proc is not None else 0.0,
+                                                 c.stage == "exited")
+        return prober.PodView(rec.finished, rec.killing, rec.ip or self.host_ip, views)
+
+    def probe_exec(self, uid: str, container: str, container_id: str, argv: list[str],
+                   timeout: float) -> tuple[int, bytes]:
+        """ExecSync for an exec probe: (exit code, output); prober.ExecTimeout past ``timeout``, prober.ProbeError
+        when the command cannot be run there (the container gone, the executable missing)."""
+        rec = self.pods.get(uid)
+        c = next((x for x in rec.containers if x.name == container), None) if rec is not None else None
+        proc = c.proc if c is not None else None
+        if rec is None or c is None or proc is None or c.containerID != container_id or proc.popen.poll() is not None:
+            raise prober.ProbeError(f"failed to exec in container: container {container_id} is not running")
+        try:
+            if proc.cid and self.oci is not None:
+                return self.oci.exec_sync(proc, argv, timeout)
+            ctx = c.exec_ctx
+            return self.runtime.exec_sync(rec.sandbox, c.cgroup, argv, ctx.get("env") or {}, ctx.get("cwd") or "/",
+                                          ctx.get("uid"), ctx.get("gid"), timeout)
+        except TimeoutError:
+            raise prober.ExecTimeout from None
+        except OSError as exc:
+            raise prober.ProbeError(f"failed to exec in container: {exc}") from None
+
+    def probe_connect(self, host: str, port: int, timeout: float) -> Any:
+        """A TCP connection to ``host:port`` made as the node makes it: from the node's network namespace (where
+        the pod network's bridge is), or this machine's when pods share its network (the process runtime)."""
+        import ipaddress
+        import socket
+
+        try:
+            ip = str(ipaddress.ip_address(host))
+        except ValueError:
+            ip = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][4][0]
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        if self.podnet is not None:
+            sock = in_netns(self.podnet.netns_path, lambda: socket.socket(family, socket.SOCK_STREAM))
+        else:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect((ip, port))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     # -- exec, attach, port-forward -----------------------------------------------------------------
     def _running(self, pod: dict[str, Any], container: str) -> tuple[PodRec, ContainerRec]:
@@ -855,7 +955,7 @@ class Kubelet:
             rec.kill_deadline = time.time() + float(grace)
             for c in running:
                 self.recorder.event(pod, "Normal", "Killing", f"Stopping container {c.name}", f"spec.containers{{{c.name}}}")
-                self._signal(c.proc, signal.SIGTERM)  # type: ignore[arg-type]
+                self._signal(c.proc, c.stop_signal)  # type: ignore[arg-type]
         if running and time.time() < rec.kill_deadline:
             return
         self._teardown(rec)
@@ -867,6 +967,7 @@ class Kubelet:
 
     def _teardown(self, rec: PodRec) -> None:
         """Kill every process of the pod and remove its cgroups."""
+        self.probes.remove_pod(rec.uid)
         for c in rec.all:
             if c.proc is not None:
                 self._kill(c.proc)
@@ -939,7 +1040,9 @@ class Kubelet:
     # -- status ----------------------------------------------------------------------------------
     def _write_status(self, pod: dict[str, Any], rec: PodRec, init_done: bool) -> None:
         init_st = [lifecycle.container_status(c.spec, c.record(), c.image_id, c.image_name) for c in rec.inits]
-        main_st = [lifecycle.container_status(c.spec, c.record(), c.image_id, c.image_name) for c in rec.containers]
+        main_st = [lifecycle.container_status(c.spec, c.record(), c.image_id, c.image_name,
+                                              **self.probes.status(rec.uid, c.name, c.containerID, c.stage == "running"))
+                   for c in rec.containers]
         phase = lifecycle.pod_phase(pod["spec"], init_st, main_st)
         old = pod.get("status") or {}
         scheduled = next((c.get("lastTransitionTime") for c in old.get("conditions") or [] if c.get("type") == "PodScheduled"),

@@ -34,8 +34,29 @@ BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
 
 
-def should_restart(restart_policy: str, exit_code: int) -> bool:
+MIN_KILL_GRACE = 2  # kuberuntime minimumGracePeriodInSeconds: every kill gives the container this long at least
+
+
+def should_restart(restart_policy: str, exit_code: int, killed_by_probe: bool = False) -> bool:
+    """After an exit; a container the kubelet killed for a failed liveness or startup probe restarts whatever its
+    exit code, unless the policy is Never (computePodActions: shouldRestartOnFailure)."""
+    if killed_by_probe:
+        return restart_policy != "Never"
     return RESTART_TABLE[(restart_policy, exit_code == 0)]
+
+
+def probe_kill_message(container: str, probe_type: str, restart_policy: str) -> str:
+    """The Killing event's message for a container that failed its ``liveness`` or ``startup`` probe."""
+    message = f"Container {container} failed {probe_type} probe"
+    return f"{message}, will be restarted" if restart_policy != "Never" else message
+
+
+def probe_kill_grace(pod_spec: dict[str, Any], container: dict[str, Any], probe_field: str) -> int:
+    """setTerminationGracePeriod for a probe kill: the probe's own terminationGracePeriodSeconds, else the pod's
+    (default 30), never below MIN_KILL_GRACE."""
+    own = (container.get(probe_field) or {}).get("terminationGracePeriodSeconds")
+    grace = own if isinstance(own, int) else pod_spec.get("terminationGracePeriodSeconds", 30)
+    return max(MIN_KILL_GRACE, int(grace if grace is not None else 30))
 
 
 def backoff_seconds(restarts: int) -> float:
@@ -74,19 +95,21 @@ def terminated(rec: dict[str, Any]) -> dict[str, Any]:
     return t
 
 
-def container_status(spec: dict[str, Any], rec: dict[str, Any], image_id: str, image_name: str = "") -> dict[str, Any]:
+def container_status(spec: dict[str, Any], rec: dict[str, Any], image_id: str, image_name: str = "",
+                     started: bool | None = None, ready: bool | None = None) -> dict[str, Any]:
     """``image`` is the runtime's name for the image once a container exists (containerd: the fully qualified repo
-    tag, ``docker.io/library/python:3.13-slim``), the spec's before."""
+    tag, ``docker.io/library/python:3.13-slim``), the spec's before. ``started`` and ``ready`` are the probe
+    manager's word for a container with probes; without, both follow running."""
     state = container_state(rec)
     st: dict[str, Any] = {
         "name": spec["name"],
         "state": state,
         "lastState": {"terminated": terminated(rec["last"])} if rec.get("last") else {},
-        "ready": "running" in state,
+        "ready": ("running" in state) if ready is None else ready,
         "restartCount": rec.get("restartCount", 0),
         "image": image_name if image_name and rec.get("containerID") else spec.get("image", ""),
         "imageID": image_id if rec.get("containerID") else "",
-        "started": "running" in state,
+        "started": ("running" in state) if started is None else started,
     }
     if rec.get("containerID"):
         st["containerID"] = rec["containerID"]

@@ -10,11 +10,30 @@ import jsonpatch
 
 from .errors import APIError, bad_request
 
-MERGE_KEYS = {"containers": "name", "initContainers": "name", "env": "name", "volumes": "name", "volumeMounts": "mountPath",
-              "ports": "containerPort", "conditions": "type", "imagePullSecrets": "name", "tolerations": None}
+# patchMergeKey of the lists a strategic merge patch merges by item (`+patchStrategy=merge`, from the Go types);
+# lists not here are replaced whole, as upstream does for lists without a patch strategy
+MERGE_KEYS = {"containers": "name", "initContainers": "name", "ephemeralContainers": "name", "env": "name",
+              "volumes": "name", "volumeMounts": "mountPath", "volumeDevices": "devicePath", "conditions": "type",
+              "imagePullSecrets": "name", "hostAliases": "ip", "podIPs": "ip", "hostIPs": "ip", "ownerReferences": "uid",
+              "topologySpreadConstraints": "topologyKey", "resourceClaims": "name", "schedulingGates": "name",
+              "addresses": "type", "tolerations": None}
+CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+PRIMITIVE_MERGE = {("metadata", "finalizers")}  # lists of scalars merged as sets (`+patchStrategy=merge`)
 
-MEDIA = ("application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json")
+MEDIA = ("application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json",
+         "application/apply-patch+yaml")
 MAX_OPERATIONS = 10_000  # kube-apiserver's limit on JSON patch operations
+
+
+def merge_key(names: tuple[str, ...]) -> str | None:
+    """The patchMergeKey of the list at ``names`` (field names from the root): container ports merge by
+    containerPort, a Service's by port."""
+    name = names[-1] if names else ""
+    if name == "ports":
+        if len(names) >= 2 and names[-2] in CONTAINER_LISTS:
+            return "containerPort"
+        return "port" if names == ("spec", "ports") else None
+    return MERGE_KEYS.get(name)
 
 
 def _size(doc: Any, cap: int) -> int:
@@ -30,7 +49,10 @@ def _size(doc: Any, cap: int) -> int:
     return n
 
 
-def merge(target: Any, patch: Any, strategic: bool = False, key: str = "") -> Any:
+def merge(target: Any, patch: Any, strategic: bool = False, key: str = "", names: tuple[str, ...] = ()) -> Any:
+    """RFC 7386 merge patch, or (``strategic``) a strategic merge patch: lists with a merge key merged by item
+    (``$patch: delete`` removes one), ``$patch: replace``, ``$retainKeys``, ``$deleteFromPrimitiveList/<field>``,
+    finalizers merged as a set."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     if patch.get("$patch") == "replace" and strategic:
@@ -38,11 +60,16 @@ def merge(target: Any, patch: Any, strategic: bool = False, key: str = "") -> An
     out = copy.deepcopy(target) if isinstance(target, dict) else {}
     for k, v in patch.items():
         if strategic and k.startswith("$"):
+            if k.startswith("$deleteFromPrimitiveList/") and isinstance(v, list) and isinstance(out.get(k[25:]), list):
+                out[k[25:]] = [x for x in out[k[25:]] if x not in v]
             continue
+        path = (*names, k)
+        mk = merge_key(path) if strategic else None
         if v is None:
             out.pop(k, None)
-        elif strategic and isinstance(v, list) and isinstance(out.get(k), list) and MERGE_KEYS.get(k):
-            mk = MERGE_KEYS[k]
+        elif strategic and isinstance(v, list) and isinstance(out.get(k), list) and path in PRIMITIVE_MERGE:
+            out[k] = out[k] + [x for x in v if x not in out[k]]
+        elif strategic and isinstance(v, list) and isinstance(out.get(k), list) and mk:
             merged = copy.deepcopy(out[k])
             for item in v:
                 if isinstance(item, dict) and mk in item:
@@ -53,12 +80,15 @@ def merge(target: Any, patch: Any, strategic: bool = False, key: str = "") -> An
                     elif idx is None:
                         merged.append({a: b for a, b in item.items() if a != "$patch"})
                     else:
-                        merged[idx] = merge(merged[idx], item, True, k)
-                else:
+                        merged[idx] = merge(merged[idx], item, True, k, path)
+                elif not (isinstance(item, dict) and item.get("$patch")):
                     merged.append(copy.deepcopy(item))
             out[k] = merged
         else:
-            out[k] = merge(out.get(k), v, strategic, k)
+            out[k] = merge(out.get(k), v, strategic, k, path)
+    retain = patch.get("$retainKeys") if strategic else None
+    if isinstance(retain, list):
+        out = {k: v for k, v in out.items() if k in retain}
     return out
 
 

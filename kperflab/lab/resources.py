@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import apiservices, cronjobs, hpa, ingress, policy, quota, rbac
+from . import deployments as workloads
 from . import validation as v
 from .storage import api as storage_api
 
@@ -46,6 +48,19 @@ class ResourceType:
         return self.kind.lower()
 
 
+@dataclass(frozen=True)
+class StoredAs(ResourceType):
+    """Another served version of a kind whose objects live in the store as ``storage`` (kube-apiserver's storage
+    version): autoscaling/v1 HorizontalPodAutoscalers are stored as autoscaling/v2. ``default`` converts what a client
+    sends; ``extra["present"]`` shows a stored object in this version."""
+
+    storage: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.storage
+
+
 POD_FIELDS = COMMON_FIELDS | {"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
                               "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"}
 EVENT_FIELDS = COMMON_FIELDS | {"involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
@@ -82,21 +97,36 @@ TYPES: list[ResourceType] = [
     ResourceType("apps", "v1", "DaemonSet", "daemonsets", short_names=("ds",), categories=("all",), subresources=("status",),
                  validate=v.daemonset, default=v.default_daemonset, has_status=True),
     ResourceType("apps", "v1", "Deployment", "deployments", short_names=("deploy",), categories=("all",),
-                 subresources=("status", "scale"), has_status=True),
+                 subresources=("status", "scale"), has_status=True, validate=workloads.deployment,
+                 default=workloads.default_deployment, extra={"validate_update": workloads.validate_update,
+                                                              "spec_changed": workloads.deployment_generation_changes}),
     ResourceType("apps", "v1", "ReplicaSet", "replicasets", short_names=("rs",), categories=("all",),
-                 subresources=("status", "scale"), has_status=True),
+                 subresources=("status", "scale"), has_status=True, validate=workloads.replicaset,
+                 default=workloads.default_replicaset, extra={"validate_update": workloads.validate_update}),
     ResourceType("apps", "v1", "StatefulSet", "statefulsets", short_names=("sts",), categories=("all",),
-                 subresources=("status", "scale"), has_status=True),
+                 subresources=("status", "scale"), has_status=True, validate=workloads.statefulset,
+                 default=workloads.default_statefulset, extra={"validate_update": workloads.validate_update}),
     ResourceType("apps", "v1", "ControllerRevision", "controllerrevisions"),
     ResourceType("", "v1", "ReplicationController", "replicationcontrollers", short_names=("rc",), categories=("all",),
-                 subresources=("status", "scale"), has_status=True),
+                 subresources=("status", "scale"), has_status=True, validate=workloads.replicationcontroller,
+                 default=workloads.default_replicationcontroller, extra={"validate_update": workloads.validate_update}),
     ResourceType("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", short_names=("hpa",),
-                 categories=("all",), subresources=("status",), has_status=True),
-    ResourceType("rbac.authorization.k8s.io", "v1", "Role", "roles"),
-    ResourceType("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
-    ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", namespaced=False),
-    ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False),
+                 categories=("all",), subresources=("status",), has_status=True, validate=hpa.validate_hpa,
+                 default=hpa.default_hpa, extra={"present": hpa.to_v2}),
+    StoredAs("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", short_names=("hpa",),
+             categories=("all",), subresources=("status",), has_status=True, validate=hpa.validate_hpa,
+             default=hpa.default_v1, extra={"present": hpa.to_v1}, storage=hpa.KEY),
+    ResourceType("rbac.authorization.k8s.io", "v1", "Role", "roles", validate=rbac.validate_role),
+    ResourceType("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", validate=rbac.validate_role_binding,
+                 default=rbac.default_binding, extra={"validate_update": rbac.validate_binding_update}),
+    ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", namespaced=False,
+                 validate=rbac.validate_cluster_role),
+    ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False,
+                 validate=rbac.validate_cluster_role_binding, default=rbac.default_binding,
+                 extra={"validate_update": rbac.validate_binding_update}),
     ResourceType("coordination.k8s.io", "v1", "Lease", "leases"),
+    ResourceType("apiregistration.k8s.io", "v1", "APIService", "apiservices", namespaced=False, categories=("api-extensions",),
+                 subresources=("status",), has_status=True, validate=apiservices.validate, default=apiservices.default),
     ResourceType("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", namespaced=False,
                  verbs=("create",)),
     ResourceType("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", namespaced=False,
@@ -108,6 +138,22 @@ TYPES: list[ResourceType] = [
     ResourceType("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews",
                  verbs=("create",)),
     ResourceType("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False, verbs=("create",)),
+    ResourceType("batch", "v1", "CronJob", "cronjobs", short_names=("cj",), categories=("all",), subresources=("status",),
+                 has_status=True, validate=cronjobs.validate_cronjob, default=cronjobs.default_cronjob,
+                 extra={"validate_update": cronjobs.validate_update}),
+    ResourceType("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short_names=("pdb",),
+                 subresources=("status",), has_status=True, validate=policy.validate_pdb),
+    ResourceType("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", namespaced=False, short_names=("pc",),
+                 validate=policy.validate_priorityclass, default=policy.default_priorityclass,
+                 extra={"validate_update": policy.validate_priorityclass_update}),
+    ResourceType("", "v1", "ResourceQuota", "resourcequotas", short_names=("quota",), subresources=("status",),
+                 has_status=True, validate=quota.validate_quota),
+    ResourceType("", "v1", "LimitRange", "limitranges", short_names=("limits",), validate=quota.validate_limitrange,
+                 default=quota.default_limitrange),
+    ResourceType("networking.k8s.io", "v1", "Ingress", "ingresses", short_names=("ing",), subresources=("status",),
+                 has_status=True, validate=ingress.validate_ingress),
+    ResourceType("networking.k8s.io", "v1", "IngressClass", "ingressclasses", namespaced=False,
+                 validate=ingress.validate_ingressclass, default=ingress.default_ingressclass),
 ]
 
 BY_PATH: dict[tuple[str, str, str], ResourceType] = {(t.group, t.version, t.plural): t for t in TYPES}
@@ -144,8 +190,9 @@ def api_resource_list(group: str, version: str, extra: list[Obj] | None = None) 
                      "eviction": ["create"], "binding": ["create"], "finalize": ["update"], "scale": ["get", "patch", "update"],
                      "token": ["create"]}.get(sub, ["get"])
             entry = {"name": f"{t.plural}/{sub}", "singularName": "", "namespaced": t.namespaced, "kind": sub_kind, "verbs": verbs}
-            if sub in ("scale", "token"):  # their kinds live in another group, as kube-apiserver's discovery says
-                entry.update({"group": "autoscaling" if sub == "scale" else "authentication.k8s.io", "version": "v1"})
+            if sub in ("scale", "token", "eviction"):  # their kinds live in another group, as kube-apiserver's discovery says
+                entry.update({"group": {"scale": "autoscaling", "token": "authentication.k8s.io",
+                                        "eviction": "policy"}[sub], "version": "v1"})  # (kubectl drain evicts only then)
             resources.append(entry)
     resources += extra or []
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,

@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LabError
-from . import cgroups, labs
+from . import cgroups, labs, pki, rbac
+from .admission import NamespaceControllers, ServiceAccountAdmission
 from .apiproxy import APIProxy
 from .apiserver import APIServer, serve
+from .apiservices import AvailabilityController
 from .authn import Authenticator
 from .controllers import Controllers
 from .events import Recorder
+from .hpa import HPAController
 from .imagemanager import ImageMetrics
 from .images import ImageStore, Registry, cached_base_images, cached_test_images, test_images_configmap
 from .images.slowlink import DEFAULT_BANDWIDTH, SLOW_HOST, SlowRegistry, parse_rate
@@ -28,6 +31,7 @@ from .images.store import DEFAULT_IMAGEFS_SIZE
 from .kubelet import Kubelet
 from .kubeletconfig import KubeletConfig
 from .labs import LAB_ENV
+from .network.apiendpoint import SECURE_PORT, APIServerEndpoint, first_address
 from .network.dns import ClusterDNS
 from .network.httpd import serve_in_netns
 from .network.kubeproxy import KubeProxy
@@ -36,6 +40,7 @@ from .node import NODE_NAME, Conditions, arch, machine_labels, node_object, obse
 from .runtime.oci import CrunRuntime
 from .runtime.oci import unavailable_reason as oci_unavailable
 from .runtime.process import Runtime
+from .satokens import LegacyTokenController, TokenIssuer, token_source
 from .stats.cadvisor import Sampler
 from .stats.kubelet_server import KubeletServer
 from .stats.metrics_server import GROUP as METRICS_GROUP
@@ -121,10 +126,20 @@ class Lab:
         self.metric_resolution = metric_resolution
         slot = self.registration.claim_network_slot()
         self.pod_cidr, self.service_cidr = f"10.{244 + slot}.0.0/16", f"10.{96 + slot}.0.0/16"
-        self.api = APIServer(self.store, Authenticator(token, state_dir / "tokens.csv"), version=version_info(),
-                             ready=lambda: self._ready, service_cidr=self.service_cidr)
+        # ServiceAccount tokens: signed by the lab's own key (made once, 0600); the kubelet's projected tokens too
+        self.tokens = TokenIssuer(state_dir / "sa-signing.key")
+        self.sa_token = token_source(self.store, self.tokens)
+        self.api = APIServer(self.store, Authenticator(token, state_dir / "tokens.csv", tokens=self.tokens, store=self.store),
+                             version=version_info(), ready=lambda: self._ready, service_cidr=self.service_cidr)
+        self.api.tokens = self.tokens
+        rbac.bootstrap(self.store)  # the default roles and bindings, before the first request can need them
+        self.token_controller = LegacyTokenController(self.store, self.tokens, (Path(tls[0]).parent / "ca.crt").read_bytes())
         self.kubernetes_ip, self.dns_ip = self.api.services.ip_range.nth(1), self.api.services.ip_range.nth(10)
         self._ready = False
+        # the certificate names what pods dial too: kubernetes.default.svc…, the ClusterIP, the node's address
+        pki.reissue_server_cert(tls[0], tls[1], pki.server_hosts(self.kubernetes_ip, first_address(self.pod_cidr)))
+        self.api.admission = ServiceAccountAdmission(self.store)
+        self.ns_controllers = NamespaceControllers(self.store, (Path(tls[0]).parent / "ca.crt").read_bytes())
         self.server, _ = serve(self.api, tls[0], tls[1], port)
         self.port = self.server.server_address[1]
         self.registration.update(port=self.port, cgroups=self.driver.version if self.driver else None)
@@ -152,6 +167,7 @@ class Lab:
         self.metrics_server = MetricsServer(self.store, lambda: self.sampler.snapshot, NODE_NAME, metric_resolution)
         self.api.node_proxy = self.kubelet_server.handle
         self.dns: ClusterDNS | None = None
+        self.api_endpoint: APIServerEndpoint | None = None
         self.kube_proxy: KubeProxy | None = None
         self._node_servers: list[Any] = []
         if self.podnet is not None:
@@ -167,7 +183,7 @@ class Lab:
         import inspect
 
         params = inspect.signature(Kubelet.__init__).parameters
-        extras: dict[str, Any] = {"config": self.kubelet_config,
+        extras: dict[str, Any] = {"config": self.kubelet_config, "sa_token": self.sa_token,
                                   "pv_plugins": self.storage.plugins if self.storage is not None else None}
         return {k: v for k, v in extras.items() if k in params}
 
@@ -192,7 +208,7 @@ class Lab:
             "name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {"type": "ClusterIP", "clusterIP": self.kubernetes_ip, "clusterIPs": [self.kubernetes_ip],
                      "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster", "ports": [
-                {"name": "https", "port": 443, "protocol": "TCP", "targetPort": self.port}], "sessionAffinity": "None"},
+                {"name": "https", "port": 443, "protocol": "TCP", "targetPort": SECURE_PORT}], "sessionAffinity": "None"},
             "status": {"loadBalancer": {}}})
         if self.podnet is not None:
             self._bootstrap_dns()
@@ -230,7 +246,14 @@ class Lab:
     def start(self) -> None:
         self.bootstrap()
         loops = [("kubelet", self.kubelet.run), ("controllers", self.controllers.run), ("heartbeat", self._heartbeat),
-                 ("metrics", self._metrics_loop)]
+                 ("metrics", self._metrics_loop), ("serviceaccounts", self.ns_controllers.run),
+                 ("clusterrole-aggregation", rbac.Aggregator(self.store).run), ("tokens", self.token_controller.run)]
+        loops.append(("hpa", HPAController(self.store, lambda ns: self.metrics_server.pod_metrics("v1beta1", ns)).run))
+        podnet = self.podnet  # APIService availability: discovery checks from the node netns, where ClusterIPs answer
+        loops.append(("apiservice-availability", AvailabilityController(
+            self.store, (lambda fn: in_netns(podnet.netns_path, fn)) if podnet is not None else None).run))
+        if self.api_endpoint is not None:
+            loops.append(("apiserver-endpoints", self.api_endpoint.run))
         if self.storage is not None:
             loops.append(("pv-controller", self.storage.controller.run))
         if self.kube_proxy is not None:
@@ -306,6 +329,7 @@ class Lab:
         t = threading.Thread(target=self.dns.serve, args=(udp, tcp, self.stop_event), name="dns", daemon=True)
         t.start()
         self._dns_sockets = (udp, tcp)
+        self.api_endpoint = APIServerEndpoint(ns, gw, self.port, self.store, self.kubernetes_ip)  # <node>:6443 for pods
         self.kube_proxy = KubeProxy(self.store, ns, cluster_cidr=self.pod_cidr, node_ips=[gw], node_name=NODE_NAME,
                                     recorder=Recorder(self.store, "kube-proxy", NODE_NAME))
         kp = self.kube_proxy
@@ -398,6 +422,8 @@ class Lab:
                 srv.server_close()
             for sock in getattr(self, "_dns_sockets", ()):
                 sock.close()
+            if self.api_endpoint is not None:
+                self.api_endpoint.close()
             labs.remove(self.lab_id, self.state_dir, self.driver, own=True)  # what the kubelet left: ours only, by id
         finally:
             self.registration.release()

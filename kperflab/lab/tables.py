@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import apiservices
+
 Obj = dict[str, Any]
 
 
@@ -296,6 +298,63 @@ def endpointslices(obj: Obj, now: float) -> list[Any]:
             age(obj["metadata"].get("creationTimestamp"), now)]
 
 
+def _hpa_metrics(specs: Any, statuses: Any) -> str:
+    """formatHPAMetrics (1.32): ``cpu: 45%/80%``, ``memory: 100Mi/200Mi``; two at most, then `` + N more...``."""
+    if not specs:
+        return "<none>"
+    statuses = statuses if isinstance(statuses, list) else []
+    out = []
+    for i, spec in enumerate(specs):
+        typ = spec.get("type")
+        st = statuses[i] if i < len(statuses) and isinstance(statuses[i], dict) else {}
+        if typ in ("Resource", "ContainerResource"):
+            key = "resource" if typ == "Resource" else "containerResource"
+            src, cur = spec.get(key) or {}, (st.get(key) or {}).get("current") if st.get(key) else None
+            target = src.get("target") or {}
+            if target.get("averageValue") is not None:
+                current = cur.get("averageValue", "<unknown>") if cur is not None else "<unknown>"
+                out.append(f"{src.get('name', '')}: {current}/{target['averageValue']}")
+            else:
+                current = f"{cur['averageUtilization']}%" if cur is not None and cur.get("averageUtilization") is not None else "<unknown>"
+                want = f"{target['averageUtilization']}%" if target.get("averageUtilization") is not None else "<auto>"
+                out.append(f"{src.get('name', '')}: {current}/{want}")
+        elif typ in ("Pods", "Object", "External"):
+            key = typ.lower()
+            target = (spec.get(key) or {}).get("target") or {}
+            cur = ((st.get(key) or {}).get("current") or {}) if st.get(key) else None
+            field = "averageValue" if typ == "Pods" or target.get("averageValue") is not None else "value"
+            current = cur.get(field, "<unknown>") if cur is not None else "<unknown>"
+            avg = " (avg)" if typ != "Pods" and field == "averageValue" else ""
+            out.append(f"{current}/{target.get(field, '<unknown>')}{avg}")
+        else:
+            out.append("<unknown type>")
+    if len(out) > 2:
+        return ", ".join(out[:2]) + f" + {len(out) - 2} more..."
+    return ", ".join(out)
+
+
+def hpas(obj: Obj, now: float) -> list[Any]:
+    """printHorizontalPodAutoscaler."""
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    mn = spec.get("minReplicas")
+    return [obj["metadata"]["name"], f"{ref.get('kind', '')}/{ref.get('name', '')}",
+            _hpa_metrics(spec.get("metrics"), st.get("currentMetrics")), "<unset>" if mn is None else str(mn),
+            spec.get("maxReplicas", 0), st.get("currentReplicas", 0), age(obj["metadata"].get("creationTimestamp"), now)]
+
+
+HPA_COLUMNS = [NAME, col("Reference", desc="scaleTargetRef points to the target resource to scale, and is used to the pods for "
+                         "which metrics should be collected, as well as to actually change the replica count."),
+               col("Targets", desc="metrics contains the specifications for which to use to calculate the desired replica "
+                   "count (the maximum replica count across all metrics will be used)."),
+               col("MinPods", desc="minReplicas is the lower limit for the number of replicas to which the autoscaler can "
+                   "scale down."),
+               col("MaxPods", desc="maxReplicas is the upper limit for the number of replicas to which the autoscaler can "
+                   "scale up."),
+               col("Replicas", desc="currentReplicas is current number of replicas of pods managed by this autoscaler, as "
+                   "last seen by the autoscaler."), AGE]
+
+
 def default(obj: Obj, now: float) -> list[Any]:
     return [obj["metadata"]["name"], obj["metadata"].get("creationTimestamp", "")]
 
@@ -314,7 +373,105 @@ SLICE_DOC = {
     "endpoints": "endpoints is a list of unique endpoints in this slice.",
 }
 
+def _template_columns(obj: Obj) -> tuple[str, str]:
+    """layoutContainerCells: the template's container names and images, comma-joined."""
+    cs = ((((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")) or []
+    return ",".join(str(c.get("name", "")) for c in cs), ",".join(str(c.get("image", "")) for c in cs)
+
+
+def _workload_selector(obj: Obj) -> str:
+    from .deployments import selector_string
+
+    return selector_string(obj)
+
+
+def deployments(obj: Obj, now: float) -> list[Any]:
+    """printDeployment: READY ``ready/desired``, UP-TO-DATE, AVAILABLE; wide adds containers, images, selector."""
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    desired = spec.get("replicas", 1) if spec.get("replicas") is not None else 1
+    names, images = _template_columns(obj)
+    return [obj["metadata"]["name"], f"{st.get('readyReplicas', 0)}/{desired}", st.get("updatedReplicas", 0),
+            st.get("availableReplicas", 0), age(obj["metadata"].get("creationTimestamp"), now), names, images,
+            _workload_selector(obj)]
+
+
+def replicasets(obj: Obj, now: float) -> list[Any]:
+    """printReplicaSet / printReplicationController: DESIRED, CURRENT, READY; wide adds the template and selector."""
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    names, images = _template_columns(obj)
+    return [obj["metadata"]["name"], spec.get("replicas", 1) if spec.get("replicas") is not None else 1,
+            st.get("replicas", 0), st.get("readyReplicas", 0), age(obj["metadata"].get("creationTimestamp"), now), names,
+            images, _workload_selector(obj)]
+
+
+def statefulsets(obj: Obj, now: float) -> list[Any]:
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    names, images = _template_columns(obj)
+    desired = spec.get("replicas", 1) if spec.get("replicas") is not None else 1
+    return [obj["metadata"]["name"], f"{st.get('readyReplicas', 0)}/{desired}",
+            age(obj["metadata"].get("creationTimestamp"), now), names, images]
+
+
+def controllerrevisions(obj: Obj, now: float) -> list[Any]:
+    """printControllerRevision: CONTROLLER as ``statefulset.apps/web`` (``<none>`` without a controller)."""
+    ref = next((r for r in obj["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
+    controller = "<none>"
+    if ref is not None:
+        group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+        kind = f"{ref.get('kind', '')}.{group}" if group else str(ref.get("kind", ""))
+        controller = f"{kind.lower()}/{ref.get('name', '')}"
+    return [obj["metadata"]["name"], controller, obj.get("revision", 0), age(obj["metadata"].get("creationTimestamp"), now)]
+
+
+_TEMPLATE_COLS = [col("Containers", priority=1, desc="Names of each container in the template."),
+                  col("Images", priority=1, desc="Images referenced by each container in the template.")]
+DEPLOYMENT_COLUMNS = [NAME, col("Ready", desc="Number of the pod with ready state"),
+                      col("Up-to-date", desc="Total number of non-terminated pods targeted by this deployment that have "
+                                             "the desired template spec."),
+                      col("Available", desc="Total number of available pods (ready for at least minReadySeconds) "
+                                            "targeted by this deployment."), AGE, *_TEMPLATE_COLS,
+                      col("Selector", priority=1, desc="Label selector for pods. Existing ReplicaSets whose pods are "
+                                                       "selected by this will be the ones affected by this deployment.")]
+REPLICASET_COLUMNS = [NAME, col("Desired", "integer", desc="Replicas is the number of desired replicas."),
+                      col("Current", "integer", desc="Replicas is the most recently observed number of replicas."),
+                      col("Ready", "integer", desc="readyReplicas is the number of pods targeted by this ReplicaSet with "
+                                                   "a Ready Condition."), AGE, *_TEMPLATE_COLS,
+                      col("Selector", priority=1, desc="Selector is a label query over pods that should match the "
+                                                       "replica count.")]
+
+def rolebindings(obj: Obj, now: float) -> list[Any]:
+    """printRoleBinding / printClusterRoleBinding: ``Kind/name`` of the role; users, groups and ServiceAccounts
+    (``namespace/name``) for ``-o wide``."""
+    ref = obj.get("roleRef") or {}
+    subjects = [s for s in obj.get("subjects") or [] if isinstance(s, dict)]
+    users = [s.get("name", "") for s in subjects if s.get("kind") == "User"]
+    groups = [s.get("name", "") for s in subjects if s.get("kind") == "Group"]
+    sas = [f"{s.get('namespace', '')}/{s.get('name', '')}" for s in subjects if s.get("kind") == "ServiceAccount"]
+    return [obj["metadata"]["name"], f"{ref.get('kind', '')}/{ref.get('name', '')}",
+            age(obj["metadata"].get("creationTimestamp"), now), ", ".join(users), ", ".join(groups), ", ".join(sas)]
+
+
+def _binding_columns(role_doc: str) -> list[dict[str, Any]]:
+    return [NAME, col("Role", desc=role_doc), AGE, col("Users", priority=1, desc="Users in the roleBinding"),
+            col("Groups", priority=1, desc="Groups in the roleBinding"),
+            col("ServiceAccounts", priority=1, desc="ServiceAccounts in the roleBinding")]
+
+
 TABLES: dict[str, tuple[list[dict[str, Any]], Callable[[Obj, float], list[Any]]]] = {
+    "rbac.authorization.k8s.io/v1/rolebindings": (_binding_columns(
+        "RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace. If the RoleRef "
+        "cannot be resolved, the Authorizer must return an error."), rolebindings),
+    "rbac.authorization.k8s.io/v1/clusterrolebindings": (_binding_columns(
+        "RoleRef can only reference a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the "
+        "Authorizer must return an error."), rolebindings),
+    "apps/v1/deployments": (DEPLOYMENT_COLUMNS, deployments),
+    "apps/v1/replicasets": (REPLICASET_COLUMNS, replicasets),
+    "v1/replicationcontrollers": (REPLICASET_COLUMNS, replicasets),
+    "apps/v1/statefulsets": ([NAME, col("Ready", desc="Number of the pod with ready state"), AGE, *_TEMPLATE_COLS],
+                             statefulsets),
+    "apps/v1/controllerrevisions": ([NAME, col("Controller", desc="Controller of the object"),
+                                     col("Revision", "integer", desc="Revision indicates the revision of the state "
+                                                                     "represented by Data."), AGE], controllerrevisions),
     "v1/pods": (POD_COLUMNS, pods),
     "v1/nodes": (NODE_COLUMNS, nodes),
     "v1/namespaces": ([NAME, col("Status", desc="The status of the namespace"), AGE], namespaces),
@@ -343,6 +500,12 @@ TABLES: dict[str, tuple[list[dict[str, Any]], Callable[[Obj, float], list[Any]]]
     "batch/v1/jobs": ([NAME, col("Status"), col("Completions"), col("Duration"), AGE], jobs),
     "apps/v1/daemonsets": ([NAME, col("Desired", "integer"), col("Current", "integer"), col("Ready", "integer"),
                             col("Up-to-date", "integer"), col("Available", "integer"), col("Node Selector"), AGE], daemonsets),
+    "autoscaling/v2/horizontalpodautoscalers": (HPA_COLUMNS, hpas),
+    "apiregistration.k8s.io/v1/apiservices": ([NAME, col("Service", desc="The reference to the service that hosts this API "
+                                                         "endpoint."),
+                                               col("Available", desc="Whether this service is available."), AGE],
+                                              lambda o, now: [o["metadata"]["name"], *apiservices.table_row(o),
+                                                              age(o["metadata"].get("creationTimestamp"), now)]),
 }
 
 
@@ -364,3 +527,109 @@ def table(resource: str, items: list[Obj], now: float, rv: str, cont: str = "", 
     if cont:
         md["continue"] = cont
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": md, "columnDefinitions": columns, "rows": rows}
+
+
+# -- CronJob, PodDisruptionBudget, PriorityClass, ResourceQuota, Ingress, IngressClass (printers.go) ------------------
+
+def cronjobs(obj: Obj, now: float) -> list[Any]:
+    """printCronJob: TIMEZONE ``<none>`` when unset, LAST SCHEDULE ``<none>`` before the first run; wide adds the job
+    template's containers, images and selector."""
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    last = st.get("lastScheduleTime")
+    jspec = ((spec.get("jobTemplate") or {}).get("spec") or {})
+    names, images = _template_columns({"spec": jspec})
+    from .deployments import format_selector
+
+    return [obj["metadata"]["name"], spec.get("schedule", ""), spec.get("timeZone") or "<none>",
+            "True" if spec.get("suspend") else "False", len(st.get("active") or []),
+            age(last, now) if last else "<none>", age(obj["metadata"].get("creationTimestamp"), now), names, images,
+            format_selector(jspec.get("selector")) if jspec.get("selector") else "<none>"]
+
+
+def pdbs(obj: Obj, now: float) -> list[Any]:
+    spec, st = obj.get("spec") or {}, obj.get("status") or {}
+    return [obj["metadata"]["name"], str(spec["minAvailable"]) if spec.get("minAvailable") is not None else "N/A",
+            str(spec["maxUnavailable"]) if spec.get("maxUnavailable") is not None else "N/A",
+            st.get("disruptionsAllowed", 0), age(obj["metadata"].get("creationTimestamp"), now)]
+
+
+def priorityclasses(obj: Obj, now: float) -> list[Any]:
+    return [obj["metadata"]["name"], obj.get("value", 0), bool(obj.get("globalDefault")),
+            age(obj["metadata"].get("creationTimestamp"), now), obj.get("preemptionPolicy") or ""]
+
+
+def resourcequotas(obj: Obj, now: float) -> list[Any]:
+    """printResourceQuota: ``resource: used/hard`` sorted by name, ``limits.*`` in LIMIT, the rest in REQUEST."""
+    st = obj.get("status") or {}
+    request: list[str] = []
+    limit: list[str] = []
+    for r in sorted((obj.get("spec") or {}).get("hard") or {}):
+        text = f"{r}: {(st.get('used') or {}).get(r, '0')}/{(st.get('hard') or {}).get(r, '0')}"
+        (limit if r.split(".")[0] == "limits" and "." in r else request).append(text)
+    return [obj["metadata"]["name"], age(obj["metadata"].get("creationTimestamp"), now), ", ".join(request),
+            ", ".join(limit)]
+
+
+def ingresses(obj: Obj, now: float) -> list[Any]:
+    """printIngress: HOSTS (three, then `` + N more...``; ``*`` for none), ADDRESS from status (empty without an
+    ingress controller), PORTS ``80`` or ``80, 443`` with TLS."""
+    spec = obj.get("spec") or {}
+    rules = spec.get("rules") or []
+    hosts: list[str] = []
+    more = False
+    for r in rules:
+        if len(hosts) == 3:
+            more = True
+        if not more and (r or {}).get("host"):
+            hosts.append(r["host"])
+    text = ",".join(hosts) + (f" + {len(rules) - 3} more..." if more else "") if hosts else "*"
+    return [obj["metadata"]["name"], spec.get("ingressClassName") or "<none>", text,
+            _lb_ingress(obj.get("status") or {}),
+            "80, 443" if spec.get("tls") else "80", age(obj["metadata"].get("creationTimestamp"), now)]
+
+
+def ingressclasses(obj: Obj, now: float) -> list[Any]:
+    spec = obj.get("spec") or {}
+    p = spec.get("parameters")
+    params = "<none>" if not p else p.get("kind", "") + (f".{p['apiGroup']}" if p.get("apiGroup") else "") + "/" + p.get("name", "")
+    return [obj["metadata"]["name"], spec.get("controller", ""), params, age(obj["metadata"].get("creationTimestamp"), now)]
+
+
+TABLES.update({
+    "batch/v1/cronjobs": ([NAME, col("Schedule", desc="The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
+                           col("Timezone", desc="The time zone name for the given schedule."),
+                           col("Suspend", "boolean", desc="This flag tells the controller to suspend subsequent executions."),
+                           col("Active", "integer", desc="A list of pointers to currently running jobs."),
+                           col("Last Schedule", desc="Information when was the last time the job was successfully scheduled."),
+                           AGE, col("Containers", priority=1, desc="Names of each container in the template."),
+                           col("Images", priority=1, desc="Images referenced by each container in the template."),
+                           col("Selector", priority=1, desc="A label query over pods that should match the pod count.")],
+                          cronjobs),
+    "policy/v1/poddisruptionbudgets": ([NAME, col("Min Available", desc="An eviction is allowed if at least \"minAvailable\" "
+                                                  "pods selected by \"selector\" will still be available after the eviction."),
+                                        col("Max Unavailable", desc="An eviction is allowed if at most \"maxUnavailable\" "
+                                                                    "pods selected by \"selector\" are unavailable after the eviction."),
+                                        col("Allowed Disruptions", "integer", desc="Number of pod disruptions that are "
+                                                                                   "currently allowed."), AGE], pdbs),
+    "scheduling.k8s.io/v1/priorityclasses": ([NAME, col("Value", "integer", desc="value represents the integer value of "
+                                                        "this priority class."),
+                                              col("Global-Default", "boolean", desc="globalDefault specifies whether this "
+                                                  "PriorityClass should be considered as the default priority for pods "
+                                                  "that do not have any priority class."), AGE,
+                                              col("PreemptionPolicy", desc="preemptionPolicy is the Policy for preempting "
+                                                                           "pods with lower priority.")], priorityclasses),
+    "v1/resourcequotas": ([NAME, AGE, col("Request", desc="Request represents a minimum amount of cpu/memory that a "
+                                          "container may consume."),
+                           col("Limit", desc="Limits control the maximum amount of cpu/memory that a container may use "
+                                             "independent of contention on the node.")], resourcequotas),
+    "networking.k8s.io/v1/ingresses": ([NAME, col("Class", desc="The name of the IngressClass resource."),
+                                        col("Hosts", desc="Hosts that incoming requests are matched against before the "
+                                                          "ingress rule"),
+                                        col("Address", desc="Address is a list containing ingress points for the "
+                                                            "load-balancer"),
+                                        col("Ports", desc="Ports of TLS configurations that open"), AGE], ingresses),
+    "networking.k8s.io/v1/ingressclasses": ([NAME, col("Controller", desc="Controller that is responsible for handling "
+                                                       "this class"),
+                                             col("Parameters", desc="A reference to a resource with additional "
+                                                                    "parameters"), AGE], ingressclasses),
+})

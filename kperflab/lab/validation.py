@@ -34,7 +34,7 @@ def cause(field: str, kind: str, message: str) -> Cause:
 def invalid_value(field: str, value: Any, why: str) -> Cause:
     import json
 
-    shown = json.dumps(value) if isinstance(value, str) else str(value)
+    shown = json.dumps(value) if isinstance(value, (str, bool)) else str(value)  # Go prints a bool as true/false
     return cause(field, "Invalid value", f"{shown}: {why}")
 
 
@@ -118,6 +118,9 @@ def default_pod(pod: dict[str, Any]) -> None:
                 continue
             c.setdefault("terminationMessagePath", "/dev/termination-log")
             c.setdefault("terminationMessagePolicy", "File")
+            for probe_field in PROBE_FIELDS:
+                if isinstance(c.get(probe_field), dict):
+                    default_probe(c[probe_field])
             image = str(c.get("image") or "")
             tagged = ":" in image.rsplit("/", 1)[-1] or "@" in image
             c.setdefault("imagePullPolicy", "IfNotPresent" if tagged and not image.endswith(":latest") else "Always")
@@ -127,6 +130,88 @@ def default_pod(pod: dict[str, Any]) -> None:
                 if isinstance(req, dict):
                     for k, v in res["limits"].items():
                         req.setdefault(k, v)
+
+
+PROBE_FIELDS = ("livenessProbe", "readinessProbe", "startupProbe")
+PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")  # validateHandler's order
+_NEGATIVE_MSG = "must be greater than or equal to 0"
+_HEADER_NAME_MSG = ("a valid HTTP header must consist of alphanumeric characters or '-' (e.g. 'X-Header-Name', regex "
+                    "used for validation is '[-A-Za-z0-9]+')")
+
+
+def default_probe(probe: dict[str, Any]) -> None:
+    """SetDefaults_Probe (a zero timeoutSeconds 1, periodSeconds 10, successThreshold 1, failureThreshold 3;
+    initialDelaySeconds stays absent) and SetDefaults_HTTPGetAction (path "/", scheme HTTP)."""
+    for key, value in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1), ("failureThreshold", 3)):
+        if probe.get(key) in (None, 0):
+            probe[key] = value
+    http = probe.get("httpGet")
+    if isinstance(http, dict):
+        if not http.get("path"):
+            http["path"] = "/"
+        if not http.get("scheme"):
+            http["scheme"] = "HTTP"
+
+
+def _port_num_or_name(field: str, port: Any) -> list[Cause]:
+    """ValidatePortNumOrName."""
+    if isinstance(port, str):
+        return _port_name(field, port)
+    if isinstance(port, int) and not isinstance(port, bool):
+        return [] if 1 <= port <= 65535 else [invalid_value(field, port, _PORT_MSG)]
+    return [invalid_value(field, port if port is not None else 0, _PORT_MSG)]
+
+
+def _probe_handler(field: str, kind: str, handler: Any) -> list[Cause]:
+    if not isinstance(handler, dict):
+        return [invalid_value(field, "…", "must be an object")]
+    if kind == "exec":
+        command = handler.get("command")
+        return [] if command else [cause(f"{field}.command", "Required value", "")]
+    if kind == "httpGet":
+        out = [] if handler.get("path") else [cause(f"{field}.path", "Required value", "")]
+        out += _port_num_or_name(f"{field}.port", handler.get("port"))
+        if handler.get("scheme") not in ("HTTP", "HTTPS"):
+            out.append(not_supported(f"{field}.scheme", handler.get("scheme") or "", ("HTTP", "HTTPS")))
+        for h in handler.get("httpHeaders") or []:
+            name = h.get("name") if isinstance(h, dict) else None
+            if not isinstance(name, str) or not re.fullmatch(r"[-A-Za-z0-9]+", name):
+                out.append(invalid_value(f"{field}.httpHeaders", name if isinstance(name, str) else "", _HEADER_NAME_MSG))
+        return out
+    return _port_num_or_name(f"{field}.port", handler.get("port"))  # tcpSocket, grpc
+
+
+def _probe(field: str, probe: Any, probe_field: str) -> list[Cause]:
+    """validateLivenessProbe / validateReadinessProbe / validateStartupProbe with validateProbe and validateHandler:
+    exactly one handler, non-negative timings, a positive terminationGracePeriodSeconds (never on readiness), and a
+    successThreshold of 1 for liveness and startup."""
+    if not isinstance(probe, dict):
+        return [invalid_value(field, "…", "must be an object")]
+    out: list[Cause] = []
+    handlers = 0
+    for kind in PROBE_HANDLERS:
+        if probe.get(kind) is None:
+            continue
+        if handlers:
+            out.append(cause(f"{field}.{kind}", "Forbidden", "may not specify more than 1 handler type"))
+            continue
+        handlers += 1
+        out += _probe_handler(f"{field}.{kind}", kind, probe[kind])
+    if not handlers:
+        out.append(cause(field, "Required value", "must specify a handler type"))
+    for key in ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"):
+        value = probe.get(key)
+        if isinstance(value, int) and value < 0:
+            out.append(invalid_value(f"{field}.{key}", value, _NEGATIVE_MSG))
+    grace = probe.get("terminationGracePeriodSeconds")
+    if isinstance(grace, int) and grace <= 0:
+        out.append(invalid_value(f"{field}.terminationGracePeriodSeconds", grace, "must be greater than 0"))
+    if probe_field == "readinessProbe":
+        if grace is not None:
+            out.append(invalid_value(f"{field}.terminationGracePeriodSeconds", grace, "must not be set for readinessProbes"))
+    elif probe.get("successThreshold") != 1:
+        out.append(invalid_value(f"{field}.successThreshold", probe.get("successThreshold"), "must be 1"))
+    return out
 
 
 def default_volumes(spec: dict[str, Any]) -> None:
@@ -417,6 +502,14 @@ def pod_spec(spec: Any, prefix: str = "spec") -> list[Cause]:
                     out.append(cause(f"{f}.env[{j}].name", "Required value", ""))
             out += _resources(f"{f}.resources", c.get("resources"))
             out += _volume_mounts(f"{f}.volumeMounts", c.get("volumeMounts"), volumes)
+            for probe_field in PROBE_FIELDS:
+                if c.get(probe_field) is None:
+                    continue
+                if group == "initContainers" and c.get("restartPolicy") != "Always":
+                    out.append(cause(f"{f}.{probe_field}", "Forbidden",
+                                     "may not be set for init containers without restartPolicy=Always"))
+                else:
+                    out += _probe(f"{f}.{probe_field}", c[probe_field], probe_field)
     rp = spec.get("restartPolicy")
     if rp not in RESTART_POLICIES:
         out.append(cause(f"{prefix}.restartPolicy", "Unsupported value",

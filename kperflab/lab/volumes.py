@@ -57,6 +57,22 @@ REFRESH_PERIOD = 5.0  # how often configMap/secret/downwardAPI/projected files a
 DEFAULT_MODE = 0o644
 
 
+SATokenSource = Callable[[str, str, "list[str] | None", int, Obj], tuple[str, float]]
+TOKEN_DEFAULT_EXPIRATION = 3600  # ServiceAccountTokenProjection.expirationSeconds' default
+TOKEN_MAX_TTL = 24 * 3600  # the token manager refreshes a token older than this whatever its lifetime
+
+
+def token_needs_refresh(exp: float, expiration_seconds: int, now: float) -> bool:
+    """The kubelet token manager's ``requiresRefresh`` (without its jitter): past 80 % of the requested lifetime
+    (``status.expirationTimestamp`` − ``expirationSeconds`` is when it was issued), or a day old.
+
+    >>> token_needs_refresh(10_000 + 3607, 3607, 10_000 + 2885), token_needs_refresh(10_000 + 3607, 3607, 10_000 + 2887)
+    (False, True)
+    """
+    issued = exp - expiration_seconds
+    return now > issued + TOKEN_MAX_TTL or now > exp - expiration_seconds * 20 // 100
+
+
 class MountError(Exception):
     """A volume's SetUp failed: the message goes after ``MountVolume.SetUp failed for volume "x" : ``."""
 
@@ -459,8 +475,11 @@ class VolumeManager:
     ``allocatable()`` is the node's allocatable resources (quantities, as the Node object says them)."""
 
     def __init__(self, store: Any, run_dir: Path, event: Callable[..., None], allocatable: Callable[[], dict[str, Any]],
-                 pv_plugins: PVPlugins | None = None, clock: Callable[[], float] = time.time) -> None:
+                 pv_plugins: PVPlugins | None = None, clock: Callable[[], float] = time.time,
+                 sa_token: SATokenSource | None = None) -> None:
         self.store = store
+        self.sa_token = sa_token  # the kubelet's TokenRequest: (ns, sa, audiences, expirationSeconds, pod) → (jwt, exp)
+        self.tokens: dict[tuple[Any, ...], tuple[str, float]] = {}  # the token manager's cache
         self.run_dir = run_dir
         self.event = event
         self.allocatable = allocatable
@@ -609,10 +628,35 @@ class VolumeManager:
             elif source.get("downwardAPI"):
                 out.update(downward_payload(pod, source["downwardAPI"].get("items") or [], default_mode, self.allocatable()))
             elif source.get("serviceAccountToken"):
-                raise MountError("the lab does not issue service account tokens (projected serviceAccountToken)")
+                out.update(self._sa_token(pod, source["serviceAccountToken"], default_mode))
             else:
                 raise MountError(f"the lab's kubelet cannot project {', '.join(source) or 'an empty source'}")
         return out
+
+    def _sa_token(self, pod: Obj, src: Obj, default_mode: int) -> Payload:
+        """A projected ``serviceAccountToken``: a TokenRequest bound to the pod (its audience, or the API server's;
+        ``expirationSeconds``, 3600 when unset), kept until 80 % of its lifetime has passed or it is a day old, as the
+        kubelet's token manager keeps it; the file gets the projection's mode."""
+        if self.sa_token is None:
+            raise MountError("failed to fetch token: the lab's kubelet has no way to request service account tokens")
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        sa_name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        audiences = [src["audience"]] if src.get("audience") else None
+        seconds = int(src.get("expirationSeconds") or TOKEN_DEFAULT_EXPIRATION)
+        key = (meta["namespace"], sa_name, tuple(audiences or ()), seconds, meta.get("uid", ""))
+        now = self.clock()
+        cached = self.tokens.get(key)
+        if cached is None or token_needs_refresh(cached[1], seconds, now):
+            try:
+                token, exp = self.sa_token(meta["namespace"], sa_name, audiences, seconds, pod)
+            except Exception as exc:  # noqa: BLE001 - the TokenRequest's error is the mount's
+                if cached is not None and now < cached[1]:
+                    log.warning("refreshing the token of pod %s/%s failed: %s", meta["namespace"], meta["name"], exc)
+                    token, exp = cached
+                else:
+                    raise MountError(f"failed to fetch token: {getattr(exc, 'message', None) or exc}") from None
+            cached = self.tokens[key] = (token, exp)
+        return {str(src.get("path") or "token"): (cached[0].encode(), default_mode)}
 
     def _configmap(self, ns: str, src: Obj, default_mode: int) -> Payload:
         name, optional = src.get("name", ""), bool(src.get("optional"))
@@ -712,6 +756,8 @@ class VolumeManager:
     def teardown(self, uid: str) -> None:
         """Unpublish the pod's PVs, unmount its tmpfs volumes, remove its directory (disk emptyDir data with it)."""
         pv = self.pods.pop(uid, None)
+        for key in [k for k in self.tokens if k[-1] == uid]:  # the token manager forgets the pod's tokens
+            del self.tokens[key]
         for vol in pv.volumes.values() if pv else ():
             if vol.published and self.pv_plugins is not None and vol.pv is not None:
                 try:

@@ -2,7 +2,7 @@
 
 | module | what it does |
 |---|---|
-| `build` | ``python:3.13-slim`` (+ NumPy, said in its labels) and ``busybox:1.37`` built with mmdebstrap into OCI layouts, cached once per machine (``/var/cache/kperflab/images``); `make_test_image` for the storage lesson; `ensure_test_images`: the storage lesson's 10/100/500 MB (1 layer) and 100 MB (20 layers) images, cached the same way |
+| `build` | ``python:3.13-slim`` (+ NumPy, said in its labels; also tagged ``3.13`` and ``latest``), ``nginx:1.26`` (Debian's nginx run as Docker Hub's image runs it) and ``busybox:1.37`` built with mmdebstrap into OCI layouts, cached once per machine (``/var/cache/kperflab/images``); `make_test_image` for the storage lesson; `ensure_test_images`: the storage lesson's 10/100/500 MB (1 layer) and 100 MB (20 layers) images, cached the same way |
 | `registry` | `Registry`: Debian's ``docker-registry`` on 127.0.0.1 per lab; `Registry.seed` (storage filled from the cache by hard links: milliseconds), `push` over HTTP, `push_with_skopeo` |
 | `pull` | `RegistryClient`: manifests with all four Accept types, platform choice, digest- and size-checked blobs; `PullError` with containerd's wording |
 | `store` | `ImageStore`: content-addressed blobs, layers unpacked once in overlay lower-dir form, image records; atomic publish; `hosts` maps registry hosts to endpoints (containerd's hosts config); `fs_stats` for imageFs |

@@ -304,12 +304,17 @@ def link_or_copy(src: Path, dst: Path) -> bool:
 
 def image_config(*, env: list[str], cmd: list[str], diff_ids: list[str], labels: dict[str, str],
                  history: list[dict[str, Any]], created: str, working_dir: str = "/",
-                 entrypoint: list[str] | None = None, user: str = "") -> dict[str, Any]:
+                 entrypoint: list[str] | None = None, user: str = "", exposed_ports: list[str] | None = None,
+                 stop_signal: str = "") -> dict[str, Any]:
     cfg: dict[str, Any] = {"Env": env, "Cmd": cmd, "WorkingDir": working_dir, "Labels": labels}
     if entrypoint:
         cfg["Entrypoint"] = entrypoint
     if user:
         cfg["User"] = user
+    if exposed_ports:
+        cfg["ExposedPorts"] = {p: {} for p in exposed_ports}  # OCI image spec: "80/tcp": {}
+    if stop_signal:
+        cfg["StopSignal"] = stop_signal
     return {"created": created, "architecture": goarch(), "os": "linux", "config": cfg,
             "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history}
 

@@ -9,6 +9,15 @@ Base images (Debian ``trixie``, this machine's architecture), built with mmdebst
   are the official image's. A working Debian userland (dpkg, apt, tar, sh), slimmed as Debian's own ``-slim``
   images are: no apt lists or caches, no documentation but the copyright files, no man or info pages, no
   translations (the C locale only), no logs, no ``/dev`` nodes (the runtime provides ``/dev``).
+  Tagged ``3.13-slim``, ``3.13.<patch>-slim``, and also ``3.13``, ``3.13.<patch>`` and ``latest``: every tag names
+  this one slim image of Debian's Python 3.13 (Docker Hub's ``python:3.13``/``latest`` are its larger full images
+  with compilers, and its ``latest`` may be a newer Python; the description says so).
+- ``nginx:<version>`` (``1.26``, ``1.26.<patch>`` and ``latest`` from trixie's nginx; the tag is the version Debian
+  ships): Debian's nginx with Debian's default site (``/var/www/html``, the "Welcome to nginx!" page), configured as
+  Docker Hub's image runs it: ``Cmd nginx -g 'daemon off;'``, ``StopSignal SIGQUIT``, ``ExposedPorts 80/tcp``, the
+  access and error logs linked to ``/dev/stdout`` and ``/dev/stderr``, and ``User 0``: the master process must run
+  as root (port 80, reading its config, then switching its workers to Debian's ``www-data``); Docker Hub's image
+  gets root by having no USER, but the lab runs images without USER as ``nobody``. Slimmed as python is.
 - ``busybox:<version>`` (``1.37.0``, ``1.37`` and ``latest`` from trixie's busybox-static 1.37.0; the tag is the
   version Debian ships, so no ``busybox:1.36``): the static binary in ``/bin`` with every applet hard-linked beside it
   (as the official image), ``Cmd sh``, a minimal ``/etc/passwd`` and ``/etc/group`` (root, daemon, nobody).
@@ -55,11 +64,12 @@ from .reference import parse
 log = logging.getLogger("kperflab.lab.images")
 
 SUITE = "trixie"
-RECIPE = 1  # bump when what the images hold changes: a new cache entry is built beside the old one
+RECIPE = 2  # bump when what the images hold changes: a new cache entry is built beside the old one
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 MIRROR_ENV = "KPERFLAB_DEBIAN_MIRROR"
 CACHE_ENV = "KPERFLAB_IMAGE_CACHE"
 PYTHON_PACKAGES = ("python3", "python-is-python3", "python3-numpy")
+NGINX_PACKAGES = ("nginx",)
 EXTRA_PACKAGES = ("python3-numpy",)  # what Docker Hub's python:3.13-slim does not have
 DEBIAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PYTHON_PATH = "/usr/local/bin:" + DEBIAN_PATH  # the official image puts /usr/local/bin first (listed twice)
@@ -200,7 +210,7 @@ def _probe_mirror(mirror: str, cache: Path) -> None:
         reason = getattr(exc, "reason", None) or exc
         raise ImageBuildError(
             f"Cannot reach the Debian mirror {mirror} ({reason}), which the lab needs once to build its images "
-            f"python:3.13-slim and busybox from Debian {SUITE} packages.",
+            f"python:3.13-slim, nginx and busybox from Debian {SUITE} packages.",
             hint=f"Connect this machine to the network (or set {MIRROR_ENV} to a Debian mirror it can reach) and try "
                  f"again; the images are then cached in {cache}.") from None
 
@@ -227,10 +237,11 @@ def _mmdebstrap(args: list[str], logfile: Path, mirror: str) -> None:
 
 def _build_all(tmp: Path, mirror: str) -> list[BuiltImage]:
     _probe_mirror(mirror, tmp.parent)
-    with ThreadPoolExecutor(2) as pool:  # the two mmdebstrap runs overlap (downloads and dpkg vs compression)
+    with ThreadPoolExecutor(3) as pool:  # the mmdebstrap runs overlap (downloads and dpkg vs compression)
         busybox = pool.submit(_build_busybox, tmp, mirror)
         python = pool.submit(_build_python, tmp, mirror)
-        return [python.result(), busybox.result()]
+        nginx = pool.submit(_build_nginx, tmp, mirror)
+        return [python.result(), nginx.result(), busybox.result()]
 
 
 def _now() -> str:
@@ -250,20 +261,28 @@ def _versions(path: Path) -> dict[str, str]:
     return out
 
 
-def _build_python(tmp: Path, mirror: str) -> BuiltImage:
-    work = tmp / "work-python"
-    work.mkdir()
+def _slim_rootfs(work: Path, mirror: str, packages: tuple[str, ...], extra_hook: str = "") -> dict[str, str]:
+    """A slimmed Debian rootfs (``--variant=apt`` + ``packages``) as ``work/rootfs.tar``; its package versions.
+    ``extra_hook`` runs (in the customize hook, ``$1`` the root) after the logs are deleted."""
     rootfs_tar, versions_file = work / "rootfs.tar", work / "versions"
     hook = (f"rm -f \"$1/etc/resolv.conf\" \"$1/etc/hostname\"; printf '{_HOSTS.encode('unicode_escape').decode()}' > \"$1/etc/hosts\"; "
             "find \"$1/var/lib/apt/lists\" \"$1/var/cache/apt\" \"$1/var/log\" -type f -delete; "
             "rm -f \"$1\"/var/cache/debconf/*-old \"$1\"/var/lib/dpkg/*-old \"$1/var/cache/ldconfig/aux-cache\"; "
+            f"{extra_hook}"
             f"chroot \"$1\" dpkg-query -W -f '${{Package}}\\t${{Version}}\\n' > {shlex.quote(str(versions_file))}")
     started = time.monotonic()
-    _mmdebstrap(["--variant=apt", "--format=tar", "--include=" + ",".join(PYTHON_PACKAGES),
+    _mmdebstrap(["--variant=apt", "--format=tar", "--include=" + ",".join(packages),
                  *[f"--dpkgopt={o}" for o in _DPKG_SLIM], f"--customize-hook={hook}",
                  SUITE, str(rootfs_tar), mirror], work / "mmdebstrap.log", mirror)
-    log.info("python rootfs: mmdebstrap %.1f s", time.monotonic() - started)
-    versions = _versions(versions_file)
+    log.info("%s rootfs: mmdebstrap %.1f s", work.name.removeprefix("work-"), time.monotonic() - started)
+    return _versions(versions_file)
+
+
+def _build_python(tmp: Path, mirror: str) -> BuiltImage:
+    work = tmp / "work-python"
+    work.mkdir()
+    rootfs_tar = work / "rootfs.tar"
+    versions = _slim_rootfs(work, mirror, PYTHON_PACKAGES)
     major_minor = ".".join(_upstream(versions["python3"]).split(".")[:2])
     py = _upstream(versions.get(f"python{major_minor}") or versions["python3"])
     layout = _oci.Layout.create(tmp / "python")
@@ -274,7 +293,10 @@ def _build_python(tmp: Path, mirror: str) -> BuiltImage:
     description = (f"Debian {SUITE}'s Python {py} ({', '.join(f'{k} {v}' for k, v in key.items())}), slimmed ({SLIMMED}). "
                    f"Not Docker Hub's python:{major_minor}-slim: Python is Debian's, in /usr/bin, and the image also "
                    f"carries NumPy {_upstream(versions.get('python3-numpy', '?'))} (python3-numpy) for the workshop, "
-                   "which Docker Hub's image does not have. Built by kperflab with mmdebstrap.")
+                   "which Docker Hub's image does not have. Also tagged "
+                   f"python:{major_minor}, python:{py} and python:latest, all this same slim image: Docker Hub's images "
+                   "of those tags are its full ones (with compilers and build tools), and its latest may be a newer "
+                   "Python. Built by kperflab with mmdebstrap.")
     labels = {"org.opencontainers.image.title": "python", "org.opencontainers.image.version": py,
               "org.opencontainers.image.description": description, "org.opencontainers.image.created": _now(),
               "org.kperflab.debian-suite": SUITE, "org.kperflab.extra-packages": ",".join(EXTRA_PACKAGES),
@@ -284,8 +306,44 @@ def _build_python(tmp: Path, mirror: str) -> BuiltImage:
     config = _oci.image_config(env=[f"PATH={PYTHON_PATH}", "LANG=C.UTF-8", f"PYTHON_VERSION={py}"], cmd=["python3"],
                                diff_ids=[blob.diff_id], labels=labels, created=_now(),
                                history=[{"created": _now(), "created_by": created_by, "comment": SLIMMED}])
-    tags = [f"{major_minor}-slim", f"{py}-slim"]
+    tags = [f"{major_minor}-slim", f"{py}-slim", major_minor, py, "latest"]
     return _finish(layout, "python", tags, config, [blob], unpacked, description, versions, work)
+
+
+def _build_nginx(tmp: Path, mirror: str) -> BuiltImage:
+    work = tmp / "work-nginx"
+    work.mkdir()
+    rootfs_tar = work / "rootfs.tar"
+    # Docker Hub's image links its logs to the container's output (its Dockerfile: ln -sf /dev/stdout ...).
+    logs = ("mkdir -p \"$1/var/log/nginx\"; ln -sf /dev/stdout \"$1/var/log/nginx/access.log\"; "
+            "ln -sf /dev/stderr \"$1/var/log/nginx/error.log\"; ")
+    versions = _slim_rootfs(work, mirror, NGINX_PACKAGES, logs)
+    up = _upstream(versions["nginx"])
+    layout = _oci.Layout.create(tmp / "nginx")
+    blob, unpacked = _relayer(rootfs_tar, work / "layer", skip_dev=True)
+    rootfs_tar.unlink()
+    layout.add_file(blob.path, blob.digest)
+    key = {p: versions[p] for p in ("nginx", "nginx-common") if p in versions}
+    description = (f"Debian {SUITE}'s nginx {up} ({', '.join(f'{k} {v}' for k, v in key.items())}) with Debian's "
+                   "default site (/var/www/html: \"Welcome to nginx!\"), slimmed "
+                   f"({SLIMMED}), run as Docker Hub's nginx image runs: nginx -g 'daemon off;', StopSignal SIGQUIT, "
+                   "port 80/tcp, access and error logs linked to /dev/stdout and /dev/stderr. Not Docker Hub's image: "
+                   "nginx and its configuration are Debian's (workers run as www-data, the site is Debian's default "
+                   "site), there is no docker-entrypoint.sh, and the image says User 0 because the master process "
+                   "needs root (port 80, then it switches its workers to www-data); Docker Hub's image gets root by "
+                   "having no USER, which the lab would run as nobody. Built by kperflab with mmdebstrap.")
+    labels = {"org.opencontainers.image.title": "nginx", "org.opencontainers.image.version": up,
+              "org.opencontainers.image.description": description, "org.opencontainers.image.created": _now(),
+              "org.kperflab.debian-suite": SUITE,
+              "org.kperflab.debian-packages": " ".join(f"{k}={v}" for k, v in key.items()),
+              "org.kperflab.slimmed": SLIMMED}
+    created_by = f"mmdebstrap --variant=apt --include={','.join(NGINX_PACKAGES)} {SUITE} (kperflab image recipe {RECIPE})"
+    config = _oci.image_config(env=[f"PATH={DEBIAN_PATH}", f"NGINX_VERSION={up}"], cmd=["nginx", "-g", "daemon off;"],
+                               diff_ids=[blob.diff_id], labels=labels, created=_now(), user="0",
+                               exposed_ports=["80/tcp"], stop_signal="SIGQUIT",
+                               history=[{"created": _now(), "created_by": created_by, "comment": SLIMMED}])
+    tags = [".".join(up.split(".")[:2]), up, "latest"]
+    return _finish(layout, "nginx", tags, config, [blob], unpacked, description, versions, work)
 
 
 def _build_busybox(tmp: Path, mirror: str) -> BuiltImage:

@@ -32,7 +32,7 @@ from typing import Any
 from ...host import hybrid_cgroup2_controllers, overlayfs
 from ..cgroups import CFS_PERIOD_US, Driver, Limits, quota_from_milli, shares_from_milli
 from ..labs import LAB_ENV
-from .process import ExecProcess, LogWriter, Process, pipe_ends
+from .process import ExecProcess, LogWriter, Process, pipe_ends, run_sync
 
 CRUN = "crun"
 DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
@@ -371,6 +371,36 @@ class CrunRuntime:
             popen.stderr.close()
             popen.stderr = None
         return ExecProcess(popen, None, master, None, tty=master, cleanup=[spec])
+
+    def exec_sync(self, proc: Process, argv: list[str], timeout: float) -> tuple[int, bytes]:
+        """CRI's ExecSync (the kubelet's exec probes): ``argv`` in the container as `kubectl exec` runs it, waited for
+        at most ``timeout`` seconds; (exit code, stdout then stderr, as the kubelet's RunInContainer joins them). On
+        timeout the process crun started is killed (by the pid crun wrote) and TimeoutError raised. A command crun
+        cannot start raises OSError with crun's words, as containerd's exec errors are not exit codes."""
+        cmd, spec = self.exec_argv(proc, argv, False)
+        pid_file = spec.with_suffix(".pid")
+        i = cmd.index("exec") + 1
+        cmd[i:i] = ["--pid-file", str(pid_file)]
+
+        def kill() -> None:
+            try:
+                os.kill(int(pid_file.read_text().strip()), 9)
+            except (OSError, ValueError):
+                pass
+            popen.kill()
+
+        try:
+            popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True, close_fds=True)
+            code, out, err = run_sync(popen, timeout, kill)
+        finally:
+            spec.unlink(missing_ok=True)
+            pid_file.unlink(missing_ok=True)
+        # crun's own failures (the executable missing or not executable: 255; the container gone: 1 with its state
+        # file missing) are errors, as containerd's are, not the command's exit
+        if not out and (code == 255 or (code == 1 and err.startswith(b"error opening file `"))):
+            raise OSError("OCI runtime exec failed: " + err.decode(errors="replace").strip().replace("\n", ": "))
+        return code, out + err
 
     def exec_argv(self, proc: Process, argv: list[str], tty: bool, env_extra: dict[str, str] | None = None) -> tuple[list[str], Path]:
         """A `crun exec` command line running ``argv`` with the container's own user, env and working dir (as CRI

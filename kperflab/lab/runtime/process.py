@@ -227,6 +227,22 @@ def pipe_ends(popen: subprocess.Popen[bytes]) -> tuple[int | None, int | None, i
     return out[0], out[1], out[2]
 
 
+def run_sync(popen: subprocess.Popen[bytes], timeout: float, kill: Any) -> tuple[int, bytes, bytes]:
+    """CRI's ExecSync on a started process with stdout and stderr pipes: wait at most ``timeout`` seconds for it, then
+    (exit code, stdout, stderr). Past the timeout ``kill()`` ends it and TimeoutError is raised."""
+    try:
+        out, err = popen.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill()
+        try:
+            popen.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        raise TimeoutError(f"exec did not end within {timeout:g}s") from None
+    code = popen.returncode
+    return (128 - code if code < 0 else code), out or b"", err or b""
+
+
 JOIN_SCRIPT = 'for f in $KPERFLAB_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; unset KPERFLAB_CGROUP_PROCS; exec "$@"'
 
 
@@ -322,6 +338,29 @@ class Runtime:
                                  stderr=pipe if stderr else null, env=env, cwd=cwd, start_new_session=True, close_fds=True,
                                  **ids)
         return ExecProcess(popen, *pipe_ends(popen))
+
+    def exec_sync(self, sandbox: Process | None, cgroup: str | None, argv: list[str], env: dict[str, str], cwd: str,
+                  uid: int | None, gid: int | None, timeout: float) -> tuple[int, bytes]:
+        """A command in a running container, waited for (the kubelet's exec probes): (exit code, stdout then stderr,
+        as the kubelet's RunInContainer joins them); its whole session is killed after ``timeout`` seconds
+        (TimeoutError)."""
+        import signal
+
+        ep = self.exec(sandbox, cgroup, argv, env, cwd, uid, gid, stdin=False, stdout=True, stderr=True, tty=False)
+        popen = ep.popen
+        for fd, name in ((ep.stdout, "stdout"), (ep.stderr, "stderr")):  # give the Popen its pipes back
+            setattr(popen, name, os.fdopen(fd, "rb") if fd is not None else None)
+
+        def kill() -> None:
+            try:
+                os.killpg(popen.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+        code, out, err = run_sync(popen, timeout, kill)
+        if code == 127 and not out and err.startswith(b"nsenter: failed to execute"):  # not started: an error, no exit
+            raise OSError(err.decode(errors="replace").strip())
+        return code, out + err
 
     def stop(self, proc: Process, sig: int) -> None:
         try:
