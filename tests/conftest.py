@@ -176,3 +176,48 @@ def wait_pod(k8s: Any, ns: str, name: str, pred: Callable[[Any], bool], timeout:
         if time.time() > deadline:
             raise AssertionError(f"{name}: {p.status}")
         time.sleep(every)
+
+
+# -- the official client's e2e suite, started in the background as the session starts ----------------------------
+
+CLIENT_E2E = "tests/test_upstream_client_e2e.py"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When the session includes the official client's e2e suite (scripts/client-e2e.py with a lab of its own, about
+    70 s, mostly waiting for pods), start it now in the background; its test collects the result at the end."""
+    if os.geteuid() != 0 or session.config.option.collectonly:
+        return
+    if not any(item.nodeid.startswith(CLIENT_E2E) for item in session.items):
+        return
+    import tempfile
+
+    log = tempfile.TemporaryFile("w+")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, str(root / "scripts" / "client-e2e.py"), "--lab", "--timeout", "600"],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root, text=True)
+    session.config.stash[_E2E_KEY] = (proc, log)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    proc, log = config.stash.get(_E2E_KEY, (None, None))
+    if proc is not None and proc.poll() is None:  # the session ended early (-x, Ctrl-C): stop it (it takes its lab down)
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+_E2E_KEY = pytest.StashKey[tuple]()
+
+
+@pytest.fixture
+def client_e2e_run(request: pytest.FixtureRequest) -> tuple[int, str]:
+    """(exit status, output) of the background run of the official client's e2e suite."""
+    proc, log = request.config.stash.get(_E2E_KEY, (None, None))
+    if proc is None:
+        pytest.skip("the client e2e suite starts only in a session that includes it, as root")
+    rc = proc.wait(720)
+    log.seek(0)
+    return rc, log.read()

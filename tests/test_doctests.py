@@ -12,7 +12,8 @@ MODULES = ["kperflab.cluster", "kperflab.doctor", "kperflab.host", "kperflab.kub
            "kperflab.experiments.networking",
            "kperflab.lab.stats.promtext", "kperflab.lab.stats.metrics_server", "kperflab.lab.selectors", "kperflab.lab.runtime.process",
            "kperflab.lab.pki", "kperflab.lab.node", "kperflab.lab.authn", "kperflab.lab.runtime.oci",
-           "kperflab.lab.imagemanager", "kperflab.lab.kubeletconfig", "kperflab.lab.volumes"]
+           "kperflab.lab.imagemanager", "kperflab.lab.kubeletconfig", "kperflab.lab.volumes",
+           "kperflab.lab.openapi", "kperflab.lab.strict", "kperflab.lab.gnostic"]
 
 
 @pytest.mark.parametrize("name", MODULES)

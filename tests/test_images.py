@@ -188,6 +188,15 @@ def test_base_images_are_what_they_say(base):
     upstream = version.split(":")[-1].split("-")[0]
     assert set(bb.tags) == {upstream, ".".join(upstream.split(".")[:2]), "latest"}
     assert base.get("busybox:latest") == bb
+    assert {"3.13", "latest", "3.13-slim"} <= set(py.tags) and base.get("python") == py  # image "python" pulls it
+    ng = base.get("nginx")
+    ncfg = json.loads((ng.layout / "blobs" / "sha256" / ng.config_digest.split(":")[1]).read_text())["config"]
+    assert ncfg["Cmd"] == ["nginx", "-g", "daemon off;"] and ncfg["StopSignal"] == "SIGQUIT"
+    assert ncfg["ExposedPorts"] == {"80/tcp": {}} and ncfg["User"] == "0"  # root: the lab runs no-USER images as nobody
+    nginx_up = ng.packages["nginx"].split(":")[-1].split("-")[0]  # Debian's version, e.g. 1.26.3-3: the tags follow it
+    assert set(ng.tags) == {nginx_up, ".".join(nginx_up.split(".")[:2]), "latest"} and "1.15.4" not in ng.tags
+    assert ncfg["Labels"]["org.opencontainers.image.version"] == nginx_up
+    assert "Not Docker Hub's image" in ncfg["Labels"]["org.opencontainers.image.description"]
     # an OCI layout skopeo reads
     out = subprocess.run(["skopeo", "inspect", f"oci:{py.layout}:3.13-slim"], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["Digest"] == py.manifest_digest
@@ -271,6 +280,33 @@ def test_pulled_python_runs_python_313_with_numpy_and_tar(node_store, tmp_path):
         assert not [p for p in (root / "usr/share/man").rglob("*") if not p.is_dir()]  # slimmed: no man pages
         assert not list((root / "var/lib/apt/lists").glob("*_Packages"))
         assert not list((root / "dev").iterdir())
+
+
+@pytest.mark.lab
+@needs_root
+@needs_tools
+def test_pulled_nginx_serves_debians_welcome_page(node_store, tmp_path):
+    """The image as pulled: logs linked to the container's output, and nginx (started as the image says, in a network
+    namespace of its own) answers on port 80 with Debian's default page."""
+    img = node_store.pull("nginx").image
+    assert img.repo_tags == ["docker.io/library/nginx:latest"] and img.config["StopSignal"] == "SIGQUIT"
+    with merged(img, tmp_path / "rootfs") as root:
+        assert os.readlink(root / "var/log/nginx/access.log") == "/dev/stdout"
+        assert os.readlink(root / "var/log/nginx/error.log") == "/dev/stderr"
+        assert not [p for p in (root / "usr/share/doc").rglob("*") if p.is_file() and p.name != "copyright"]  # slimmed
+        (root / "dev/null").touch()  # nginx -g ... opens /dev/null; bind the host's over the (empty) image /dev
+        subprocess.run(["mount", "--bind", "/dev/null", str(root / "dev/null")], check=True)
+        try:
+            script = (f"ip link set lo up && chroot {root} nginx && "  # daemonizes: the image's Cmd says daemon off
+                      "for i in $(seq 50); do curl -sf http://127.0.0.1/ && break; sleep 0.1; done; "
+                      f"chroot {root} nginx -s quit")
+            out = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, timeout=30)
+        finally:
+            for _ in range(50):  # nginx -s quit: the master finishes its workers and exits, then the mount is free
+                if subprocess.run(["umount", str(root / "dev/null")], capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.1)
+        assert out.returncode == 0 and "<title>Welcome to nginx!</title>" in out.stdout, out
 
 
 @pytest.mark.lab

@@ -119,7 +119,7 @@ def test_disk_empty_dir_is_shared_and_removed_with_the_pod(oci, k8s, namespace):
     pod_dir = oci["run_dir"] / "pods" / p.metadata.uid
     host = pod_dir / "volumes" / "kubernetes.io~empty-dir" / "data" / "msg"
     assert host.read_text() == "hello-from-writer\n", "a disk emptyDir is a directory on the node's filesystem"
-    assert not mounts_of(pod_dir), "a disk emptyDir needs no mount on the node"
+    assert not mounts_of(pod_dir / "volumes" / "kubernetes.io~empty-dir"), "a disk emptyDir needs no mount on the node"
     gone(k8s, namespace, ["shared"])
     deadline = time.time() + 30
     while pod_dir.exists():  # a force-deleted pod is cleaned up by the kubelet's next sync
@@ -264,7 +264,8 @@ def test_sub_path_read_only_and_host_path(oci, k8s, namespace, tmp_path):
     while ("FailedMount", want) not in events(k8s, namespace, "notdir"):
         assert time.time() < deadline, events(k8s, namespace, "notdir")
         time.sleep(0.5)
-    assert k8s.read_namespaced_pod("notdir", namespace).status.container_statuses[0].state.waiting.reason == "ContainerCreating"
+    p = wait(k8s, namespace, "notdir", lambda p: p.status.container_statuses, timeout=10)  # the kubelet's next status write
+    assert p.status.container_statuses[0].state.waiting.reason == "ContainerCreating"
 
 
 @on_lab
@@ -276,7 +277,7 @@ def test_a_missing_config_map_is_failed_mount_until_it_exists(oci, k8s, namespac
     while want not in events(k8s, namespace, "waits"):
         assert time.time() < deadline, events(k8s, namespace, "waits")
         time.sleep(0.3)
-    p = k8s.read_namespaced_pod("waits", namespace)
+    p = wait(k8s, namespace, "waits", lambda p: p.status.container_statuses, timeout=10)
     assert p.status.phase == "Pending" and p.status.container_statuses[0].state.waiting.reason == "ContainerCreating"
     k8s.create_namespaced_config_map(namespace, {"metadata": {"name": "late"}, "data": {"k": "arrived"}})
     wait(k8s, namespace, "waits", running, timeout=90)
@@ -349,7 +350,7 @@ def test_nothing_stays_mounted_after_the_pods_are_deleted(oci, k8s, namespace):
              {"name": "d", "emptyDir": {}}]))
     uids = [wait(k8s, namespace, n, running).metadata.uid for n in names]
     pods_dir = oci["run_dir"] / "pods"
-    assert all(len(mounts_of(pods_dir / u)) == 2 for u in uids), "a tmpfs for the memory emptyDir and one for the secret"
+    assert all(len(mounts_of(pods_dir / u)) == 3 for u in uids), "a tmpfs for the memory emptyDir, one for the secret, one for kube-api-access"
     gone(k8s, namespace, names)
     deadline = time.time() + 30
     while any(mounts_of(pods_dir / u) or (pods_dir / u).exists() for u in uids):

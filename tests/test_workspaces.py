@@ -26,7 +26,14 @@ pytestmark = pytest.mark.lab
 
 @pytest.fixture(scope="module")
 def alice(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kubeconfig for a second user, "alice", whose token the lab reads from its static token file."""
+    """A kubeconfig for a second user, "alice", whose token the lab reads from its static token file, bound to the
+    participant role as an instructor binds one (the lab enforces RBAC for every user but its admin)."""
+    manifest = Path(kperflab.__file__).parent / "manifests" / "participant-rbac.yaml"
+    env = {**lab_env(lab["home"]), "KUBECONFIG": str(lab["kubeconfig"])}
+    for args in (["apply", "-f", str(manifest)],
+                 ["create", "clusterrolebinding", "kperflab-alice", "--clusterrole=kperflab-participant", "--user=alice"]):
+        done = subprocess.run(["kubectl", *args], capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0 or "AlreadyExists" in done.stderr, done.stderr
     tokens = lab["home"] / "lab" / "tokens.csv"
     tokens.write_text('alice-s3cret-token,alice,u-alice,"workshop"\n')
     cfg = yaml.safe_load(Path(lab["kubeconfig"]).read_text())
@@ -36,6 +43,7 @@ def alice(lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path
     path.write_text(yaml.safe_dump(cfg))
     yield path
     tokens.unlink(missing_ok=True)
+    subprocess.run(["kubectl", "delete", "clusterrolebinding", "kperflab-alice"], capture_output=True, env=env, timeout=60)
 
 
 def _dead_workspace(kubeconfig: Path, name: str) -> str:
