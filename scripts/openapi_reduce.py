@@ -24,6 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kperflab.lab.openapi import _refs  # noqa: E402
 from kperflab.lab.resources import TYPES  # noqa: E402
 
 OUT = ROOT / "kperflab" / "lab" / "openapi-spec.json.gz"
@@ -33,18 +34,6 @@ DROP_MEDIA = ("application/cbor", "application/apply-patch+cbor")
 def _prefixes() -> list[str]:
     gvs = {(t.group, t.version) for t in TYPES}
     return sorted(f"/apis/{g}/{v}/" if g else f"/api/{v}/" for g, v in gvs)
-
-
-def _refs(node: Any, out: set[str]) -> None:
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            out.add(ref)
-        for v in node.values():
-            _refs(v, out)
-    elif isinstance(node, list):
-        for v in node:
-            _refs(v, out)
 
 
 def _strip_media(node: Any) -> Any:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import APIError
-from .store import Store
+from .store import Store, run_on_change
 
 log = logging.getLogger("kperflab.lab.admission")
 Obj = dict[str, Any]
@@ -204,13 +204,7 @@ class NamespaceControllers:
         self._last_full = 0.0
 
     def run(self, stop: threading.Event) -> None:
-        rv = 0
-        while not stop.is_set():
-            rv = self.store.wait_for_change(rv, 1.0)
-            try:
-                self.reconcile()
-            except Exception:  # noqa: BLE001 - one failed pass must not end the controllers
-                log.exception("serviceaccount / root CA publisher pass failed")
+        run_on_change(self.store, stop, self.reconcile, "serviceaccount / root CA publisher")
 
     def reconcile(self) -> None:
         now = time.monotonic()

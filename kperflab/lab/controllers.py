@@ -19,7 +19,7 @@ from .quota import QuotaController
 from .resources import TYPES, ResourceType
 from .storage import binding as volume_binding
 from .storage.api import default_pvc
-from .store import Store, rfc3339
+from .store import Store, rfc3339, run_on_change
 
 log = logging.getLogger("kperflab.lab.controllers")
 
@@ -52,13 +52,7 @@ class Controllers:
         policy.ensure_system_classes(store)  # kube-apiserver's post-start hook: the two system PriorityClasses
 
     def run(self, stop: threading.Event) -> None:
-        rv = 0
-        while not stop.is_set():
-            rv = self.store.wait_for_change(rv, 1.0)
-            try:
-                self.reconcile()
-            except Exception:  # noqa: BLE001
-                log.exception("controller pass failed")
+        run_on_change(self.store, stop, self.reconcile, "controller")
 
     def reconcile(self) -> None:
         self.ephemeral_volumes()

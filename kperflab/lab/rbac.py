@@ -33,6 +33,7 @@ from . import errors
 from . import validation as v
 from .authn import SA_PREFIX, User
 from .errors import APIError
+from .store import run_on_change
 
 log = logging.getLogger("kperflab.lab.rbac")
 
@@ -789,10 +790,4 @@ class Aggregator:
                     pass
 
     def run(self, stop: threading.Event) -> None:
-        rv = 0
-        while not stop.is_set():
-            rv = self.store.wait_for_change(rv, 1.0)
-            try:
-                self.reconcile()
-            except Exception:  # noqa: BLE001 - a controller pass must not end the loop
-                log.exception("clusterrole aggregation failed")
+        run_on_change(self.store, stop, self.reconcile, "clusterrole aggregation")

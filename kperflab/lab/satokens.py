@@ -34,6 +34,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from .store import run_on_change
+
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 LEEWAY = 60  # go-jose's jwt.DefaultLeeway, used by kube-apiserver's validator
 # a projected token asking for exactly this many seconds gets a year instead, with kubernetes.io.warnafter set
@@ -306,12 +308,4 @@ class LegacyTokenController:
                 pass
 
     def run(self, stop: Any) -> None:
-        rv = 0
-        while not stop.is_set():
-            rv = self.store.wait_for_change(rv, 1.0)
-            try:
-                self.reconcile()
-            except Exception:  # noqa: BLE001 - a controller pass must not end the loop
-                import logging
-
-                logging.getLogger("kperflab.lab.satokens").exception("tokens controller pass failed")
+        run_on_change(self.store, stop, self.reconcile, "tokens controller")

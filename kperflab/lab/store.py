@@ -281,3 +281,17 @@ class Store:
             if self._rv <= since and not self._closed:
                 self._cond.wait(timeout)
             return self._rv
+
+
+def run_on_change(store: Store, stop: threading.Event, reconcile: Callable[[], None], what: str) -> None:
+    """A controller's loop: ``reconcile()`` after every change to the store (and at least every second) until
+    ``stop``; a pass that fails is logged and never ends the loop (the next change tries again)."""
+    import logging
+
+    rv = 0
+    while not stop.is_set():
+        rv = store.wait_for_change(rv, 1.0)
+        try:
+            reconcile()
+        except Exception:  # noqa: BLE001 - one failed pass must not end the controller for the lab's lifetime
+            logging.getLogger("kperflab.lab").exception("%s pass failed", what)

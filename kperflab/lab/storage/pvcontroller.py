@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from .. import errors, quantity
 from ..events import Recorder
-from ..store import Store, rfc3339
+from ..store import Store, rfc3339, run_on_change
 from . import loopfs
 
 log = logging.getLogger("kperflab.lab.storage")
@@ -199,13 +199,7 @@ class PVController:
         self._backoff: dict[str, _Backoff] = {}
 
     def run(self, stop: threading.Event) -> None:
-        rv = 0
-        while not stop.is_set():
-            rv = self.store.wait_for_change(rv, 1.0)
-            try:
-                self.reconcile()
-            except Exception:  # noqa: BLE001 - a failed pass must not end the controller for the lab's lifetime
-                log.exception("persistent volume controller pass failed")
+        run_on_change(self.store, stop, self.reconcile, "persistent volume controller")
 
     def reconcile(self) -> None:
         classes, *_ = self.store.list(CLASSES)
