@@ -148,4 +148,8 @@ def test_autoscaling_on_the_lab_scales_up_and_down_and_cleans_up(lab):
     assert lags["held"] is not None and lags["held"] < lags["down_total"], (lags, r.finding)  # the window held a sync
     assert 150 <= r.data["hpa_utilization"] <= 260, r.data  # 0.1 cores of a 50m request: 200 %
     assert "20 s scale-down stabilisation window" in r.finding and "nan" not in r.finding.lower()
+    msgs = [m for reason, m, _ in r.data["events"] if reason == "SuccessfulRescale"]  # the controller's own words
+    assert any(m.startswith("New size: ") and m.endswith("cpu resource utilization (percentage of request) above target")
+               for m in msgs), msgs
+    assert "New size: 1; reason: All metrics below target" in msgs, msgs
     assert left.returncode == 0 and left.stdout.strip() == "", left.stdout  # the HPA and the Deployment are gone

@@ -8,7 +8,6 @@ import copy
 import json
 import shutil
 import subprocess
-import time
 
 import pytest
 
@@ -431,47 +430,23 @@ def _kubectl(lab, *args, input=None):
 
 
 @on_lab
-def test_hpa_scales_a_deployment_up_under_load_and_down_after_its_window(lab, k8s, namespace):
+def test_kubectl_autoscale_and_get_hpa_on_the_lab(lab, k8s, namespace):
+    """kubectl's own autoscale (autoscaling/v1, in protobuf) and `get hpa` columns on the lab. (Scaling up under load
+    and down after the stabilisation window is measured on the lab by tests/test_hpa_experiment.py, with the
+    controller's events, and by notebook 04.)"""
     from kubernetes import client
 
     apps = client.AppsV1Api(k8s.api_client)
     auto = client.AutoscalingV2Api(k8s.api_client)
-    # 0.2 cores (200 % of the 100m request) in every pod until 22 s from now, new ones included; then idle
-    burn = ("import os, time\nend = float(os.environ['UNTIL'])\nwhile time.time() < end:\n    t = time.perf_counter()\n"
-            "    while time.perf_counter() - t < 0.01: pass\n    time.sleep(0.04)\ntime.sleep(3600)\n")
     dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
-                        "terminationGracePeriodSeconds": 1, "containers": [{
-                            "name": "main", "image": "python:3.13-slim", "command": ["python", "-c", burn],
-                            "env": [{"name": "UNTIL", "value": str(time.time() + 22)}],
+                        "terminationGracePeriodSeconds": 0, "containers": [{
+                            "name": "main", "image": "busybox:1.37", "command": ["sleep", "3600"],
                             "resources": {"requests": {"cpu": "100m"}}}]}}}}
-    try:
-        apps.create_namespaced_deployment(namespace, dep)
-    except client.ApiException as exc:
-        pytest.skip(f"Deployments are not served yet: {exc.status} {exc.reason}")
-    body = hpa_body(minReplicas=1, maxReplicas=3, metrics=[{"type": "Resource", "resource": {
-        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}],
-        behavior={"scaleDown": {"stabilizationWindowSeconds": 20}})
-    auto.create_namespaced_horizontal_pod_autoscaler(namespace, body)
-    deadline, seen_up, held = time.monotonic() + 120, 0, False
-    while time.monotonic() < deadline:
-        h = auto.read_namespaced_horizontal_pod_autoscaler("web", namespace)
-        reps = apps.read_namespaced_deployment("web", namespace).spec.replicas
-        seen_up = max(seen_up, reps)
-        able = next((c for c in (h.status.conditions or []) if c.type == "AbleToScale"), None) if h.status else None
-        held = held or (able is not None and able.reason == "ScaleDownStabilized" and reps > 1)
-        if seen_up > 1 and reps == 1:
-            break
-        time.sleep(0.5)
-    evs = [e.message for e in client.CoreV1Api(k8s.api_client).list_namespaced_event(namespace).items
-           if e.source and e.source.component == "horizontal-pod-autoscaler"]
-    assert seen_up > 1, (h.status, evs)
-    assert reps == 1, (h.status, evs)
-    assert held, "the scale-down was not held by the 20 s window at the sync after the load"
-    assert any(m.startswith("New size: ") and m.endswith("cpu resource utilization (percentage of request) above target")
-               for m in evs), evs
-    assert "New size: 1; reason: All metrics below target" in evs, evs
+    apps.create_namespaced_deployment(namespace, dep)
+    auto.create_namespaced_horizontal_pod_autoscaler(namespace, hpa_body(minReplicas=1, maxReplicas=3, metrics=[{
+        "type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]))
     if KUBECTL:  # kubectl 1.32's autoscale sends autoscaling/v1, in protobuf
         out = _kubectl(lab, "autoscale", "deployment", "web", "--name", "web-v1", "--cpu-percent=70", "--min=1", "--max=2",
                        "-n", namespace)

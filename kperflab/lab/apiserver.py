@@ -690,9 +690,9 @@ class APIServer:
         if rtype.kind == "Job" and rtype.group == "batch" and policy is None and orphan is None \
                 and JOB_DELETE_WARNING not in req.warnings:
             req.warnings.append(JOB_DELETE_WARNING)
-        from . import policy
+        from .policy import check_delete
 
-        policy.check_delete(rtype.kind, rtype.group, name)  # the system PriorityClasses may not be deleted
+        check_delete(rtype.kind, rtype.group, name)  # the system PriorityClasses may not be deleted
         if req.q("dryRun") == "All":
             return self._respond(req, rtype, obj)
         if rtype.kind == "Namespace":
