@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kperflab.lab.openapi import _refs  # noqa: E402
+from kperflab.lab.openapi import _closure  # noqa: E402
 from kperflab.lab.resources import TYPES  # noqa: E402
 
 OUT = ROOT / "kperflab" / "lab" / "openapi-spec.json.gz"
@@ -49,26 +49,9 @@ def reduce(doc: dict[str, Any], source: str) -> dict[str, Any]:
     prefixes = _prefixes()
     paths = {p: _strip_media(item) for p, item in doc["paths"].items()
              if any(p.startswith(pre) for pre in prefixes) and "/watch/" not in p}
-    definitions: dict[str, Any] = {}
-    parameters: dict[str, Any] = {}
-    todo: set[str] = set()
-    _refs(paths, todo)
-    done: set[str] = set()
-    while todo:
-        ref = todo.pop()
-        if ref in done:
-            continue
-        done.add(ref)
-        kind, _, name = ref[2:].partition("/")
-        table = doc["definitions"] if kind == "definitions" else doc["parameters"]
-        node = table[name]
-        (definitions if kind == "definitions" else parameters)[name] = node
-        found: set[str] = set()
-        _refs(node, found)
-        todo |= found - done
+    definitions, parameters = _closure(doc, paths)
     return {"swagger": doc["swagger"], "info": doc["info"], "x-kperflab-source": source,
-            "paths": dict(sorted(paths.items())), "definitions": dict(sorted(definitions.items())),
-            "parameters": dict(sorted(parameters.items())), "security": doc.get("security", []),
+            "paths": dict(sorted(paths.items())), "definitions": definitions, "parameters": parameters, "security": doc.get("security", []),
             "securityDefinitions": doc.get("securityDefinitions", {})}
 
 

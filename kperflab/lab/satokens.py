@@ -116,9 +116,9 @@ class TokenIssuer:
         except TokenInvalid:
             return None
 
-    def check(self, token: str, audiences: list[str] | None = None) -> dict:
-        """The token's claims, or `TokenInvalid` with kube-apiserver's reason (empty for a token not of this issuer,
-        which the service-account authenticator leaves to others without an error; ``pkg/serviceaccount/jwt.go``)."""
+    def _signed_claims(self, token: str, issuer: str) -> dict:
+        """The claims of a JWS this lab's key signed for ``issuer``; `TokenInvalid` ("" when it is not one of
+        ``issuer``'s tokens at all, go-jose's words for a bad signature)."""
         parts = token.split(".")
         if len(parts) != 3:
             raise TokenInvalid("")
@@ -128,7 +128,7 @@ class TokenIssuer:
             signature = _unb64(parts[2])
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise TokenInvalid("") from None
-        if not isinstance(header, dict) or not isinstance(claims, dict) or claims.get("iss") != self.issuer:
+        if not isinstance(header, dict) or not isinstance(claims, dict) or claims.get("iss") != issuer:
             raise TokenInvalid("")
         try:
             if header.get("alg") != "RS256":
@@ -136,6 +136,12 @@ class TokenIssuer:
             self.public.verify(signature, f"{parts[0]}.{parts[1]}".encode(), padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
             raise TokenInvalid("go-jose/go-jose: error in cryptographic primitive") from None
+        return claims
+
+    def check(self, token: str, audiences: list[str] | None = None) -> dict:
+        """The token's claims, or `TokenInvalid` with kube-apiserver's reason (empty for a token not of this issuer,
+        which the service-account authenticator leaves to others without an error; ``pkg/serviceaccount/jwt.go``)."""
+        claims = self._signed_claims(token, self.issuer)
         private = claims.get("kubernetes.io")
         sub = claims.get("sub")
         if not isinstance(private, dict) or not isinstance(sub, str) or not sub.startswith("system:serviceaccount:"):
@@ -180,23 +186,7 @@ class TokenIssuer:
 
     def check_legacy(self, token: str) -> dict:
         """A Secret-based token's claims (signature and shape checked); `TokenInvalid` otherwise ("" if not one)."""
-        parts = token.split(".")
-        if len(parts) != 3:
-            raise TokenInvalid("")
-        try:
-            header = json.loads(_unb64(parts[0]))
-            claims = json.loads(_unb64(parts[1]))
-            signature = _unb64(parts[2])
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            raise TokenInvalid("") from None
-        if not isinstance(header, dict) or not isinstance(claims, dict) or claims.get("iss") != LEGACY_ISSUER:
-            raise TokenInvalid("")
-        try:
-            if header.get("alg") != "RS256":
-                raise InvalidSignature
-            self.public.verify(signature, f"{parts[0]}.{parts[1]}".encode(), padding.PKCS1v15(), hashes.SHA256())
-        except InvalidSignature:
-            raise TokenInvalid("go-jose/go-jose: error in cryptographic primitive") from None
+        claims = self._signed_claims(token, LEGACY_ISSUER)
         for key, name in (("namespace", "namespace"), ("secret.name", "secretName"),
                           ("service-account.name", "serviceAccountName"), ("service-account.uid", "serviceAccountUID")):
             value = claims.get(f"kubernetes.io/serviceaccount/{key}")
