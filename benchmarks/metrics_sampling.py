@@ -109,7 +109,7 @@ def main() -> int:
               f"p90 {lat[int(len(lat) * 0.9) - 1]:.1f} ms, max {lat[-1]:.1f} ms over {len(lat)} requests")
         return 0
     finally:
-        subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "down"], env=env, capture_output=True)
+        subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "down", "--purge"], env=env, capture_output=True)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def lab(n: int) -> list[float]:
                 time.sleep(0.02)
         return out
     finally:
-        subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "down"], env=env, capture_output=True)
+        subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "down", "--purge"], env=env, capture_output=True)
 
 
 def lab_raw(n: int) -> list[float]:
@@ -121,7 +121,7 @@ def lab_raw(n: int) -> list[float]:
             CRUN = bare_crun(home, n)
         return out
     finally:
-        subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "down"], env=env, capture_output=True)
+        subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "down", "--purge"], env=env, capture_output=True)
 
 
 def bare_crun(home: Path, n: int) -> list[float]:

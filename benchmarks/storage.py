@@ -43,7 +43,7 @@ def private_lab(*args: str) -> Iterator[Path]:
     try:
         yield home / "kubeconfig.yaml"
     finally:
-        subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "down"], env=env, capture_output=True, timeout=300)
+        subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "down", "--purge"], env=env, capture_output=True, timeout=300)
 
 
 def _f(v: object, fmt: str = "{:.2f}") -> str:

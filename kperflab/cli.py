@@ -1,7 +1,7 @@
 """The `kperflab` command: a thin shell over the library and the lab.
 
     kperflab doctor [--json]
-    kperflab lab up|down|status|logs
+    kperflab lab up|down [--purge]|reset|status|logs
     kperflab lab user add|list|remove
     kperflab clean
     kperflab workshop
@@ -56,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rate of the slow registry link (tc tbf), e.g. 100mbit (default), 1gbit, 20mbit")
     up.add_argument("--imagefs-size", metavar="SIZE",
                     help="size of the lab's image filesystem (its own ext4), e.g. 4Gi (default), 1Gi")
-    down = labsub.add_parser("down", help="stop the lab and remove everything it made")
+    down = labsub.add_parser("down", help="stop the lab (its objects are kept for the next `lab up`)")
     down.add_argument("--id", help="stop another lab listed by `kperflab lab status` (by its id) instead of this home's")
+    down.add_argument("--purge", action="store_true",
+                      help="also wipe its state: objects, CA, tokens, participants' kubeconfigs (same as `lab reset`)")
+    labsub.add_parser("reset", help="stop the lab and wipe its state, as if it had never started (`down --purge`)")
     labsub.add_parser("status", help="list every lab on this machine; this one's health, node and pods")
     images = labsub.add_parser("images", help="what the lab's registry holds; --add builds a test image into it")
     images.add_argument("--add", metavar="NAME", help="build a test image named NAME (e.g. big:100mb) into the registry")
@@ -120,12 +123,21 @@ def _lab(args: argparse.Namespace) -> int:
         except BadInput as exc:  # bad usage: one line, exit 2
             print(f"kperflab: {exc}", file=sys.stderr)
             return 2
-        return control.up(kubeconfig=args.kubeconfig, foreground=args.foreground, port=args.port,
-                          metric_resolution=args.metric_resolution, timeout=args.timeout, limits=not args.no_limits,
-                          runtime=args.runtime, kubelet_config=args.kubelet_config,
-                          registry_bandwidth=args.registry_bandwidth, imagefs_size=args.imagefs_size)
+        rc = control.up(kubeconfig=args.kubeconfig, foreground=args.foreground, port=args.port,
+                        metric_resolution=args.metric_resolution, timeout=args.timeout, limits=not args.no_limits,
+                        runtime=args.runtime, kubelet_config=args.kubelet_config,
+                        registry_bandwidth=args.registry_bandwidth, imagefs_size=args.imagefs_size)
+        if rc == 0 and not args.foreground:
+            _clean_after_restart()
+        return rc
     if args.lab_command == "down":
-        return control.down_by_id(args.id) if args.id else control.down()
+        if args.id and args.purge:
+            print("kperflab: --purge wipes this KPERFLAB_HOME's state; it does not go with --id. Run `kperflab lab "
+                  "down --id ID`, then `kperflab lab reset` from that lab's KPERFLAB_HOME.", file=sys.stderr)
+            return 2
+        return control.down_by_id(args.id) if args.id else control.down(purge=args.purge)
+    if args.lab_command == "reset":
+        return control.reset()
     if args.lab_command == "status":
         return control.status()
     if args.lab_command == "logs":
@@ -147,6 +159,28 @@ def _lab(args: argparse.Namespace) -> int:
                              limits=not args.no_limits, runtime=args.runtime, kubelet_config=args.kubelet_config,
                              registry_bandwidth=args.registry_bandwidth, imagefs_size=args.imagefs_size)
     raise AssertionError(args.lab_command)
+
+
+def _clean_after_restart() -> None:
+    """After `lab up` brought back a kept store: delete the workspaces whose notebooks died with the lab (their
+    leases are no longer renewed), and say so in one line. A failure here never fails `lab up`."""
+    from .lab import control
+
+    st = control.read_state()
+    if not st or not st.get("restored"):
+        return
+    try:
+        from . import cluster, workspace
+
+        # most restarts have no workspace at all: ask with the lab's own client before loading the kubernetes one
+        found = control.admin_get(f"/api/v1/namespaces?labelSelector={workspace.MANAGED_BY}%3Dkperflab&limit=1")
+        if not (found or {}).get("items"):
+            return
+        report = workspace.clean(cluster.load(st.get("kubeconfig")), all_stale=True)
+        print(f"Workspaces of notebooks that ran before: {report.summary()}")
+    except Exception as exc:  # noqa: BLE001 - the lab is up; cleaning is a courtesy
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"Could not clean stale workspaces ({first}); `kperflab clean --all-stale` tries again.")
 
 
 def _clean(args: argparse.Namespace) -> int:

@@ -7,12 +7,14 @@ Errors are translated into :mod:`kperflab.errors` with the next step in the mess
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import kubeconfig as kc
 from .errors import ClusterUnreachable, ConfigError, KperflabError, PermissionDenied
+from .paths import LAB_CONTEXT
 
 DEFAULT_TIMEOUT = 5.0
 POOL_SIZE = 32  # connections kept per host: the sampler reads many nodes at once
@@ -61,8 +63,8 @@ def load(kubeconfig: str | os.PathLike[str] | None = None, context: str | None =
             cfg.connection_pool_maxsize = POOL_SIZE
             ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
             ns = ns_file.read_text().strip() if ns_file.exists() else "default"
-            return Connection(client.ApiClient(cfg), None, "in-cluster", cfg.host, ns, source="in-cluster service account",
-                              origin="in-cluster")
+            return Connection(guard(client.ApiClient(cfg), cfg.host), None, "in-cluster", cfg.host, ns,
+                              source="in-cluster service account", origin="in-cluster")
         loaded = kc.load_lab()
     if loaded is None:
         raise ConfigError("No kubeconfig found (KUBECONFIG is not set, and there is no ~/.kube/config nor a lab's).",
@@ -88,11 +90,14 @@ def load(kubeconfig: str | os.PathLike[str] | None = None, context: str | None =
             f"The kubeconfig {where} cannot be used ({_one_line(exc)}).",
             hint="Check the context's cluster and user entries with `kubectl config view`.",
         ) from None
-    cfg.retries = 0
+    cfg.retries = 0  # no urllib3 retries: a dead server is said at once, without "Retrying (Retry(total=2…" warnings
     cfg.connection_pool_maxsize = POOL_SIZE
     ctx = next(c for c in loaded.config["contexts"] if c.get("name") == chosen)
-    ns = ((ctx.get("context") if isinstance(ctx.get("context"), dict) else None) or {}).get("namespace") or "default"
-    conn = Connection(client.ApiClient(cfg), loaded.value, chosen, cfg.host, ns, source=loaded.describe(),
+    body = (ctx.get("context") if isinstance(ctx.get("context"), dict) else None) or {}
+    ns = body.get("namespace") or "default"
+    lab = loaded.source.startswith("the lab's") or body.get("cluster") == LAB_CONTEXT
+    conn = Connection(guard(client.ApiClient(cfg), cfg.host, lab), loaded.value, chosen,
+                      cfg.host, ns, source=loaded.describe(),
                       origin="lab" if loaded.source.startswith("the lab's") else loaded.source)
     conn.extra["timeout"] = timeout
     return conn
@@ -103,12 +108,129 @@ def _one_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
+def down_hint(lab: bool) -> str:
+    """The next step when the API server does not answer: the lab's or any cluster's check, then again (in a
+    notebook: the cell)."""
+    import sys
+
+    again = "re-run the cell" if "ipykernel" in sys.modules else "run it again"
+    if lab:
+        return f"Is the lab up? Check with `kperflab lab status` (start it with `kperflab lab up`), then {again}."
+    return f"Is the cluster up and reachable? Check with `kubectl cluster-info` or `kperflab doctor`, then {again}."
+
+
+TLS_HINT = ("The server's certificate does not match the CA in your kubeconfig; write the kubeconfig again "
+            "(`kperflab lab up` does it for the lab).")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the API server did not answer at all (refused, reset, closed mid-answer, timed out, TLS
+    cut or refused): urllib3's errors, the socket's, and the client's ``ApiException(status=0)`` for a TLS error."""
+    import http.client
+
+    import urllib3.exceptions as u3
+
+    if isinstance(exc, ClusterUnreachable):
+        return True
+    if isinstance(exc, KperflabError):
+        return False
+    if type(exc).__name__ == "ApiException":
+        return getattr(exc, "status", None) == 0 and "SSLError" in str(getattr(exc, "reason", ""))
+    return isinstance(exc, (u3.MaxRetryError, u3.ProtocolError, u3.NewConnectionError, u3.TimeoutError, u3.SSLError,
+                            u3.ProxyError, ConnectionError, TimeoutError, ssl.SSLError, http.client.HTTPException,
+                            OSError))
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The innermost cause urllib3 wraps (MaxRetryError.reason, ProtocolError's args, __cause__/__context__)."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)), None)
+        if not isinstance(inner, BaseException):
+            inner = exc.__cause__ or exc.__context__
+        if not isinstance(inner, BaseException):
+            break
+        exc = inner
+    return exc
+
+
+def unreachable(exc: BaseException, server: str, lab: bool = False) -> ClusterUnreachable:
+    """``exc``, a failure to reach the API server, as a `ClusterUnreachable` naming the server, why in a few words and
+    the next step (``lab``: the server is the kperflab lab's)."""
+    import http.client
+
+    if isinstance(exc, ClusterUnreachable):
+        return exc
+    inner = _cause(exc)
+    low = f"{exc} {inner}".lower()
+    if "certificate" in low and "verify failed" in low:
+        return ClusterUnreachable(server, "TLS failed: certificate verify failed", hint=TLS_HINT)
+    if isinstance(inner, ConnectionRefusedError) or "refused" in low:
+        reason = "connection refused"
+    elif isinstance(inner, ConnectionResetError) and not isinstance(inner, http.client.RemoteDisconnected) or "reset" in low:
+        reason = "the connection was reset"
+    elif isinstance(inner, http.client.RemoteDisconnected) or "remote end closed" in low or "disconnected" in low:
+        reason = "the server closed the connection without answering"
+    elif "eof" in low and ("ssl" in low or "tls" in low):
+        reason = "the TLS connection was cut (EOF)"
+    elif isinstance(inner, TimeoutError) or "timed out" in low or "timeout" in low:
+        reason = "no answer in time"
+    elif "name or service not known" in low or "nodename nor servname" in low or "temporary failure in name" in low:
+        reason = "unknown host"
+    elif "incompleteread" in low or "connection broken" in low or "connection aborted" in low:
+        reason = "the connection broke mid-answer"
+    elif "certificate" in low or "ssl" in low:
+        return ClusterUnreachable(server, "TLS failed: " + _one_line(inner), hint=TLS_HINT)
+    else:
+        reason = _one_line(inner)
+    return ClusterUnreachable(server, reason, hint=down_hint(lab))
+
+
+def guard(api: Any, server: str, lab: bool = False) -> Any:
+    """Make every request of this ApiClient — typed calls, ``call_api``, reading a body — raise `ClusterUnreachable`
+    (from None: no urllib3 chain) when the API server does not answer, so that no code path of kperflab shows a
+    urllib3 traceback, however it calls the client. ``lab``: the server is the lab's (the next step says so)."""
+    rest = api.rest_client
+    if getattr(rest, "_kperflab_guarded", False):
+        return api
+    request = rest.request
+
+    def guarded_request(*args: Any, **kwargs: Any) -> Any:
+        try:
+            resp = request(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - only a lost connection is translated, the rest passes through
+            if connection_lost(exc):
+                raise unreachable(exc, server, lab) from None
+            raise
+        read = resp.read
+
+        def guarded_read() -> Any:
+            try:
+                return read()
+            except Exception as exc:  # noqa: BLE001
+                if connection_lost(exc):
+                    raise unreachable(exc, server, lab) from None
+                raise
+
+        resp.read = guarded_read
+        return resp
+
+    rest.request = guarded_request
+    rest._kperflab_guarded = True
+    return api
+
+
 def translate(exc: BaseException, server: str, *, verb: str = "get", resource: str = "the API") -> KperflabError:
     """Turn a client/urllib3 exception into a kperflab error with a next step."""
     from kubernetes.client.exceptions import ApiException
 
     if isinstance(exc, KperflabError):
         return exc
+    if connection_lost(exc):
+        return unreachable(exc, server)
     if isinstance(exc, ApiException):
         if exc.status in (401, 403):
             return PermissionDenied(verb, resource, status=exc.status, detail=_status_message(exc))
@@ -116,19 +238,8 @@ def translate(exc: BaseException, server: str, *, verb: str = "get", resource: s
             f"The API server answered {exc.status} {exc.reason} to {verb} {resource}: {_status_message(exc)}.",
             hint="Run `kperflab doctor` to check the cluster.",
         )
-    reason = _one_line(exc)
-    low = str(exc).lower()
-    if "certificate" in low or "ssl" in low:
-        reason = "TLS failed: " + ("certificate verify failed" if "verify failed" in low else reason)
-        hint = "The server's certificate does not match the CA in your kubeconfig; write the kubeconfig again (`kperflab lab up` does it for the lab)."
-        return ClusterUnreachable(server, reason, hint=hint)
-    if "refused" in low:
-        reason = "connection refused"
-    elif "timed out" in low or "timeout" in low:
-        reason = "timed out"
-    elif "name or service not known" in low or "nodename nor servname" in low:
-        reason = "unknown host"
-    return ClusterUnreachable(server, reason)
+    return KperflabError(f"The answer of the API server at {server} to {verb} {resource} could not be read "
+                         f"({_one_line(exc)}).", hint="Run `kperflab doctor` to check the cluster.")
 
 
 def _status_message(exc: Any) -> str:

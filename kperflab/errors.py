@@ -1,7 +1,9 @@
 """The small error hierarchy of kperflab.
 
 Every message ends with the next step a person should take. The CLI prints ``str(error)`` on one
-line and exits non-zero; it never shows a traceback for these.
+line and exits non-zero; it never shows a traceback for these. Neither does a notebook: IPython renders an exception
+with a ``_render_traceback_`` method by what that method returns (Jupyter and papermill show those lines), so a
+KperflabError in a cell is its message and its next step, not forty lines of the client's and urllib3's frames.
 """
 
 from __future__ import annotations
@@ -14,6 +16,14 @@ class KperflabError(Exception):
         self.message = message
         self.hint = hint
         super().__init__(f"{message} {hint}".strip() if hint else message)
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows for this error in a cell (instead of the traceback): the error and the next step."""
+        red, bold, off = "\x1b[0;31m", "\x1b[1m", "\x1b[0m"
+        lines = [f"{red}{type(self).__name__}{off}: {self.message}"]
+        if self.hint:
+            lines.append(f"{bold}Next step:{off} {self.hint}")
+        return lines
 
 
 class ConfigError(KperflabError):

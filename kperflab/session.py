@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import cluster as cl
 from . import metrics
-from .errors import KperflabError, MetricsUnavailable, PermissionDenied
+from .errors import ClusterUnreachable, KperflabError, MetricsUnavailable, PermissionDenied
 from .parallel import parallel_map
 
 Obj = dict[str, Any]
@@ -114,6 +114,8 @@ class Cluster:
         def ask(verb: str, resource: str, sub: str = "", ns: str = "") -> bool:
             try:
                 return cl.can_i(self.conn, verb, resource, subresource=sub, namespace=ns, timeout=self.timeout)
+            except ClusterUnreachable:  # not a "no": the cell fails with the next step
+                raise
             except KperflabError:
                 return False
 

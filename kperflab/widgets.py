@@ -21,10 +21,12 @@ def headless() -> bool:
 def _snapshot(cluster: Any, kind: str, namespace: str | None, selector: str | None, value: str) -> Any:
     import plotly.graph_objects as go
 
-    from .errors import KperflabError
+    from .errors import ClusterUnreachable, KperflabError
 
     try:
         df = cluster.top_nodes(selector) if kind == "nodes" else cluster.top_pods(namespace, selector)
+    except ClusterUnreachable:  # not a missing capability: the cell fails with the next step
+        raise
     except KperflabError as exc:  # no metrics API here: the figure says so, the notebook goes on
         return figures._finish(go.Figure(), str(exc))
     if df.empty:
@@ -48,14 +50,16 @@ def live_top(cluster: Any, kind: str = "pods", namespace: str | None = None, sel
     status = w.Label()
     stop = threading.Event()
 
+    def show(fig: Any) -> None:
+        with out:
+            out.clear_output(wait=True)
+            display(fig)
+        status.value = ""
+
     def refresh() -> None:
         try:
-            fig = _snapshot(cluster, kind, namespace, selector, value)
-            with out:
-                out.clear_output(wait=True)
-                display(fig)
-            status.value = ""
-        except Exception as exc:  # noqa: BLE001 - shown in the widget, the loop keeps going
+            show(_snapshot(cluster, kind, namespace, selector, value))
+        except Exception as exc:  # noqa: BLE001 - shown in the widget (the cluster gone too), the loop keeps going
             status.value = str(exc)
 
     def loop() -> None:
@@ -70,6 +74,6 @@ def live_top(cluster: Any, kind: str = "pods", namespace: str | None = None, sel
     toggle.observe(on_toggle, names="value")
     box = w.VBox([w.HBox([toggle, slider, status]), out])
     box.stop = stop.set  # type: ignore[attr-defined]
-    refresh()
+    show(_snapshot(cluster, kind, namespace, selector, value))  # a cluster that does not answer fails the cell here
     threading.Thread(target=loop, daemon=True, name="kperflab-live-top").start()
     return box

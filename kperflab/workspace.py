@@ -7,13 +7,21 @@ Each workspace says whose it is and whether the kernel that made it still lives,
 participant's `kperflab clean` never deletes another's running experiment:
 
 - the namespace is labelled ``app.kubernetes.io/managed-by=kperflab`` and annotated with its owner, the user name the
-  API server reports for us (a SelfSubjectReview), and the host and process that made it;
+  API server reports for us (a SelfSubjectReview), and the host and process that made it (``owner@host/pid``, and
+  the host's boot id with the process's start time, so that a pid reused by another process is not taken for it);
 - a Lease ``kperflab-workspace`` in it is renewed every 30 s by the process while the workspace is open (the way
   kubelets and controllers show they are alive); it lapses 120 s after the kernel dies.
 
-`clean` deletes the caller's stale workspaces (lease lapsed; or, without a lease, older than an hour) and says what
-it deletes and what it keeps; ``all_stale=True`` (an instructor's ``kperflab clean --all-stale``) deletes anyone's
-stale ones. Workspaces still open when the interpreter exits (a kernel restart) are deleted by an atexit hook.
+Stale means: made by a process on this host (same host name and boot) that no longer runs — at once, whatever its
+lease says; made by a process on this host that still runs — never (its heartbeat renews the lease, also after the
+cluster was down for longer than the lease); made elsewhere — its lease lapsed (or, without a lease, older than an
+hour). `clean` deletes the caller's stale workspaces and says what it deletes and what it keeps; ``all_stale=True``
+(an instructor's ``kperflab clean --all-stale``, and `kperflab lab up` after a restart) deletes anyone's stale ones.
+
+Workspaces still open when the interpreter exits (a kernel restart) are deleted by an atexit hook. A workspace whose
+deletion fails because the cluster does not answer (the lab was stopped mid-notebook) is said so in one log line and
+deleted by this process as soon as the cluster answers again (the heartbeat thread retries every few seconds); if the
+process ends first, `kperflab clean` (which `kperflab lab up` runs) deletes it, its process being gone.
 """
 
 from __future__ import annotations
@@ -32,13 +40,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cluster import DEFAULT_TIMEOUT, Connection, translate, whoami
-from .errors import ExperimentFailed, KperflabError
+from .errors import ClusterUnreachable, ExperimentFailed, KperflabError
 
 log = logging.getLogger("kperflab.workspace")
 Obj = dict[str, Any]
 MANAGED_BY = "app.kubernetes.io/managed-by"
 OWNER = "kperflab.dev/owner"
 HOLDER = "kperflab.dev/holder"
+PROCESS = "kperflab.dev/holder-process"  # "<boot id>/<start time in clock ticks>" of the holder's process
 LEASE = "kperflab-workspace"
 LEASE_SECONDS = 120
 RENEW_SECONDS = 30.0
@@ -47,6 +56,8 @@ _OPEN: set[Workspace] = set()
 _OPEN_LOCK = threading.Lock()
 _BEAT: threading.Thread | None = None
 _BEAT_WAKE = threading.Event()  # set when the last open workspace closes: the heartbeat ends now, not a period later
+_ORPHANS: dict[str, Any] = {}  # namespace → cluster: closed while the cluster did not answer, deleted when it does
+RETRY_SECONDS = 3.0  # how often the heartbeat thread retries deleting those
 
 
 def _name(base: str) -> str:
@@ -71,17 +82,27 @@ class Workspace:
         self.open()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # the error that ended the block is the one to see: a failed clean-up is logged, never raised over it
+            self.close()
+        except KperflabError as err:
+            log.warning("The workspace %s was not deleted: %s", self.namespace, err)
 
     def open(self) -> Workspace:
         from kubernetes import client
 
         owner = self.cluster.user or ""
         self.holder = f"{owner or 'unknown'}@{socket.gethostname()}/{os.getpid()}"
+        annotations = {OWNER: owner, HOLDER: self.holder}
+        me = _process_id(os.getpid())
+        if me:
+            annotations[PROCESS] = me
         try:
             self.cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-                name=self.namespace, labels=self.labels, annotations={OWNER: owner, HOLDER: self.holder})),
+                name=self.namespace, labels=self.labels, annotations=annotations)),
                 _request_timeout=self.cluster.timeout)
         except Exception as exc:  # noqa: BLE001
             raise translate(exc, self.cluster.conn.server, verb="create", resource="namespaces") from None
@@ -119,19 +140,21 @@ class Workspace:
 
     def close(self, wait: bool = True) -> None:
         """Delete the namespace (everything in it goes with it) and wait until it is gone. A second Ctrl-C during
-        the wait stops waiting; the deletion has already been asked for."""
+        the wait stops waiting; the deletion has already been asked for. When the cluster does not answer, this
+        neither waits nor raises: it logs that the workspace is left behind and when it will be deleted."""
         if not self.created:
             return
         try:
             self.cluster.core.delete_namespace(self.namespace, grace_period_seconds=0, _request_timeout=self.cluster.timeout)
         except Exception as exc:  # noqa: BLE001
             if getattr(exc, "status", None) != 404:
-                raise translate(exc, self.cluster.conn.server, verb="delete", resource=f"namespace {self.namespace}") from None
-        with _OPEN_LOCK:
-            _OPEN.discard(self)
-            if not _OPEN:
-                _BEAT_WAKE.set()
-        self.created = False
+                err = translate(exc, self.cluster.conn.server, verb="delete", resource=f"namespace {self.namespace}")
+                if not isinstance(err, ClusterUnreachable):
+                    raise err from None
+                self._forget()
+                _left_behind(self.cluster, self.namespace, err)
+                return
+        self._forget()
         if wait:
             deadline = time.monotonic() + self.delete_timeout
             try:
@@ -139,6 +162,16 @@ class Workspace:
                     time.sleep(0.2)
             except KeyboardInterrupt:
                 pass
+            except ClusterUnreachable as err:  # asked for, then the cluster went: the lab finishes it when it is back
+                log.warning("The workspace %s is being deleted, but the cluster stopped answering (%s); it is "
+                            "deleted when the cluster is back (`kperflab clean` says so).", self.namespace, err.reason)
+
+    def _forget(self) -> None:
+        with _OPEN_LOCK:
+            _OPEN.discard(self)
+            if not _OPEN and not _ORPHANS:
+                _BEAT_WAKE.set()
+        self.created = False
 
     def _exists(self) -> bool:
         try:
@@ -156,6 +189,8 @@ class Workspace:
             pod = self.cluster.core.create_namespaced_pod(self.namespace, manifest, _request_timeout=self.cluster.timeout)
         except Exception as exc:  # noqa: BLE001
             err = translate(exc, self.cluster.conn.server, verb="create", resource="pods")
+            if isinstance(err, ClusterUnreachable):
+                raise err from None
             raise ExperimentFailed("create pod", err.message, hint=err.hint) from None
         return pod.metadata.name
 
@@ -247,22 +282,103 @@ def _start_heartbeat() -> None:
 
 
 def _beat() -> None:
-    """Renew the lease of every open workspace every RENEW_SECONDS; end when none is open (deciding so under the
-    lock, so that a workspace opened meanwhile starts a new heartbeat instead of trusting this one)."""
+    """Renew the lease of every open workspace every RENEW_SECONDS, and retry deleting the workspaces left behind
+    every RETRY_SECONDS; end when there is neither (deciding so under the lock, so that a workspace opened meanwhile
+    starts a new heartbeat instead of trusting this one)."""
     global _BEAT
+    next_renew = time.monotonic() + RENEW_SECONDS
     while True:
-        _BEAT_WAKE.wait(RENEW_SECONDS)
+        with _OPEN_LOCK:
+            orphans = bool(_ORPHANS)
+        _BEAT_WAKE.wait(max(0.0, min(next_renew - time.monotonic(), RETRY_SECONDS if orphans else RENEW_SECONDS)))
         with _OPEN_LOCK:
             open_now = list(_OPEN)
-            if not open_now:
+            orphans_now = list(_ORPHANS.items())
+            if not open_now and not orphans_now:
                 _BEAT = None
                 return
             _BEAT_WAKE.clear()
+        if orphans_now:
+            _delete_orphans(orphans_now)
+        if time.monotonic() < next_renew:
+            continue
+        next_renew = time.monotonic() + RENEW_SECONDS
         for ws in open_now:
             try:
                 ws.renew()
             except Exception:  # noqa: BLE001 - a missed beat is retried; the lease outlives a few
                 log.debug("renewing the lease of %s failed", ws.namespace, exc_info=True)
+
+
+def _left_behind(cluster: Any, namespace: str, err: ClusterUnreachable) -> None:
+    """Remember a workspace whose deletion the cluster did not take, and say so once."""
+    with _OPEN_LOCK:
+        _ORPHANS[namespace] = cluster
+    log.warning("The workspace %s was not deleted: the API server at %s is not reachable (%s). This kernel deletes "
+                "it when the cluster answers again; if the kernel ends first, `kperflab clean` deletes it (`kperflab "
+                "lab up` runs it).", namespace, err.server, err.reason)
+    _start_heartbeat()
+
+
+def _delete_orphans(orphans: list[tuple[str, Any]], timeout: float | None = None) -> None:
+    for namespace, cluster in orphans:
+        try:
+            cluster.core.delete_namespace(namespace, grace_period_seconds=0, _request_timeout=timeout or cluster.timeout)
+        except Exception as exc:  # noqa: BLE001 - still unreachable (or refused): tried again later
+            if getattr(exc, "status", None) != 404:
+                log.debug("deleting the workspace %s left behind failed again: %s", namespace, exc)
+                continue
+        with _OPEN_LOCK:
+            _ORPHANS.pop(namespace, None)
+        log.info("The workspace %s left behind while the cluster was down is deleted.", namespace)
+
+
+# -- which process holds a workspace -----------------------------------------------------------------
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_ticks(pid: int) -> str:
+    """The process's start time in clock ticks after boot (field 22 of /proc/<pid>/stat), "" when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return ""
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _process_id(pid: int) -> str:
+    """"<boot id>/<start ticks>" naming this very process (a pid alone may be reused), "" where /proc cannot say."""
+    boot, start = _boot_id(), _start_ticks(pid)
+    return f"{boot}/{start}" if boot and start else ""
+
+
+def holder_alive(holder: str | None, process: str | None = None, *, host: str | None = None) -> bool | None:
+    """Whether the process that holds a workspace still runs, where this host can tell: True or False for a holder
+    on this host (same host name, and same boot when recorded), None for another host or a holder not recorded."""
+    m = re.fullmatch(r".*@(?P<host>[^@/]+)/(?P<pid>\d+)", holder or "")
+    if not m or m["host"] != (host or socket.gethostname()):
+        return None
+    pid = int(m["pid"])
+    if process:
+        boot, _, start = process.partition("/")
+        if boot != _boot_id():
+            return False  # made before this host's last boot: that process is gone
+        return bool(start) and _start_ticks(pid) == start
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user
+    return True
 
 
 # -- which workspaces are whose, and which are stale -------------------------------------------------
@@ -277,9 +393,14 @@ class WorkspaceInfo:
     duration: int | None = None
     terminating: bool = False
     lease: str = "none"  # "found", "none" or why it could not be read
+    alive: bool | None = None  # its holder process on this host runs (True) or has ended (False); None: cannot tell
 
     def stale(self, now: dt.datetime) -> bool:
-        if self.terminating or self.lease not in ("found", "none"):
+        if self.terminating:
+            return False
+        if self.alive is not None:  # a process on this host: known better than by its lease
+            return not self.alive
+        if self.lease not in ("found", "none"):
             return False
         if self.renewed is not None and self.duration is not None:
             return (now - self.renewed).total_seconds() > self.duration
@@ -288,6 +409,10 @@ class WorkspaceInfo:
     def state(self, now: dt.datetime) -> str:
         if self.terminating:
             return "being deleted"
+        if self.alive is not None:
+            pid = (self.holder or "").rsplit("/", 1)[-1]
+            return f"live: its process {pid} on this host runs" if self.alive else \
+                f"stale: its process {pid} on this host has ended"
         if self.lease not in ("found", "none"):
             return f"liveness unknown ({self.lease})"
         if self.renewed is not None:
@@ -334,7 +459,8 @@ def list_workspaces(conn: Connection, timeout: float = DEFAULT_TIMEOUT) -> list[
     for ns in nss:
         ann = ns.metadata.annotations or {}
         info = WorkspaceInfo(ns.metadata.name, ann.get(OWNER) or None, ann.get(HOLDER), _aware(ns.metadata.creation_timestamp),
-                             terminating=ns.metadata.deletion_timestamp is not None)
+                             terminating=ns.metadata.deletion_timestamp is not None,
+                             alive=holder_alive(ann.get(HOLDER), ann.get(PROCESS)))
         lease = leases.get(info.namespace) if leases is not None else None
         if leases is None:
             try:
@@ -370,7 +496,8 @@ class CleanReport:
         else:
             out.append("No stale workspace to delete.")
         if self.live:
-            out.append(f"Kept {len(self.live)} live workspace(s): " + ", ".join(w.namespace for w in self.live))
+            out.append(f"Kept {len(self.live)} live workspace(s): " + ", ".join(
+                f"{w.namespace} ({w.state(self.now)})" for w in self.live))
         if self.others:
             out.append(f"Kept {len(self.others)} stale workspace(s) of other users (`kperflab clean --all-stale` deletes "
                        "them, for an instructor): " + ", ".join(f"{w.namespace} ({w.owner or 'owner unknown'})" for w in self.others))
@@ -378,6 +505,19 @@ class CleanReport:
             out.append(f"Kept {len(self.unknown)} workspace(s) whose heartbeat could not be read: "
                        + ", ".join(f"{w.namespace} ({w.lease})" for w in self.unknown))
         return out
+
+
+    def summary(self) -> str:
+        """One line for `kperflab lab up`: what was deleted and what was kept (and why)."""
+        parts = [f"Deleted {len(self.deleted)} stale workspace(s): " + ", ".join(w.namespace for w in self.deleted)
+                 if self.deleted else "No stale workspace to delete"]
+        if self.live:
+            parts.append(f"kept {len(self.live)} live: " + ", ".join(f"{w.namespace} ({w.state(self.now)})"
+                                                                     for w in self.live))
+        if self.unknown:
+            parts.append(f"kept {len(self.unknown)} whose heartbeat could not be read: "
+                         + ", ".join(w.namespace for w in self.unknown))
+        return "; ".join(parts) + "."
 
 
 def clean(conn: Connection, *, all_stale: bool = False, dry_run: bool = False,
@@ -392,7 +532,7 @@ def clean(conn: Connection, *, all_stale: bool = False, dry_run: bool = False,
         mine = me is not None and w.owner == me
         if w.terminating:
             continue
-        if w.lease not in ("found", "none"):
+        if w.alive is None and w.lease not in ("found", "none"):
             report.unknown.append(w)
         elif not w.stale(report.now):
             if mine or all_stale:
@@ -421,6 +561,10 @@ def _close_all() -> None:
             ws.close(wait=False)
         except (KperflabError, Exception):  # noqa: BLE001 - best effort at exit
             pass
+    with _OPEN_LOCK:
+        orphans = list(_ORPHANS.items())
+    if orphans:  # one last try, short: a cluster that is down answers "refused" at once
+        _delete_orphans(orphans, timeout=2.0)
 
 
 def pod_failure(pod: Any, until: str = "Running") -> str | None:

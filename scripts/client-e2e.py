@@ -96,7 +96,7 @@ def with_lab(pytest_args: list[str], timeout: float, resolution: str) -> int:
                 return up.returncode
             return run(Path(home) / "kubeconfig.yaml", pytest_args, timeout)
         finally:
-            subprocess.run([str(kperflab), "lab", "down"], env=env)
+            subprocess.run([str(kperflab), "lab", "down", "--purge"], env=env)
 
 
 def main() -> int:

@@ -129,7 +129,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         yield {"home": home, "kubeconfig": kubeconfig, "lab_id": lab_id,
                "env": {**lab_env(home), "KUBECONFIG": str(kubeconfig)}}
     finally:
-        down = kperflab(home, "lab", "down")
+        down = kperflab(home, "lab", "down", "--purge")  # a throwaway home: keep no state
         assert down.returncode == 0, down.stdout + down.stderr
 
 

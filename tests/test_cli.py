@@ -32,6 +32,8 @@ def test_lab_up_on_a_busy_port(tmp_path, foreground):
         port = s.getsockname()[1]
         out = kperflab(tmp_path, "lab", "up", "--port", str(port), *(["--foreground"] if foreground else []), timeout=60)
     _one_line_error(out, f"Port {port} on 127.0.0.1 is already in use")
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("kperflab: Port"), out.stderr
+    assert "--port" in out.stderr  # the next step
     assert not (tmp_path / "lab" / "lab.json").exists()
 
 
@@ -135,3 +137,54 @@ def test_a_lab_whose_home_is_deleted_stops_itself_and_down_by_id(tmp_path):
     assert other_id not in labs.live_ids() and labs.census(other_id).empty()
     _one_line_error(kperflab(tmp_path, "lab", "down", "--id", "nope"), "is not a lab id")
     _one_line_error(kperflab(tmp_path, "lab", "down", "--id", "0123456789abcdef"), "No lab 0123456789abcdef")
+
+
+def test_the_state_dir_and_secrets_are_private(tmp_path):
+    """Made 0700/0600 from the start (under umask 077, no window of 0644), and tightened when an older kperflab left
+    them readable; a kept CA and token are reused."""
+    import stat
+
+    from kperflab.lab import control
+
+    home = tmp_path / "home"
+    (home / "lab").mkdir(parents=True, mode=0o755)
+    (home / "lab" / "tokens.csv").write_text("t,u,1\n")
+    os.chmod(home / "lab" / "tokens.csv", 0o644)
+    os.chmod(home, 0o755)
+    old = os.umask(0o022)
+    try:
+        os.environ["KPERFLAB_HOME"] = str(home)
+        state = control._state_dir()
+        control._ensure_credentials(state)
+        ca, token = (state / "tls" / "ca.crt").read_bytes(), (state / "token").read_text()
+        control._ensure_credentials(state)
+        assert (state / "tls" / "ca.crt").read_bytes() == ca and (state / "token").read_text() == token
+    finally:
+        os.umask(old)
+        del os.environ["KPERFLAB_HOME"]
+    assert state == home / "lab"
+    for d in (home, state, state / "tls"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    for f in ("token", "tokens.csv", "tls/ca.key", "tls/server.key"):
+        assert stat.S_IMODE((state / f).stat().st_mode) == 0o600, f
+
+
+def test_a_kept_state_whose_network_slot_another_lab_holds(tmp_path):
+    """`lab up` on a kept store whose slot another live lab holds: one line naming that lab and what to do."""
+    import json
+    import secrets
+
+    from kperflab.lab import labs
+
+    other = labs.Registration(secrets.token_hex(8), tmp_path / "other")
+    try:
+        slot = other.claim_network_slot()
+        state = tmp_path / "home" / "lab"
+        (state / "store").mkdir(parents=True)
+        (state / "store" / "state.db").write_bytes(b"")
+        (state / "store.json").write_text(json.dumps({"network_slot": slot}))
+        out = kperflab(tmp_path / "home", "lab", "up", timeout=60)
+        _one_line_error(out, other.lab_id, "kperflab lab reset", f"kperflab lab down --id {other.lab_id}")
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    finally:
+        other.release()

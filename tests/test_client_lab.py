@@ -125,14 +125,17 @@ def test_clean_keeps_a_live_workspace_and_removes_it_once_its_kernel_is_gone(clu
 
     from kubernetes import client
 
-    from kperflab.workspace import _OPEN, LEASE
+    from kperflab.workspace import _OPEN, LEASE, PROCESS, _boot_id
 
     ws = cluster.workspace("left-behind").open()  # never closed
     out = kperflab_cli(lab["home"], "clean", "--kubeconfig", str(lab["kubeconfig"]))
     assert out.returncode == 0 and "Kept 1 live" in out.stdout and not gone(cluster, ws.namespace), out.stdout + out.stderr
-    _OPEN.discard(ws)  # as if this kernel died: no more heartbeats, and its lease last renewed 5 minutes ago
+    # as if this kernel died: no more heartbeats, its lease last renewed 5 minutes ago, and its pid is now another
+    # process's (one that started at another time)
+    _OPEN.discard(ws)
     past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)).isoformat()
     client.CoordinationV1Api(cluster.api).patch_namespaced_lease(LEASE, ws.namespace, {"spec": {"renewTime": past}})
+    client.CoreV1Api(cluster.api).patch_namespace(ws.namespace, {"metadata": {"annotations": {PROCESS: f"{_boot_id()}/1"}}})
     out = kperflab_cli(lab["home"], "clean", "--kubeconfig", str(lab["kubeconfig"]))
     assert out.returncode == 0 and ws.namespace in out.stdout.split("Kept")[0], out.stdout + out.stderr
     deadline = time.time() + 30

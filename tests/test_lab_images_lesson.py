@@ -152,7 +152,7 @@ def lab2(tmp_path_factory):
         yield {"home": home, "lab_id": st["lab_id"], "state": st,
                "k8s": client.CoreV1Api(config.new_client_from_config(str(home / "kube.yaml")))}
     finally:
-        down = kperflab(home, "lab", "down")
+        down = kperflab(home, "lab", "down", "--purge")
         assert down.returncode == 0, down.stdout + down.stderr
         assert not (home / "lab" / "run" / st["lab_id"]).exists()
 

@@ -377,6 +377,8 @@ def test_kperflab_connect_inside_a_pod_uses_the_in_cluster_config(oci, k8s, name
                         "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}, {"name": "HOME", "value": "/tmp"}],
                         "volumeMounts": [{"name": f"host{i}", "mountPath": m, "readOnly": True}
                                          for i, m in enumerate(mounts)]}]}}
+    # hostPath volumes need a namespace Pod Security lets have them (the lab enforces `baseline` by default)
+    k8s.patch_namespace(namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}})
     _, out = _run_pod(k8s, namespace, body)
     svc = k8s.read_namespaced_service("kubernetes", "default")
     assert out == {"origin": "in-cluster", "server": f"https://{svc.spec.cluster_ip}:443", "namespace": namespace,

@@ -273,7 +273,7 @@ def test_two_labs_side_by_side_and_a_killed_one_recovers(tmp_path_factory, lab, 
         assert kperflab(home, "lab", "down").returncode == 0
         assert labs.census(b2, home / "lab").empty() and labs.census(b2).record is None
     finally:
-        kperflab(home, "lab", "down")  # whatever failed above, lab B goes
+        kperflab(home, "lab", "down", "--purge")  # whatever failed above, lab B goes, and its state
 
 
 @needs_root

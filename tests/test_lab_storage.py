@@ -140,7 +140,7 @@ def cluster(tmp_path):
     store.create("v1/namespaces", {"metadata": {"name": "ns"}, "status": {"phase": "Active"}})
     store.create("v1/nodes", {"apiVersion": "v1", "kind": "Node",
                               "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}}})
-    backend = LocalBackend(tmp_path / "run", NODE)
+    backend = LocalBackend(tmp_path / "run", NODE, tmp_path / "volumes")
     ctrl = PVController(store, NODE, {backend.name: backend})
     sched = Controllers(store, NODE)
     for name, mode, policy, default in (("local", "WaitForFirstConsumer", "Delete", True),
@@ -208,8 +208,10 @@ def test_wait_for_first_consumer_then_provision_bind_and_schedule(cluster):
     assert pv["status"]["phase"] == "Bound" and pv["spec"]["claimRef"]["uid"] == pvc["metadata"]["uid"]
     assert pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == [NODE]
     assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == "local.storage.kperflab.dev"
-    path = Path(pv["spec"]["local"]["path"])
-    assert loopfs.loop_device(path) and 12 << 20 < loopfs.statvfs(path)["capacityBytes"] <= 16 << 20
+    path = Path(pv["spec"]["local"]["path"])  # the kept volume's stable path: a link to this run's mount point
+    assert path == cluster.backend.root / pv_name and path.resolve() == cluster.backend.mounts / pv_name
+    assert loopfs.loop_device(path.resolve()) and 12 << 20 < loopfs.statvfs(path)["capacityBytes"] <= 16 << 20
+    assert loopfs.loop_devices_under(cluster.backend.mounts)  # its loop device is named by the run dir (a hard link)
     assert s.get("v1/pods", "ns", "user")["spec"]["nodeName"] == NODE  # bound once its claim was
     # reclaim Delete: the pod and the claim go, then the PV and its filesystem
     s.remove("v1/pods", "ns", "user")
@@ -217,7 +219,8 @@ def test_wait_for_first_consumer_then_provision_bind_and_schedule(cluster):
     cluster.settle()
     assert s.try_get("v1/persistentvolumeclaims", "ns", "data") is None
     assert s.try_get("v1/persistentvolumes", "", pv_name) is None
-    assert not path.exists() and loopfs.loop_devices_under(cluster.backend.root) == []
+    assert not path.is_symlink() and not (cluster.backend.root / f"{pv_name}.img").exists()
+    assert loopfs.loop_devices_under(cluster.backend.mounts) == [] and loopfs.mounts_under(cluster.backend.mounts) == []
 
 
 def test_pvc_protection_holds_a_claim_while_a_pod_uses_it(cluster):
@@ -237,7 +240,7 @@ def test_pvc_protection_holds_a_claim_while_a_pod_uses_it(cluster):
     cluster.settle()
     assert s.try_get("v1/persistentvolumeclaims", "ns", "held") is None
     assert s.try_get("v1/persistentvolumes", "", pv["metadata"]["name"]) is None
-    assert loopfs.loop_devices_under(cluster.backend.root) == []
+    assert loopfs.loop_devices_under(cluster.backend.mounts) == [] and list(cluster.backend.root.glob("*.img")) == []
 
 
 def test_retain_keeps_a_released_volume_and_its_data_until_an_admin_frees_it(cluster):
@@ -359,8 +362,8 @@ def test_remote_volume_is_real_capacity_over_the_pod_network_and_leaves_nothing(
     env = {"PATH": os.environ["PATH"], labs.LAB_ENV: lab_id}
     server = None
     try:
-        server = remote.StorageServer(lab_id, run, net, env).start()
-        backend, node = remote.RemoteBackend(server), remote.RemoteMounts(run, net.netns_path, env)
+        server = remote.StorageServer(lab_id, run, net, env, tmp_path / "volumes").start()
+        backend, node = remote.RemoteBackend(server), remote.RemoteMounts(run, net.netns_path, env, server)
         pv = {"metadata": {"name": "pvc-x"}, "spec": backend.provision("pvc-x", 24 << 20, {})}
         assert pv["spec"]["csi"]["driver"] == "remote.storage.kperflab.dev"
         gm = node.publish(pv, "pod-a", "data")
@@ -487,7 +490,8 @@ def test_a_local_claim_waits_for_its_pod_then_holds_real_bytes_and_is_deleted_wi
     assert ("ProvisioningSucceeded", f"Successfully provisioned volume {pv_name}") in events(k8s, ns, "data")
     pv = get(lab, "", "pv", pv_name)
     path = Path(pv["spec"]["local"]["path"])
-    assert str(path).startswith(str(lab["run_dir"])) and loopfs.loop_device(path)
+    assert path == lab["home"] / "lab" / "volumes" / "local" / pv_name  # kept in the state dir, across restarts
+    assert str(path.resolve()).startswith(str(lab["run_dir"])) and loopfs.loop_device(path.resolve())
     assert pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["key"] \
         == "kubernetes.io/hostname"
     until(lambda: "No space left on device" in kc(lab, "logs", "-n", ns, "writer", check=False), what="ENOSPC")
@@ -499,7 +503,9 @@ def test_a_local_claim_waits_for_its_pod_then_holds_real_bytes_and_is_deleted_wi
     kc(lab, "delete", "pod", "-n", ns, "writer", "--wait=true")
     kc(lab, "delete", "pvc", "-n", ns, "data", "--wait=true")
     until(lambda: get(lab, "", "pv", pv_name) is None, what="the PV deleted")
-    assert not path.exists() and loopfs.loop_devices_under(path.parent) == [] and loopfs.mounts_under(path.parent) == []
+    assert not path.is_symlink() and not path.with_name(f"{pv_name}.img").exists()
+    assert not [m for m in loopfs.mounts_under(lab["run_dir"]) if pv_name in m]
+    assert not [d for d in loopfs.loop_devices_under(lab["run_dir"]) if pv_name in loopfs.loop_devices()[d]]
 
 
 @pytest.mark.lab
@@ -626,6 +632,7 @@ def test_a_remote_volume_is_shared_by_two_pods_over_the_pod_network(storage_lab,
     kc(lab, "delete", "pvc", "-n", ns, "shared", "--wait=true")
     until(lambda: get(lab, "", "pv", pv["metadata"]["name"]) is None, what="the PV deleted")
     assert not (lab["run_dir"] / "storage-server" / "disks" / f"{pv['spec']['csi']['volumeHandle']}.img").exists()
+    assert not (lab["home"] / "lab" / "volumes" / "remote" / f"{pv['spec']['csi']['volumeHandle']}.img").exists()
     assert not [p for p in labs.lab_processes(lab["lab_id"])
                 if Path(f"/proc/{p}/cmdline").read_bytes().startswith((b"sshfs", b"/usr/lib/openssh/sftp-server"))]
 
@@ -656,7 +663,7 @@ def test_a_killed_labs_volumes_are_removed_by_recovery(tmp_path):
         left = labs.census(lab_id, home / "lab")
         assert left.empty(), left
     finally:
-        kperflab(home, "lab", "down")
+        kperflab(home, "lab", "down", "--purge")
         labs.remove_dead(home / "lab")
 
 

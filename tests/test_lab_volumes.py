@@ -243,6 +243,8 @@ def test_sub_path_read_only_and_host_path(oci, k8s, namespace, tmp_path):
     (host / "from-host").write_text("node file\n")
     cmd = ("cat /h/from-host; echo sub > /sub/x && echo sub-ok; touch /ro/y 2>&1 || echo ro-refused; "
            "ls /whole/nested; sleep 600")
+    # a hostPath volume needs a namespace Pod Security lets have one (the lab enforces `baseline` by default)
+    k8s.patch_namespace(namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}})
     k8s.create_namespaced_pod(namespace, pod("paths", [box("main", cmd, [
         {"name": "h", "mountPath": "/h", "readOnly": True},
         {"name": "data", "mountPath": "/sub", "subPath": "nested/dir"},

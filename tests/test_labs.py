@@ -62,3 +62,47 @@ def test_one_lab_per_state_dir(tmp_path):
     finally:
         reg.release()
     assert not labs.state_dir_locked(tmp_path)
+
+
+def test_a_kept_network_slot_is_taken_again_or_refused(tmp_path):
+    """A lab takes the slot its kept state had when free; when another live lab holds it, a kept store (required)
+    refuses with what to do, and a new one takes another slot."""
+    first = labs.Registration(secrets.token_hex(8), tmp_path / "a")
+    try:
+        held = first.claim_network_slot()
+        second = labs.Registration(secrets.token_hex(8), tmp_path / "b")
+        try:
+            with pytest.raises(LabError, match="kperflab lab reset") as err:
+                second.claim_network_slot(want=held, required=True)
+            assert first.lab_id in str(err.value) and labs.slot_cidrs(held)[1] in str(err.value)
+            assert labs.slot_holder(held) is not None and labs.slot_holder(held, tmp_path / "a") is None
+            assert second.claim_network_slot(want=held) != held
+        finally:
+            second.release()
+        free = next(k for k in range(labs.NETWORK_SLOTS) if labs.slot_holder(k) is None and k != held)
+        third = labs.Registration(secrets.token_hex(8), tmp_path / "c")
+        try:
+            assert third.claim_network_slot(want=free, required=True) == free
+        finally:
+            third.release()
+    finally:
+        first.release()
+
+
+def test_a_new_lab_leaves_the_slot_of_a_stopped_labs_kept_state(tmp_path, monkeypatch):
+    registry = tmp_path / "registry"  # a registry of its own: other labs' kept states on this machine would fill the slots
+    registry.mkdir()
+    monkeypatch.setattr(labs, "registry_dir", lambda uid=None: registry)
+    stopped = labs.Registration(secrets.token_hex(8), tmp_path / "a")
+    slot = stopped.claim_network_slot()
+    stopped.reserve_network_slot(slot)
+    (tmp_path / "a" / "store").mkdir()
+    (tmp_path / "a" / "store" / "state.db").write_bytes(b"")
+    stopped.release()
+    new = labs.Registration(secrets.token_hex(8), tmp_path / "b")
+    try:
+        assert new.claim_network_slot() != slot
+    finally:
+        new.release()
+    (tmp_path / "a" / "store" / "state.db").unlink()  # wiped (`lab reset`): the slot is anyone's again
+    assert slot not in labs._kept_slots(labs.registry_dir(), tmp_path / "b")

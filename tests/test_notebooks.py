@@ -104,7 +104,7 @@ def lab_without_limits(tmp_path_factory: pytest.TempPathFactory):
     try:
         yield home / "kubeconfig.yaml"
     finally:
-        assert kperflab(home, "lab", "down").returncode == 0
+        assert kperflab(home, "lab", "down", "--purge").returncode == 0
 
 
 class Background:

@@ -308,7 +308,7 @@ def test_patched_object_checks():
         ' "" is invalid: patch: Invalid value: "map[spec:map[replicass:2 x:[1 a]]]": strict decoding error: '
         'unknown field "spec.replicass"')
     obj = patched()
-    strict.check_patched("Ignore", SMP, "apps", "v1", "Deployment", {}, obj, warnings)
+    strict.check_patched("Ignore", SMP, "apps", "v1", "Deployment", {"spec": {"replicass": 2}}, obj, warnings)
     assert obj["spec"] == {} and len(warnings) == 1
     assert strict.go_format({"b": None, "a": [True, 1.5, 2.0]}) == "map[a:[true 1.5 2] b:<nil>]"
 

@@ -1,11 +1,13 @@
 """Workspaces record who made them and stay alive while their kernel lives; `kperflab clean` removes only the
-caller's stale ones (anyone's with --all-stale), never a live one. Two identities on the lab: its admin token and a
-second user from the lab's static token file."""
+caller's stale ones (anyone's with --all-stale), never a live one. Stale: made by a process on this host that has
+ended (at once), else made elsewhere and its lease lapsed. Two identities on the lab: its admin token and a second
+user from the lab's static token file."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ from kubernetes import client
 
 import kperflab
 from kperflab import workspace
-from kperflab.workspace import LEASE, OWNER, WorkspaceInfo
+from kperflab.workspace import HOLDER, LEASE, OWNER, PROCESS, WorkspaceInfo, holder_alive
 
 from .conftest import lab_env
 
@@ -62,6 +64,13 @@ def _age_lease(api: Any, namespace: str, minutes: float) -> None:
     client.CoordinationV1Api(api).patch_namespaced_lease(LEASE, namespace, {"spec": {"renewTime": past}})
 
 
+def _elsewhere(api: Any, namespace: str) -> None:
+    """As if the workspace had been made on another machine: this host cannot tell whether its process runs."""
+    holder = client.CoreV1Api(api).read_namespace(namespace).metadata.annotations[HOLDER]
+    client.CoreV1Api(api).patch_namespace(namespace, {"metadata": {"annotations": {
+        HOLDER: holder.split("@")[0] + "@another-host/1", PROCESS: None}}})
+
+
 def _namespaces(api: Any) -> set[str]:
     return {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items if not n.metadata.deletion_timestamp}
 
@@ -88,12 +97,13 @@ def test_clean_removes_only_the_callers_stale_workspaces(lab, alice):
         live.renew()
         assert client.CoordinationV1Api(admin.api).read_namespaced_lease(LEASE, live.namespace).spec.renew_time > before
 
-        dead_admin = _dead_workspace(lab["kubeconfig"], "dead-admin")
-        dead_alice = _dead_workspace(alice, "dead-alice")
-        young_alice = _dead_workspace(alice, "young-alice")  # died a moment ago: its lease has not lapsed yet
+        dead_admin = _dead_workspace(lab["kubeconfig"], "dead-admin")  # elsewhere, its lease lapsed
+        dead_alice = _dead_workspace(alice, "dead-alice")  # here: its process has ended, its lease not yet lapsed
+        young_alice = _dead_workspace(alice, "young-alice")  # elsewhere, died a moment ago: its lease has not lapsed
         assert client.CoreV1Api(admin.api).read_namespace(dead_alice).metadata.annotations[OWNER] == "alice"
-        for ns_name in (dead_admin, dead_alice):
-            _age_lease(admin.api, ns_name, 10)
+        for ns_name in (dead_admin, young_alice):
+            _elsewhere(admin.api, ns_name)
+        _age_lease(admin.api, dead_admin, 10)
 
         out = _clean(lab, alice).stdout
         assert "You are alice" in out and dead_alice in out.split("Kept")[0]
@@ -110,10 +120,12 @@ def test_clean_removes_only_the_callers_stale_workspaces(lab, alice):
         assert dead_admin not in now and live.namespace in now and young_alice in now, out
 
         _age_lease(admin.api, young_alice, 10)
+        _age_lease(admin.api, live.namespace, 10)  # as after the cluster was down: its process runs, so it is live
         out = _clean(lab, lab["kubeconfig"], "--all-stale").stdout
         now = _namespaces(admin.api)
         assert young_alice not in now and live.namespace in now, out
         assert live.namespace in out.split("Kept")[1], "the instructor is told the live workspace was kept"
+        assert f"its process {os.getpid()} on this host runs" in out, out
     assert live.namespace not in _namespaces(admin.api)
 
 
@@ -128,3 +140,31 @@ def test_staleness_rules():
     unknown = WorkspaceInfo("c", "u", None, created, lease="cannot read its lease: HTTP 403")
     assert not unknown.stale(now) and "unknown" in unknown.state(now)
     assert workspace.NO_LEASE_GRACE >= workspace.LEASE_SECONDS
+
+
+def test_a_holder_on_this_host_is_judged_by_its_process():
+    here = socket.gethostname()
+    me, ident = f"u@{here}/{os.getpid()}", workspace._process_id(os.getpid())
+    assert ident and holder_alive(me, ident) is True and holder_alive(me) is True  # recorded, and by a pid alone
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    gone = f"u@{here}/{ended.pid}"
+    assert holder_alive(gone, f"{workspace._boot_id()}/1") is False and holder_alive(gone) is False
+    boot, start = ident.split("/")
+    assert holder_alive(me, f"{boot}/{int(start) + 1}") is False, "a pid reused by another process is not the holder"
+    assert holder_alive(me, f"another-boot/{start}") is False, "a process from before this host's boot has ended"
+    assert holder_alive("u@another-host/1", ident) is None and holder_alive(None) is None and holder_alive("junk") is None
+
+    now = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
+    lapsed = dict(renewed=now - dt.timedelta(minutes=30), duration=120, lease="found")
+    running = WorkspaceInfo("a", "u", me, now - dt.timedelta(hours=1), alive=True, **lapsed)
+    assert not running.stale(now) and running.state(now).startswith("live: its process")  # the cluster was down
+    fresh = dict(renewed=now - dt.timedelta(seconds=5), duration=120, lease="found")
+    ended_here = WorkspaceInfo("b", "u", gone, now - dt.timedelta(minutes=1), alive=False, **fresh)
+    assert ended_here.stale(now) and "has ended" in ended_here.state(now)  # whatever its lease says
+    unknown_lease = WorkspaceInfo("c", "u", gone, now, alive=False, lease="cannot read its lease: HTTP 403")
+    assert unknown_lease.stale(now)
+    assert not WorkspaceInfo("d", "u", gone, now, alive=False, terminating=True).stale(now)
+    report = workspace.CleanReport("u", deleted=[ended_here], live=[running], now=now)
+    assert report.summary() == (f"Deleted 1 stale workspace(s): b; kept 1 live: a (live: its process {os.getpid()} "
+                                "on this host runs).")

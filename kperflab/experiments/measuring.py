@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .. import figures, metrics, workloads
-from ..errors import ExperimentFailed, MetricsUnavailable, PermissionDenied
+from ..errors import ClusterUnreachable, ExperimentFailed, MetricsUnavailable, PermissionDenied
 from ..workspace import terminated
 from . import MiB, Result, cadvisor_after, carry_on, mib, wait_event, wait_for_metrics
 
@@ -664,6 +664,8 @@ def _first_log(ws: Any, pods: dict[str, dict[str, Any]]) -> list[dict[str, Any]]
     for q in sorted(pods.values(), key=lambda q: q["created"] or math.inf):
         try:
             evs = workloads.read_events(ws.logs(q["name"]))
+        except ClusterUnreachable:
+            raise
         except Exception:  # noqa: BLE001 - deleted by a scale-down meanwhile: the next one
             continue
         if any(e["event"] == "load" for e in evs):

@@ -27,7 +27,14 @@ from plotly.subplots import make_subplots
 
 from .. import figures, metrics, workloads
 from ..cluster import get_raw, translate
-from ..errors import BadInput, ExperimentFailed, KperflabError, MetricsUnavailable, PermissionDenied
+from ..errors import (
+    BadInput,
+    ClusterUnreachable,
+    ExperimentFailed,
+    KperflabError,
+    MetricsUnavailable,
+    PermissionDenied,
+)
 from ..parallel import parallel_map
 from ..workspace import pod_failure
 from . import Result, carry_on
@@ -233,6 +240,8 @@ def _log_readings(cluster: Any) -> list[Reading]:
                                                 _request_timeout=cluster.timeout).items
     except Exception as exc:  # noqa: BLE001 - a missing source is a row that says why
         err = translate(exc, cluster.conn.server, verb="list", resource="pods in kube-system")
+        if isinstance(err, ClusterUnreachable):
+            raise err from None
         return [Reading("log", "kube-system pods", None, err.message)]
     if not pods:
         return [Reading("log", "kube-system pods", None, "no pod labelled k8s-app=kube-proxy in kube-system")]
@@ -241,6 +250,8 @@ def _log_readings(cluster: Any) -> list[Reading]:
         text = cluster.core.read_namespaced_pod_log(pod, "kube-system", limit_bytes=1 << 20, _request_timeout=cluster.timeout)
     except Exception as exc:  # noqa: BLE001
         err = translate(exc, cluster.conn.server, resource=f"pods/log {pod}")
+        if isinstance(err, ClusterUnreachable):
+            raise err from None
         return [Reading("log", f"pod {pod}", None, err.message)]
     mode = mode_from_log(text)
     return [Reading("log", f"pod {pod}", mode, f'"Using {mode} Proxier"' if mode else "no 'Using … Proxier' line")]
@@ -270,6 +281,8 @@ def detect_proxy_mode(cluster: Any, max_nodes: int = 5) -> Result:
     readings = [Reading("ConfigMap", f"{ns}/{name}", cfg.mode, f"{key}: mode: {cfg.mode}" if cfg.mode else cfg.why)]
     try:
         nodes = cluster.nodes or [n["metadata"]["name"] for n in cluster.node_objects()]
+    except ClusterUnreachable:
+        raise
     except KperflabError:
         nodes = []
     for part in parallel_map(lambda n: _node_readings(cluster, n), nodes[:max_nodes]):
@@ -430,7 +443,10 @@ class ModeSwitch:
         try:
             self.cluster.core.patch_namespaced_config_map(name, ns, {"data": {key: text}}, _request_timeout=self.cluster.timeout)
         except Exception as exc:  # noqa: BLE001
-            return translate(exc, self.cluster.conn.server, verb="patch", resource=f"configmaps {ns}/{name}").message
+            err = translate(exc, self.cluster.conn.server, verb="patch", resource=f"configmaps {ns}/{name}")
+            if isinstance(err, ClusterUnreachable):
+                raise err from None
+            return err.message
         return ""
 
     def _wait(self, mode: str) -> bool:
@@ -585,7 +601,7 @@ def create_services(cluster: Any, namespace: str, names: Sequence[str], workers:
                                                          _request_timeout=max(cluster.timeout, 30))
         except Exception as exc:  # noqa: BLE001
             err = translate(exc, cluster.conn.server, verb="create", resource="services")
-            if isinstance(err, PermissionDenied):
+            if isinstance(err, (PermissionDenied, ClusterUnreachable)):
                 raise err from None  # a right this user lacks: the experiment is skipped, saying so
             raise ExperimentFailed(f"create Service {name}", err.message, hint=err.hint) from None
         return name, svc.spec.cluster_ip
@@ -1258,6 +1274,8 @@ def dns_metric_paths(cluster: Any) -> list[str]:
     try:
         slices = client.DiscoveryV1Api(cluster.api).list_namespaced_endpoint_slice(
             "kube-system", label_selector="kubernetes.io/service-name=kube-dns", _request_timeout=cluster.timeout).items
+    except ClusterUnreachable:
+        raise
     except Exception:  # noqa: BLE001 - not allowed to list them: the service proxy is all there is
         return [service]
     pods, port = [], None

@@ -28,7 +28,14 @@ from plotly.subplots import make_subplots
 
 from .. import figures, workloads
 from ..cluster import get_raw, translate
-from ..errors import BadInput, ExperimentFailed, KperflabError, MetricsUnavailable, PermissionDenied
+from ..errors import (
+    BadInput,
+    ClusterUnreachable,
+    ExperimentFailed,
+    KperflabError,
+    MetricsUnavailable,
+    PermissionDenied,
+)
 from ..workspace import terminated
 from . import MiB, Result, carry_on, events, parse_bytes
 
@@ -679,6 +686,8 @@ def _volume_wait(ws: Any, pod: Any) -> str | None:
         return None
     try:
         evs = pod_events(ws.cluster, ws.namespace, pod.metadata.name)
+    except ClusterUnreachable:
+        raise
     except KperflabError:
         return None
     bad = [e for e in evs if e.type == "Warning"]
@@ -926,6 +935,8 @@ def describe(cluster: Any, catalog: Catalog, plan: LessonImages) -> str:
             f"{sc['metadata']['name']}{' (default)' if sc['metadata']['name'] == default else ''}: "
             f"{sc.get('provisioner')}, {sc.get('volumeBindingMode', 'Immediate')}, reclaim {sc.get('reclaimPolicy', 'Delete')}"
             for sc in have) or "none, so the persistent-volume sections are skipped"))
+    except ClusterUnreachable:
+        raise
     except KperflabError as exc:
         lines.append(f"StorageClasses: not readable ({exc.message})")
     return "\n".join(lines)
@@ -1024,7 +1035,7 @@ def _create_pvc(cluster: Any, ns: str, manifest: Obj) -> None:
         cluster.core.create_namespaced_persistent_volume_claim(ns, manifest, _request_timeout=cluster.timeout)
     except Exception as exc:  # noqa: BLE001
         err = translate(exc, cluster.conn.server, verb="create", resource="persistentvolumeclaims")
-        if isinstance(err, PermissionDenied):
+        if isinstance(err, (PermissionDenied, ClusterUnreachable)):
             raise err from None
         raise ExperimentFailed(f"create claim {manifest['metadata']['name']}", err.message, hint=err.hint) from None
 
@@ -1291,7 +1302,9 @@ def _gone_pod(ws: Any, name: str) -> bool:
     try:
         ws.pod(name)
         return False
-    except KperflabError:
+    except ClusterUnreachable:
+        raise
+    except KperflabError:  # not found (404) is gone
         return True
 
 

@@ -29,7 +29,7 @@ from .errors import APIError
 from .resources import BY_PATH, ResourceType, api_resource_list, groups
 from .selectors import parse_field_selector, parse_label_selector
 from .services import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceRegistry, default_on_read
-from .store import Store
+from .store import Store, clone
 
 log = logging.getLogger("kperflab.lab.apiserver")
 
@@ -51,6 +51,9 @@ class Response:
     content_type: str = "application/json"
     stream: Iterator[bytes] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # the body's compact JSON + "\n" when the server has it cheaper than encoding ``body`` again (objects the store
+    # already encoded once); the HTTP layer sends it instead of ``json.dumps(body)``, byte for byte the same
+    raw: Callable[[], bytes] | None = None
 
 
 @dataclass
@@ -62,6 +65,9 @@ class Request:
     body: bytes = b""
     user: User | None = None  # set by authentication
     warnings: list[str] = field(default_factory=list)  # sent back as `Warning: 299 - "…"` (strict.warning_header)
+    # the caller only encodes the answer and never changes it (the HTTP layer): reads may answer with the store's own
+    # dicts (read only) instead of deep copies. ``handle()`` called directly (tests, in-process) gets copies.
+    shared: bool = False
 
     def q(self, name: str, default: str = "") -> str:
         return self.query.get(name, default)
@@ -97,6 +103,9 @@ class APIServer:
         self.admission: Any = None  # admission.ServiceAccountAdmission for pod creation, wired by the lab
         self.tokens: Any = None  # satokens.TokenIssuer: TokenRequest (serviceaccounts/token), wired by the lab
         self.authz = rbac.Authorizer(store)  # RBAC for every user outside system:masters
+        # compact JSON of stored objects by (resource, resourceVersion): a stored dict is never changed in place and a
+        # resourceVersion names one version of one object, so an entry stays right; bounded by clearing
+        self._encoded: dict[tuple[str, str], bytes] = {}
 
     # -- entry -----------------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
@@ -304,7 +313,15 @@ class APIServer:
                 return self._delete_collection(req, rtype, namespace)
             raise errors.method_not_allowed()
         if m == "GET":
-            return self._respond(req, rtype, self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group))
+            if self._sharable(req, rtype):
+                obj = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group, copy=False)
+                raw = self._json(rtype, obj)
+                if raw is not None:
+                    return Response(200, obj, raw=lambda: raw + b"\n")
+                obj = copy.deepcopy(obj)
+            else:
+                obj = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
+            return self._respond(req, rtype, obj)
         if m == "PUT":
             return self._update(req, rtype, namespace, name, sub, _decode(req, rtype))
         if m == "PATCH":
@@ -322,9 +339,51 @@ class APIServer:
                                                include=_include_object(req)))
         return Response(code, obj)
 
+    # -- shared reads: the store's own dicts, encoded once -------------------------------------------------------
+    def _sharable(self, req: Request, rtype: ResourceType) -> bool:
+        """A read whose answer is the stored objects as they are: JSON (not a Table), no version conversion."""
+        return req.shared and "present" not in rtype.extra and not _wants_table(req)
+
+    def _json(self, rtype: ResourceType, obj: dict[str, Any]) -> bytes | None:
+        """The compact JSON of a stored object (cached by resourceVersion), or None when the answer is not the object
+        as stored (kind or apiVersion to fill in)."""
+        if "kind" not in obj or "apiVersion" not in obj:
+            return None
+        rv = obj.get("metadata", {}).get("resourceVersion")
+        if not rv:
+            return json.dumps(obj, separators=(",", ":")).encode()
+        key = (rtype.key, rv)
+        raw = self._encoded.get(key)
+        if raw is None:
+            raw = json.dumps(obj, separators=(",", ":")).encode()
+            if len(self._encoded) >= 20_000:
+                self._encoded.clear()
+            self._encoded[key] = raw
+        return raw
+
     def _list(self, req: Request, rtype: ResourceType, namespace: str) -> Response:
         pred = _predicate(req, rtype)
         limit = max(0, _int_param(req, "limit", 0))  # kube-apiserver pages only for limit > 0
+        if self._sharable(req, rtype):
+            items, rv, cont, remaining = self.store.list(rtype.key, namespace or None, pred, limit, req.q("continue"),
+                                                         copy=False)
+            raws = [self._json(rtype, it) for it in items]
+            items = [it if raw is not None else {**it, "kind": it.get("kind", rtype.kind),
+                                                 "apiVersion": it.get("apiVersion", rtype.group_version)}
+                     for it, raw in zip(items, raws, strict=True)]
+            meta: dict[str, Any] = {"resourceVersion": rv}
+            if cont:
+                meta["continue"] = cont
+                meta["remainingItemCount"] = remaining
+            body = {"kind": f"{rtype.kind}List", "apiVersion": rtype.group_version, "metadata": meta, "items": items}
+
+            def encode() -> bytes:
+                head = json.dumps({k: body[k] for k in ("kind", "apiVersion", "metadata")}, separators=(",", ":"))
+                parts = [raw if raw is not None else json.dumps(it, separators=(",", ":")).encode()
+                         for it, raw in zip(items, raws, strict=True)]
+                return b"".join((head[:-1].encode(), b',"items":[', b",".join(parts), b"]}\n"))
+
+            return Response(200, body, raw=encode)
         items, rv, cont, remaining = self.store.list(rtype.key, namespace or None, pred, limit, req.q("continue"))
         items = [rtype.extra.get("present", _same)(it) for it in items]
         for it in items:
@@ -345,9 +404,24 @@ class APIServer:
             timeout = 1800
         rv = req.q("resourceVersion")
         self.store.check_version(rv)  # a bad or expired resourceVersion is a Status response, not a stream
-        first = self.store.watch(rtype.key, namespace or None, rv, pred, timeout)
         as_table = _wants_table(req)
         include = _include_object(req) if as_table else "Metadata"
+
+        if not as_table and "present" not in rtype.extra:  # each change encoded once for every watcher (Event.json)
+            events = self.store.watch_events(rtype.key, namespace or None, rv, pred, timeout)
+
+            def shared() -> Iterator[bytes]:
+                for type_, ev in events:
+                    obj = ev.obj
+                    if "kind" in obj and "apiVersion" in obj:
+                        yield b'{"type":"%s","object":%s}\n' % (type_.encode(), ev.json())
+                    else:
+                        obj = {**obj, "kind": obj.get("kind", rtype.kind),
+                               "apiVersion": obj.get("apiVersion", rtype.group_version)}
+                        yield (json.dumps({"type": type_, "object": obj}, separators=(",", ":")) + "\n").encode()
+
+            return Response(200, None, "application/json", stream=shared())
+        first = self.store.watch(rtype.key, namespace or None, rv, pred, timeout)
 
         def stream() -> Iterator[bytes]:
             for type_, obj in first:
@@ -392,7 +466,7 @@ class APIServer:
             rtype.default(obj)
         if rtype.kind == "Pod" and self.admission is not None:  # mutating admission: after defaults, before validation
             self.admission.admit(obj, namespace)
-        policy.admit(self.store, rtype.kind, rtype.group, obj, namespace, req.q("dryRun") == "All")
+        policy.admit(self.store, rtype.kind, rtype.group, obj, namespace, req.q("dryRun") == "All", req.warnings)
         return self._finish_create(req, rtype, obj)
 
     def _create_service(self, req: Request, rtype: ResourceType, obj: dict[str, Any]) -> Response:
@@ -535,10 +609,9 @@ class APIServer:
             if causes:
                 raise errors.invalid(rtype.kind, name, causes, rtype.group)
             rbac.check_escalation(self.authz, req.user, rtype.kind, obj)
-            if rtype.kind == "PriorityClass":
-                from . import policy
+            from . import policy  # Priority, PodSecurity (`policy.admit_update`)
 
-                policy.admit_priorityclass(self.store, obj)
+            policy.admit_update(self.store, rtype.kind, rtype.group, old, obj, namespace, req.warnings)
         obj["kind"], obj["apiVersion"] = rtype.kind, rtype.group_version
         meta = obj["metadata"]
         if applying:
@@ -646,9 +719,11 @@ class APIServer:
 
             mf.check_options("PatchOptions", req.q("fieldManager"), force=req.query["force"])
         body = _json_body(req, media=patch.MEDIA)
-        old = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group)
+        # read only: patch.apply builds a new object (a copy of what it does not change) and never changes ``old``
+        old = self.store.get(rtype.key, namespace, name, rtype.plural, rtype.group, copy=False)
         new = patch.apply(ct, old, body)
-        _check_shape(new, MAX_BODY)
+        if ct.split(";")[0].strip() == "application/json-patch+json":  # `copy` and `move` can grow or deepen it;
+            _check_shape(new, MAX_BODY)  # a merge patch cannot: no deeper or larger than the stored object and the body
         if not isinstance(new, dict):
             raise errors.bad_request("the patch did not produce an object")
         strict.check_patched(strict.directive(req.q("fieldValidation")), ct, rtype.group, rtype.version, rtype.kind,
@@ -657,7 +732,7 @@ class APIServer:
         if meta.get("resourceVersion") == old["metadata"]["resourceVersion"] and not _patch_sets_rv(body):
             meta.pop("resourceVersion", None)
         if sub != "status" and rtype.has_status:
-            new["status"] = old.get("status", {})
+            new["status"] = clone(old.get("status", {}))  # ``old`` is the stored object: never share its parts
         return self._update(req, rtype, namespace, name, sub, new)
 
     def _delete(self, req: Request, rtype: ResourceType, namespace: str, name: str) -> Response:
@@ -1304,7 +1379,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(Response(413, APIError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}").status()))
                 return
             body = self.rfile.read(n)
-        resp = self.api.handle(Request(self.command, url.path, query, headers, body))
+        resp = self.api.handle(Request(self.command, url.path, query, headers, body, shared=True))
         self._send(resp)
 
     def _stream(self, namespace: str, name: str, sub: str, query: dict[str, list[str]]) -> None:
@@ -1383,6 +1458,8 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(resp.body, (dict, list)):
             if "application/yaml" in accept.split(",")[0]:
                 data, ctype = yaml.safe_dump(resp.body, sort_keys=False).encode(), "application/yaml"
+            elif resp.raw is not None:  # the same bytes, encoded once by the store or the server's cache
+                data, ctype = resp.raw(), "application/json"
             else:
                 # as kube-apiserver's encoder (Go's json.Encoder): compact, and a newline after the object
                 data, ctype = (json.dumps(resp.body, separators=(",", ":")) + "\n").encode(), "application/json"

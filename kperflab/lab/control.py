@@ -41,9 +41,47 @@ MIN_IMAGEFS, MAX_IMAGEFS = 256 << 20, 1 << 40
 
 
 def _state_dir() -> Path:
-    d = paths.lab_state_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """The state dir, made (or tightened to) 0700 with ``$KPERFLAB_HOME`` around it: it holds the lab's token, keys
+    and store, which no other user may read."""
+    paths.private_dir(paths.home())
+    return paths.private_dir(paths.lab_state_dir())
+
+
+SECRET_FILES = ("token", "tls/ca.key", "tls/server.key", "sa-signing.key", "tokens.csv", "store.json",
+                "store/state.db", "store/state.db-wal", "store/state.db-shm")
+
+
+def _ensure_credentials(state_dir: Path) -> None:
+    """The lab's CA and server certificate, and its admin token: made once and kept with the state (user kubeconfigs
+    embed the CA), so that a kept lab comes back with the same ones; only the server certificate is re-issued by the
+    lab when what it must name changed. Secret files are 0600 from their first byte."""
+    tls = paths.private_dir(state_dir / "tls")
+    with paths.private_umask():
+        if not all((tls / f).is_file() for f in ("ca.crt", "ca.key", "server.crt", "server.key")):
+            write_tls(make_server_tls(), tls)
+    token = state_dir / "token"
+    try:
+        have = token.read_text().strip()
+    except OSError:
+        have = ""
+    if not have:
+        paths.write_private(token, secrets.token_urlsafe(32))
+    _tighten(state_dir)
+
+
+def _tighten(state_dir: Path) -> None:
+    """Secret files left by an older kperflab with wider modes: 0600 now (directories 0700)."""
+    for d in (state_dir / "tls", state_dir / "store", paths.home() / "users"):
+        if d.is_dir():
+            paths.private_dir(d)
+    users = paths.home() / "users"
+    files = [state_dir / f for f in SECRET_FILES] + (sorted(users.glob("*.kubeconfig")) if users.is_dir() else [])
+    for f in files:
+        try:
+            if os.stat(f, follow_symlinks=False).st_mode & 0o077:
+                os.chmod(f, 0o600)
+        except OSError:
+            pass
 
 
 def read_state() -> dict[str, Any] | None:
@@ -114,8 +152,8 @@ def kubeconfig_text(port: int, ca_pem: bytes, token: str) -> str:
 
 def _write_kubeconfig(kc: Path, port: int, state_dir: Path) -> None:
     kc.parent.mkdir(parents=True, exist_ok=True)
-    kc.write_text(kubeconfig_text(port, (state_dir / "tls" / "ca.crt").read_bytes(), (state_dir / "token").read_text().strip()))
-    kc.chmod(0o600)
+    paths.write_private(kc, kubeconfig_text(port, (state_dir / "tls" / "ca.crt").read_bytes(),
+                                            (state_dir / "token").read_text().strip()))
 
 
 def _is_ours(path: Path) -> bool:
@@ -196,6 +234,130 @@ def _port_error(port: int, exc: OSError) -> LabError:
     return LabError(f"Cannot listen on 127.0.0.1:{port}: {exc.strerror}.", hint="Choose another port with --port.")
 
 
+def _kept_port(state_dir: Path) -> int:
+    """The port the kept lab had, when it is free now (participants' kubeconfigs name it), else 0 (any free one)."""
+    port = _store_info(state_dir).get("port")
+    if not has_kept_state(state_dir) or not isinstance(port, int) or not 0 < port < 65536:
+        return 0
+    try:
+        _check_port(port)
+    except LabError:
+        return 0
+    return port
+
+
+def _refresh_user_kubeconfigs(port: int) -> int:
+    """Point the participants' kubeconfigs at this port (the kept lab's was taken); how many were rewritten."""
+    users = paths.home() / "users"
+    n = 0
+    for kc in sorted(users.glob("*.kubeconfig")) if users.is_dir() else []:
+        try:
+            cfg = yaml.safe_load(kc.read_text())
+            clusters = [c for c in cfg.get("clusters") or [] if c.get("name") == paths.LAB_CONTEXT]
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        url = f"https://127.0.0.1:{port}"
+        if clusters and clusters[0].get("cluster", {}).get("server") != url:
+            clusters[0]["cluster"]["server"] = url
+            paths.write_private(kc, yaml.safe_dump(cfg, sort_keys=False))
+            n += 1
+    return n
+
+
+def _check_kept_slot(state_dir: Path) -> None:
+    """A kept store needs the network slot it had (its ClusterIPs lie in that slot's service CIDR): fail before
+    starting, in one sentence, when another lab holds it now."""
+    info = _store_info(state_dir)
+    slot = info.get("network_slot")
+    if not isinstance(slot, int) or not paths.lab_store_db(state_dir).exists():
+        return
+    holder = labs.slot_holder(slot, state_dir)
+    if holder is not None:
+        raise labs.slot_taken(slot, holder)
+
+
+# -- the kept state --------------------------------------------------------------------------------
+
+STORE_INFO = "store.json"  # what the lab writes beside its store (server.STORE_INFO): slot, counts, times
+
+
+def _store_info(state_dir: Path) -> dict[str, Any]:
+    try:
+        info = json.loads((state_dir / STORE_INFO).read_text())
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _db_bytes(state_dir: Path) -> int:
+    db = paths.lab_store_db(state_dir)
+    files = (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"))  # not the reserve (.ballast)
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def kept_summary(state_dir: Path) -> str:
+    """``123 objects in 7 namespaces, 1.2 MB in <dir>, kept since 2026-11-29 12:30 UTC``"""
+    info = _store_info(state_dir)
+    db = paths.lab_store_db(state_dir)
+    what = (f"{info['objects']} objects in {info.get('namespaces', '?')} namespaces"
+            if isinstance(info.get("objects"), int) else "the lab's objects")
+    since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(info["created"])) if info.get("created") else "?"
+    return f"{what}, {_size(_db_bytes(state_dir))} in {db.parent}, kept since {since}"
+
+
+def has_kept_state(state_dir: Path) -> bool:
+    return paths.lab_store_db(state_dir).exists()
+
+
+def _purge(state_dir: Path) -> list[str]:
+    """Wipe the kept state, as if the lab had never started here: the store, the CA, server certificate and admin
+    token, the ServiceAccount signing key, tokens.csv, pod logs, the remembered network slot, and the participants'
+    kubeconfigs (their tokens are signed by the key that goes). lab.log stays. Only while no lab runs here."""
+    import shutil
+
+    from .storage import loopfs
+
+    if _alive(state_dir, read_state()):
+        raise LabError(f"A lab still runs from {state_dir}; its state was not wiped.", hint="Stop it with `kperflab lab down`.")
+    gone = []
+    db = paths.lab_store_db(state_dir)
+    if db.exists():
+        from .store import Store
+
+        purge = getattr(Store, "purge", None)
+        if purge is not None:
+            purge(db)
+        gone.append("the store")
+    for entry in sorted(state_dir.iterdir()) if state_dir.is_dir() else []:
+        if entry.name in ("lab.log", "lab.lock", "run", STATE_FILE):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            if loopfs.mounts_under(entry):
+                raise LabError(f"{entry} still has mounts; it was not wiped.", hint="Run `kperflab lab down` as root first.")
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
+        if entry.name in ("tls", "token") and "the CA and admin token" not in gone:
+            gone.append("the CA and admin token")
+        elif entry.name == "volumes":
+            gone.append("the persistent volumes' data")
+    users = paths.home() / "users"
+    kubeconfigs = sorted(users.glob("*.kubeconfig")) if users.is_dir() else []
+    for kc in kubeconfigs:
+        kc.unlink(missing_ok=True)
+    if kubeconfigs:
+        gone.append(f"{len(kubeconfigs)} participant kubeconfig(s)")
+    return gone
+
+
 def _report_dead(found: list[labs.Census]) -> None:
     for c in found:
         if not c.empty():
@@ -273,11 +435,10 @@ def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, m
     _report_dead(labs.remove_dead(state_dir))
     (state_dir / STATE_FILE).unlink(missing_ok=True)
     _check_port(port)
+    port = port or _kept_port(state_dir)
+    _check_kept_slot(state_dir)
     _prepare_images(runtime, limits)
-    write_tls(make_server_tls(), state_dir / "tls")
-    token_file = state_dir / "token"
-    token_file.write_text(secrets.token_urlsafe(32))
-    token_file.chmod(0o600)
+    _ensure_credentials(state_dir)
     kcfg = str(Path(kubelet_config).expanduser().resolve()) if kubelet_config else None
     if foreground:
         return serve(port=port, metric_resolution=resolution, kubeconfig=str(kc), announce=True, limits=limits,
@@ -308,6 +469,8 @@ def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, m
         raise LabError(f"The lab did not become ready within {timeout:.0f}s.", hint="See `kperflab lab logs`.")
     print(f"The lab is up at https://127.0.0.1:{st['port']} (pid {proc.pid}, id {st['lab_id']}); kubeconfig: {kc}")
     print(f"Container runtime: {st.get('runtime', 'unknown')}")
+    if st.get("restored"):
+        print(f"Restored the kept state: {kept_summary(state_dir)}. `kperflab lab reset` starts from an empty cluster.")
     if not st.get("limits_enforced", True):
         why = "as asked (--no-limits)" if not limits else "because it is not running as root"
         print(f"Note: pods run without CPU and memory limits {why}; the lab says so on its node.")
@@ -371,11 +534,9 @@ def serve(port: int = 0, metric_resolution: str = DEFAULT_RESOLUTION, kubeconfig
     state_dir = _state_dir()
     kc = Path(kubeconfig).expanduser() if kubeconfig else paths.lab_kubeconfig()
     tls_dir = state_dir / "tls"
-    if not (tls_dir / "server.crt").exists() or not (state_dir / "token").exists():
-        write_tls(make_server_tls(), tls_dir)
-        (state_dir / "token").write_text(secrets.token_urlsafe(32))
-        (state_dir / "token").chmod(0o600)
+    _ensure_credentials(state_dir)
     token = (state_dir / "token").read_text().strip()
+    t0 = time.monotonic()
     try:
         lab = Lab(state_dir, token, (str(tls_dir / "server.crt"), str(tls_dir / "server.key")), port,
                   metric_resolution=parse_resolution(metric_resolution), limits=limits, runtime=runtime,
@@ -387,17 +548,21 @@ def serve(port: int = 0, metric_resolution: str = DEFAULT_RESOLUTION, kubeconfig
     try:
         lab.start()
         _write_kubeconfig(kc, lab.port, state_dir)
+        if lab.restored and _refresh_user_kubeconfigs(lab.port):
+            log.info("participants' kubeconfigs now point at port %d", lab.port)
         lab.registration.update(kubeconfig=str(kc), home=str(paths.home()))
         (state_dir / STATE_FILE).write_text(json.dumps({
             "pid": os.getpid(), "port": lab.port, "lab_id": lab.lab_id, "kubeconfig": str(kc), "started": time.time(),
-            "metric_resolution": metric_resolution, "limits_enforced": lab.driver is not None,
+            "metric_resolution": metric_resolution, "limits_enforced": lab.driver is not None, "restored": lab.restored,
             "runtime": lab.runtime_description, "registry": lab.registry.url if lab.registry is not None else None,
             **{k: settings[k] for k in ("kubelet_config", "imagefs_size", "imagefs_bytes")},
             **({"registry_bandwidth": settings["registry_bandwidth"], "registry_bandwidth_bits":
                 settings["registry_bandwidth_bits"], "slow_registry": SLOW_HOST} if lab.slow_registry is not None else {}),
             "test_images": lab.test_images.refs() if getattr(lab, "test_images", None) else {}}))
-        log.info("lab %s ready on 127.0.0.1:%d (cgroups: %s)", lab.lab_id, lab.port,
-                 f"v{lab.driver.version}" if lab.driver else ("off, as asked" if not limits else "off, not root"))
+        log.info("lab %s ready on 127.0.0.1:%d in %.1f s (cgroups: %s; store: %s)", lab.lab_id, lab.port,
+                 time.monotonic() - t0,
+                 f"v{lab.driver.version}" if lab.driver else ("off, as asked" if not limits else "off, not root"),
+                 "restored" if lab.restored else "new")
         if announce:
             print(f"The lab is up at https://127.0.0.1:{lab.port}; Ctrl-C stops it.\nexport KUBECONFIG={kc}", flush=True)
         lab.wait()
@@ -429,7 +594,9 @@ def _stop_pid(pid: int, state_dir: Path, st: dict[str, Any] | None, grace: float
             time.sleep(0.05)
 
 
-def down(timeout: float = 40.0) -> int:
+def down(timeout: float = 40.0, purge: bool = False) -> int:
+    """Stop this home's lab and remove what it made in the kernel. Its state (the store, CA, tokens) is kept for the
+    next `lab up`, unless ``purge`` (`lab down --purge`, `lab reset`) wipes it."""
     state_dir = paths.lab_state_dir()
     st = read_state()
     was_up = _alive(state_dir, st)
@@ -458,7 +625,19 @@ def down(timeout: float = 40.0) -> int:
     removed = [c for c in left if not c.empty()]
     extra = f" (and removed what it left: {'; '.join(c.describe() for c in removed)})" if removed else ""
     print(f"The lab is down{extra}." if was_up or removed else "The lab was not running; nothing of it is left on this machine.")
+    if purge:
+        gone = _purge(state_dir)
+        print(f"Wiped its state ({', '.join(gone)}): the next `kperflab lab up` starts an empty cluster."
+              if gone else "It had no kept state to wipe.")
+    elif has_kept_state(state_dir):
+        print(f"Its state is kept: {kept_summary(state_dir)}. `kperflab lab up` brings it back; "
+              "`kperflab lab reset` (or `lab down --purge`) wipes it.")
     return 0
+
+
+def reset(timeout: float = 40.0) -> int:
+    """`kperflab lab reset`: `lab down --purge` — stop the lab and wipe its state, as if it had never started."""
+    return down(timeout, purge=True)
 
 
 def down_by_id(lab_id: str, timeout: float = 40.0) -> int:
@@ -517,8 +696,12 @@ def status() -> int:
         if dead:
             print("  what dead labs left is removed by the next `kperflab lab up` (or `kperflab lab down` in their home).")
     st = read_state()
+    kept = f"state: {kept_summary(state_dir)}" if has_kept_state(state_dir) else None
     if mine is None or not st:
-        print(f"The lab of KPERFLAB_HOME={paths.home()} is not running. Start it with `kperflab lab up`.")
+        print(f"The lab of KPERFLAB_HOME={paths.home()} is not running. Start it with `kperflab lab up`"
+              + (" (it brings back the kept state)." if kept else "."))
+        if kept:
+            print(kept + " (`kperflab lab reset` wipes it)")
         return 1
     ca = state_dir / "tls" / "ca.crt"
     healthy = _healthy(st["port"], ca)
@@ -528,6 +711,8 @@ def status() -> int:
     print(f"kubeconfig: {kc}" + ("" if kc.exists() else " (missing: `kperflab lab up` writes it again)"))
     if st.get("runtime"):
         print(f"runtime: {st['runtime']}")
+    if kept:
+        print(kept + (" (restored at this start)" if st.get("restored") else ""))
     if st.get("metric_resolution"):
         print(f"metrics: kubelet /stats/summary, /metrics/resource, /metrics/cadvisor and metrics.k8s.io v1/v1beta1, "
               f"sampled every {st['metric_resolution']}")
@@ -686,6 +871,11 @@ class _AdminClient:
             raise LabError(f"The lab did not answer {method} {path}: {exc}") from None
 
 
+def admin_get(path: str) -> Any:
+    """GET ``path`` from this home's running lab with its admin token (JSON), without the kubernetes client."""
+    return _AdminClient().call("GET", path)[1]
+
+
 def user_kubeconfig_text(port: int, ca_pem: bytes, name: str, namespace: str, token: str) -> str:
     cluster = paths.LAB_CONTEXT
     cfg = {
@@ -744,11 +934,8 @@ def user_add(name: str, namespace: str | None = None, clusterrole: str | None = 
         "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": USER_TOKEN_SECONDS}})
     token = tr["status"]["token"]
     kc = _user_kubeconfig(name)
-    kc.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(kc, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(user_kubeconfig_text(api.port, api.ca_pem, name, ns, token))
-    os.chmod(kc, 0o600)
+    paths.private_dir(kc.parent)
+    paths.write_private(kc, user_kubeconfig_text(api.port, api.ca_pem, name, ns, token))
     _, review = api.call("POST", "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", {
         "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": {"namespace": ns}}, token=token)
     print(f"User {name} is ServiceAccount {ns}/{name} (system:serviceaccount:{ns}:{name}); its token is valid until "

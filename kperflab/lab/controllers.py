@@ -71,12 +71,19 @@ class Controllers:
     def schedule(self) -> None:
         pods, *_ = self.store.list("v1/pods", None, lambda p: not p.get("spec", {}).get("nodeName")
                                    and not p["metadata"].get("deletionTimestamp"))
-        node = self.store.try_get("v1/nodes", "", self.node) if pods else None
+        node = self.store.try_get("v1/nodes", "", self.node, copy=False) if pods else None
         cordoned = bool(node and (node.get("spec") or {}).get("unschedulable"))
         for pod in pods:
             if cordoned and not _tolerates_unschedulable(pod):  # the NodeUnschedulable plugin (kubectl cordon/drain)
                 self._unschedulable(pod, "0/1 nodes are available: 1 node(s) were unschedulable. preemption: 0/1 nodes "
                                          "are available: 1 Preemption is not helpful for scheduling.")
+                continue
+            untolerated = next((t for t in (node or {}).get("spec", {}).get("taints") or []
+                                if t.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(pod, t)), None)
+            if untolerated is not None:  # the TaintToleration plugin (DiskPressure's taint, a user's own)
+                self._unschedulable(pod, f"0/1 nodes are available: 1 node(s) had untolerated taint {{{untolerated.get('key', '')}: "
+                                         f"{untolerated.get('value', '')}}}. preemption: 0/1 nodes are available: 1 Preemption "
+                                         "is not helpful for scheduling.")
                 continue
             verdict = volume_binding.check(self.store, pod, self.node)  # the VolumeBinding plugin
             if not verdict.bind:
@@ -409,6 +416,22 @@ def _tolerates_unschedulable(pod: dict[str, Any]) -> bool:
             continue
         key, op = t.get("key") or "", t.get("operator") or "Equal"
         if (not key and op == "Exists") or (key == "node.kubernetes.io/unschedulable" and (op == "Exists" or not t.get("value"))):
+            return True
+    return False
+
+
+def tolerates(pod: dict[str, Any], taint: dict[str, Any]) -> bool:
+    """Whether one of the pod's tolerations tolerates ``taint`` (upstream's ToleratesTaint: an empty effect matches
+    every effect, `Exists` with no key every taint, `Equal` the key and value)."""
+    for t in (pod.get("spec") or {}).get("tolerations") or []:
+        if not isinstance(t, dict):
+            continue
+        if t.get("effect") and t.get("effect") != taint.get("effect"):
+            continue
+        key, op = t.get("key") or "", t.get("operator") or "Equal"
+        if op == "Exists" and (not key or key == taint.get("key")):
+            return True
+        if op == "Equal" and key == taint.get("key") and (t.get("value") or "") == (taint.get("value") or ""):
             return True
     return False
 

@@ -15,11 +15,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import errors, lifecycle, prober, quantity
+from . import errors, lifecycle, node, prober, quantity
 from .cgroups import Limits, pods_root
 from .events import Recorder
 from .imagemanager import ImageManager, Waiting
@@ -56,6 +58,10 @@ from .volumes import MountError, PVPlugins, VolumeManager, local_storage_evictio
 
 log = logging.getLogger("kperflab.lab.kubelet")
 DEFAULT_PIDS_LIMIT = 1024
+TEARDOWN_WORKERS = 16  # pods torn down at once (the kubelet's pod workers: one goroutine per pod)
+
+
+MIN_SYNC_INTERVAL = 0.05  # seconds between two sync passes: a burst of store changes is one pass
 
 
 @dataclass
@@ -120,6 +126,12 @@ class PodRec:
     sandboxes: int = 0  # sandboxes made so far
     warned: set[str] = field(default_factory=set)
     evicted: str = ""  # the eviction manager's message once the pod is evicted
+    torn: bool = False  # torn down: its processes, cgroups, network and volumes are gone
+    garbage: list[Process] = field(default_factory=list)  # exited containers whose bundles are yet to be removed
+    dir_left: bool = False  # its directory is yet to be removed (nothing is mounted under it)
+    net_left: bool = False  # its sandbox's address is yet to be released
+    final_unsaved: bool | None = None  # finished, its final status not yet written (the init_done it was made with)
+    restored: bool = False  # it ran before this kubelet started: leftovers of its old sandbox are cleaned first
 
     @property
     def all(self) -> list[ContainerRec]:
@@ -170,6 +182,12 @@ def stop_signal(name: str | None) -> int:
     return int(found) if isinstance(found, signal.Signals) else signal.SIGTERM
 
 
+def _ran(status: dict[str, Any]) -> bool:
+    """A container status that says its container existed: an ID, started, running or terminated."""
+    state = status.get("state") or {}
+    return bool(status.get("containerID") or status.get("started") or "running" in state or "terminated" in state)
+
+
 def expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) expansion; $$ is a literal $, unknown references stay as written."""
     return _VAR.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
@@ -199,12 +217,20 @@ class Kubelet:
         self._wake = threading.Event()
         self.images = self._image_manager(image_store) if self.oci is not None else None
         self._lock = threading.RLock()
+        # teardown (crun delete, veth, cgroups, volumes) and removal of terminated pods, off the sync loop: uid → its job
+        self._tearing: dict[str, Future[None]] = {}
+        self._teardown_pool = ThreadPoolExecutor(TEARDOWN_WORKERS, thread_name_prefix="kubelet-teardown")
+        self._gc_pool = ThreadPoolExecutor(2, thread_name_prefix="kubelet-gc")  # bundles, pod dirs, addresses
+        self._closed = False
         self.volumes = VolumeManager(store, self.run_dir, self.recorder.event, self._allocatable, pv_plugins,
                                      sa_token=sa_token)  # projected serviceAccountToken: the lab's TokenRequest
         self.fs_stats = FsSampler(self.fs_targets, state_dir)
         self.enforced = runtime.driver is not None
         self.pods_cgroup = pods_root(runtime.lab_id)
         self.probes = prober.Manager(self, self.recorder.event, self._probe_view, self.wake)  # workers on own threads
+        self.node_status_now: Any = None  # the node status update (the lab's heartbeat), called when pressure flips
+        self.disk_pressure: node.DiskSignal | None = None  # the eviction manager's last nodefs observation
+        self._next_eviction = 0.0
 
     def _image_manager(self, image_store: Any) -> ImageManager:
         """The image manager with the kubelet's settings, what its containers use (image GC spares those) and the
@@ -247,11 +273,17 @@ class Kubelet:
 
         threading.Thread(target=watch_store, daemon=True, name="kubelet-store").start()
         threading.Thread(target=self._volume_stats_loop, args=(stop,), daemon=True, name="kubelet-volume-stats").start()
+        threading.Thread(target=self._eviction_loop, args=(stop,), daemon=True, name="kubelet-eviction").start()
+        last = 0.0
         while not stop.is_set():
             self._wake.wait(0.5)
+            gap = MIN_SYNC_INTERVAL - (time.monotonic() - last)
+            if gap > 0 and stop.wait(gap):  # changes in a burst are one pass, as the pod workers batch them
+                break
             self._wake.clear()
             if stop.is_set():
                 break
+            last = time.monotonic()
             try:
                 self.sync()
             except Exception:  # noqa: BLE001 - the loop must survive any one pod's failure
@@ -259,26 +291,74 @@ class Kubelet:
 
     def sync(self) -> None:
         with self._lock:
-            pods, *_ = self.store.list("v1/pods", None, lambda p: p.get("spec", {}).get("nodeName") == self.node)
+            # the stored pods themselves, read only (nothing here changes a pod in place; writes build new dicts):
+            # copying every pod on every pass was most of the lab's CPU under load
+            pods, *_ = self.store.list("v1/pods", None, lambda p: p.get("spec", {}).get("nodeName") == self.node,
+                                       copy=False)
             seen = set()
             for pod in pods:
                 uid = pod["metadata"]["uid"]
                 seen.add(uid)
+                if uid in self._tearing:
+                    continue  # a worker is tearing it down and removes it
                 try:
                     self.sync_pod(pod)
                 except errors.APIError as exc:
-                    if exc.code not in (404, 409):
+                    if exc.code >= 500:  # the store could not take a write (a full disk): the next pass tries again
+                        log.warning("pod %s/%s: %s", pod["metadata"].get("namespace"), pod["metadata"].get("name"),
+                                    exc.message)
+                    elif exc.code not in (404, 409):
                         raise
-            for uid in list(self.pods):
-                if uid not in seen:  # force-deleted (or its namespace vanished): stop everything
-                    self._teardown(self.pods.pop(uid))
+            for uid, rec in list(self.pods.items()):
+                if uid not in seen and uid not in self._tearing:  # force-deleted (or its namespace vanished): stop everything
+                    rec.killing = True
+                    self._finish(rec, remove=False)
                     if self.images is not None:
                         self.images.forget(uid)
+
+    def _finish(self, rec: PodRec, remove: bool) -> None:
+        """Tear the pod down and (``remove``) delete it from the store, on a teardown worker: the sync loop goes on,
+        and pods terminated together are torn down together, each once."""
+        if rec.uid in self._tearing:
+            return
+        if self._closed:
+            self._finish_now(rec, remove)
+            return
+        self._tearing[rec.uid] = self._teardown_pool.submit(self._finish_now, rec, remove)
+
+    def _finish_now(self, rec: PodRec, remove: bool) -> None:
+        try:
+            self._teardown(rec, gc=False)
+        except Exception:  # noqa: BLE001 - a failed teardown must not keep the pod in the store forever
+            log.exception("teardown of pod %s/%s failed", rec.namespace, rec.name)
+        if remove:  # its resources are reclaimed: the API object goes (the status manager's canBeDeleted)
+            try:
+                self.store.remove("v1/pods", rec.namespace, rec.name, uid=rec.uid)
+            except errors.APIError:
+                pass
+        if self._closed:
+            self._collect(rec)
+        else:
+            self._gc_pool.submit(self._collect, rec)
+        with self._lock:  # after the removal: a sync that lists the pod still sees it as being torn down
+            if self.pods.get(rec.uid) is rec:
+                del self.pods[rec.uid]
+            self._tearing.pop(rec.uid, None)
+        self._wake.set()
 
     def shutdown(self) -> None:
         self.probes.stop_all()
         with self._lock:
-            for uid in list(self.pods):
+            for rec in list(self.pods.values()):
+                self._finish(rec, remove=False)
+            pending = list(self._tearing.values())
+        wait_all(pending)  # unlocked: the workers take the lock at their end
+        with self._lock:
+            self._closed = True
+        self._teardown_pool.shutdown(wait=True)
+        self._gc_pool.shutdown(wait=True)
+        with self._lock:
+            for uid in list(self.pods):  # any a sync gave the pool after the wait
                 self._teardown(self.pods.pop(uid))
             self.volumes.shutdown()
         if self.images is not None:
@@ -297,6 +377,7 @@ class Kubelet:
                          started=now)
             rec.oci = self.oci is not None
             self.pods[uid] = rec
+            self._restore(pod, rec, now)
             self.probes.add_pod(pod)
             if not rec.oci:
                 self.recorder.event(pod, "Normal", "ProcessRuntime",
@@ -309,12 +390,74 @@ class Kubelet:
                                     "limits of this pod are not enforced")
         return rec
 
+    def _restore(self, pod: dict[str, Any], rec: PodRec, now: float) -> None:
+        """A pod the store holds from before this kubelet started (the lab was down, or killed) and whose status
+        says it ran: what the kubelet finds after a node reboot. A finished pod stays as it is; one that should run
+        gets a new sandbox (``SandboxChanged``) and its containers the runtime's word for a container that was
+        running when the node went down — exited, reason ``Unknown``, exit code 255 — then the restart policy
+        decides as after any exit (computePodActions: restartPolicy Never makes no new sandbox and the pod fails)."""
+        from .tables import parse_time
+
+        status = pod.get("status") or {}
+        old = {s.get("name"): s for s in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+               if isinstance(s, dict)}
+        if not any(_ran(s) for s in old.values()):
+            return  # a new pod (or one that never got a container): nothing to restore
+        rec.started = parse_time(status.get("startTime")) or rec.started
+        if status.get("phase") in ("Succeeded", "Failed"):
+            rec.finished = True  # its status is final; nothing runs again
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            return  # terminating: nothing runs; the next sync removes it
+        rec.restored = True
+        rec.sandboxes = 1  # the one before the restart; the new sandbox is the second
+        policy = pod["spec"].get("restartPolicy", "Always")
+        stamp = rfc3339(now)
+        for c in rec.all:
+            s = old.get(c.name)
+            if s is None or not _ran(s):
+                continue
+            state, last = s.get("state") or {}, (s.get("lastState") or {}).get("terminated")
+            if "running" in state:  # what containerd reports for a container whose process died with the node
+                prev = {"exitCode": 255, "reason": "Unknown", "startedAt": state["running"].get("startedAt"),
+                        "finishedAt": stamp, "containerID": s.get("containerID", "")}
+            else:
+                prev = state.get("terminated") or last or {}
+            c.restartCount = int(s.get("restartCount") or 0)
+            c.runs = max(c.restartCount + 1, self._log_runs(rec, c))  # the next log file is a new one
+            c.containerID = str(prev.get("containerID") or s.get("containerID") or "").removeprefix("kperflab://")
+            c.image_id, c.image_name = s.get("imageID", ""), s.get("image", "")
+            c.stage, c.reason, c.message = "exited", str(prev.get("reason") or ""), str(prev.get("message") or "")
+            c.exitCode, c.signal, c.oomKilled = int(prev.get("exitCode") or 0), 0, prev.get("reason") == "OOMKilled"
+            c.startedAt, c.finishedAt = prev.get("startedAt"), prev.get("finishedAt")
+            self._after_exit(pod, c, now)
+            c.backoff_until = 0.0  # the crash back-off lives in the kubelet's memory: a new kubelet starts at once
+            if c.init and policy != "Never" and c.done:
+                c.done = False  # a new sandbox runs the init containers again (computePodActions)
+                c.last = {**c.record(), "stage": "exited"}
+        if policy == "Never":
+            rec.sandbox_lost = True  # no new sandbox once a container ran; the pod fails
+            for c in rec.all:
+                c.done = True
+            return
+        self.recorder.event(pod, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
+
+    def _log_runs(self, rec: PodRec, c: ContainerRec) -> int:
+        """How many log files the container left in the pod's log dir (runs before a restart of the lab)."""
+        d = self.state_dir / "pods" / f"{rec.namespace}_{rec.name}_{rec.uid}" / c.name
+        try:
+            return 1 + max(int(p.stem) for p in d.glob("*.log") if p.stem.isdigit())
+        except (OSError, ValueError):
+            return 0
+
     def sync_pod(self, pod: dict[str, Any]) -> None:
         rec = self._rec(pod)
         if pod["metadata"].get("deletionTimestamp"):
             self._terminate(pod, rec)
             return
         if rec.finished:
+            if rec.final_unsaved is not None:  # its final status could not be written: again
+                self._write_status(pod, rec, rec.final_unsaved)
             return
         if rec.evicted:
             self._evict_now(rec)
@@ -364,6 +507,8 @@ class Kubelet:
         driver = self.runtime.driver
         if driver is not None:
             rec.cgroup = f"{self.pods_cgroup}{tier}/pod{rec.uid}"
+            if rec.restored and rec.sandboxes == 1:
+                driver.kill_all(rec.cgroup)  # what the lab left running when it went down (a SIGKILL spares crun's)
             driver.create(self.pods_cgroup, Limits())
             if tier:
                 driver.create(f"{self.pods_cgroup}{tier}", Limits())
@@ -757,6 +902,8 @@ class Kubelet:
                 self.recorder.event(pod, "Warning", "BackOff", f"Back-off restarting failed container {c.name} in pod "
                                     f"{rec.name}_{rec.namespace}({rec.uid})", f"spec.containers{{{c.name}}}")
             return
+        if rec.sandbox is None:
+            return  # no sandbox (it died with restartPolicy Never, or could not be made): nothing starts
         if c.stage in ("creating", "pod-initializing", "image-error", "start-error", "exited", "backoff"):
             self._start(pod, rec, c)
 
@@ -929,7 +1076,7 @@ class Kubelet:
         with self._lock:
             out = []
             for rec in self.pods.values():
-                if rec.finished or (rec.cgroup is None and self.runtime.driver is not None):
+                if rec.finished or rec.uid in self._tearing or (rec.cgroup is None and self.runtime.driver is not None):
                     continue
                 pod_key = rec.cgroup or f"nocgroup/pod{rec.uid}"
                 cs = tuple(ContainerTarget(c.name, c.cgroup or f"{pod_key}/{c.containerID}", c.containerID,
@@ -955,24 +1102,32 @@ class Kubelet:
             rec.kill_deadline = time.time() + float(grace)
             for c in running:
                 self.recorder.event(pod, "Normal", "Killing", f"Stopping container {c.name}", f"spec.containers{{{c.name}}}")
-                self._signal(c.proc, c.stop_signal)  # type: ignore[arg-type]
+                if self._closed:
+                    self._signal(c.proc, c.stop_signal)  # type: ignore[arg-type]
+                else:  # on a worker: a namespace's pods get their signals together, not one `crun kill` after another
+                    self._teardown_pool.submit(self._signal, c.proc, c.stop_signal)  # type: ignore[arg-type]
         if running and time.time() < rec.kill_deadline:
             return
-        self._teardown(rec)
-        self.pods.pop(rec.uid, None)
-        try:
-            self.store.remove("v1/pods", rec.namespace, rec.name, uid=rec.uid)
-        except errors.APIError:
-            pass
+        self._finish(rec, remove=True)
 
-    def _teardown(self, rec: PodRec) -> None:
-        """Kill every process of the pod and remove its cgroups."""
+    def _teardown(self, rec: PodRec, gc: bool = True) -> None:
+        """Kill every process of the pod and remove its cgroups (once: a finished pod's teardown is its last).
+        ``gc=False``: what only takes disk space — the containers' bundles (writable layers), the pod's directory —
+        and the address reservation of its dead sandbox are left for `_collect`, as the kubelet leaves exited
+        containers to its garbage collection: no process, cgroup, network namespace or mount of the pod is left
+        when this returns."""
+        if rec.torn:
+            return
+        rec.torn = True
         self.probes.remove_pod(rec.uid)
+        pod_cgroup = bool(rec.cgroup and self.runtime.driver is not None)  # its kill_all below gets any straggler
         for c in rec.all:
             if c.proc is not None:
-                self._kill(c.proc)
+                if c.proc.popen.poll() is None or not pod_cgroup:
+                    self._kill(c.proc)
                 if c.proc.cid and self.oci is not None:
-                    self.oci.remove(c.proc)
+                    self.oci.remove(c.proc, keep_bundle=True)
+                    rec.garbage.append(c.proc)
                 self._close_stdio(c)
                 if c.proc.logs:
                     c.proc.logs.close()
@@ -980,12 +1135,35 @@ class Kubelet:
         if rec.sandbox is not None:
             self.runtime.kill_tree(rec.sandbox)
             rec.sandbox = None
-        if self.podnet is not None and rec.sandbox_id:
+        rec.net_left = bool(self.podnet is not None and rec.sandbox_id)  # its address: released by _collect
+        if pod_cgroup:
+            self.runtime.driver.kill_all(rec.cgroup)  # type: ignore[union-attr,arg-type]
+            self.runtime.driver.remove(rec.cgroup)  # type: ignore[union-attr,arg-type]
+        rec.dir_left = self.volumes.teardown(rec.uid, remove_dir=False)  # unpublish, unmount
+        if gc:
+            self._collect(rec)
+
+    def _collect(self, rec: PodRec) -> None:
+        """Container and pod directory garbage collection: the bundles of its containers, the pod's directory (its
+        disk emptyDirs' data with it)."""
+        try:
+            self._collect_now(rec)
+        except Exception:  # noqa: BLE001 - garbage left behind must not end the collector
+            log.exception("garbage collection of pod %s/%s failed", rec.namespace, rec.name)
+
+    def _collect_now(self, rec: PodRec) -> None:
+        if rec.net_left and self.podnet is not None:
+            # the sandbox's network namespace died with it (its veth end too); what is left is the address's
+            # reservation and the node's veth end. PodNetwork.delete runs one at a time (its lock): after the pod's
+            # removal, so that pods deleted together do not wait for each other's
             self.podnet.delete(rec.sandbox_id)
-        if rec.cgroup and self.runtime.driver is not None:
-            self.runtime.driver.kill_all(rec.cgroup)
-            self.runtime.driver.remove(rec.cgroup)
-        self.volumes.teardown(rec.uid)  # unpublish, unmount, remove the pod's dir (its disk emptyDirs' data with it)
+            rec.net_left = False
+        for proc in rec.garbage:
+            CrunRuntime.remove_bundle(proc)
+        rec.garbage = []
+        if rec.dir_left:
+            self.volumes.remove_dir(rec.uid)
+            rec.dir_left = False
 
     # -- local storage eviction -----------------------------------------------------------------------
     def _volume_stats_loop(self, stop: threading.Event) -> None:
@@ -1003,7 +1181,7 @@ class Kubelet:
         with self._lock:
             out = []
             for rec in self.pods.values():
-                if rec.finished:
+                if rec.finished or rec.uid in self._tearing:
                     continue
                 logs = self.state_dir / "pods" / f"{rec.namespace}_{rec.name}_{rec.uid}"
                 cs = tuple(ContainerFsTarget(c.name, c.proc.bundle / "upper" if c.proc is not None and c.proc.bundle else None,
@@ -1029,6 +1207,85 @@ class Kubelet:
                     rec.evicted = message
                     self.recorder.event(pod, "Warning", "Evicted", message)
         self._wake.set()
+
+    # -- node pressure: the eviction manager's nodefs signals -------------------------------------------------
+    def _eviction_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(1.0):
+            try:
+                self.eviction_pass()
+            except Exception:  # noqa: BLE001 - the eviction manager must outlive any one failed pass (a full disk)
+                log.exception("eviction pass failed")
+
+    def eviction_pass(self) -> None:
+        """The eviction manager's synchronize for the node's filesystem: a nodefs threshold met (the state dir's
+        filesystem nearly full) gives the Node's ``EvictionThresholdMet`` event and an update of its status at once;
+        while it holds, one pod per evictionMonitoringPeriod is evicted (the lowest priority, then the largest disk
+        user), as the kubelet does when reclaiming node-level resources is not enough. Then taint-nodes-by-condition
+        from the Node's conditions (the node lifecycle controller's part: the lab has this one node)."""
+        try:
+            met = node.disk_pressure(self.state_dir)
+        except OSError:
+            met = None
+        was, self.disk_pressure = self.disk_pressure, met
+        if (met is None) != (was is None):
+            if met is not None:
+                resource = "inodes" if met.signal == "nodefs.inodesFree" else "ephemeral-storage"
+                log.warning("disk pressure: %s available %s < %s", met.signal, met.available, met.threshold)
+                self.node_event("Warning", "EvictionThresholdMet", f"Attempting to reclaim {resource}")
+                self._next_eviction = time.time() + 1.0  # a moment for the Node to show the condition first
+            if callable(self.node_status_now):
+                self.node_status_now()
+        if met is not None and time.time() >= self._next_eviction:
+            self._next_eviction = time.time() + node.EVICTION_MONITORING_PERIOD
+            self._evict_for_disk(met)
+        self._taint_by_conditions()
+
+    def _evict_for_disk(self, met: node.DiskSignal) -> None:
+        resource = "inodes" if met.signal == "nodefs.inodesFree" else "ephemeral-storage"
+        snap = self.fs_stats.snapshot
+        with self._lock:
+            ranked = []
+            for rec in self.pods.values():
+                if rec.finished or rec.evicted or rec.killing or rec.uid in self._tearing:
+                    continue
+                pod = self.store.try_get("v1/pods", rec.namespace, rec.name)
+                if (pod is None or pod["metadata"].get("uid") != rec.uid or pod["metadata"].get("deletionTimestamp")
+                        or (pod["spec"].get("priority") or 0) >= 2_000_000_000):
+                    continue  # gone, going, or a critical pod (never evicted)
+                stats = snap.pods.get(rec.uid)
+                used = int(stats.ephemeral.used or 0) if stats is not None else 0
+                ranked.append(((pod["spec"].get("priority") or 0), -used, rec.started, pod, stats))
+            if not ranked:
+                return
+            _, _, _, pod, stats = min(ranked, key=lambda r: r[:3])
+            message = (f"The node was low on resource: {resource}. Threshold quantity: {node.ki(met.threshold)}, "
+                       f"available: {node.ki(met.available)}. ")
+            for c in pod["spec"].get("containers") or []:
+                use = stats.container_usage(c["name"]) if stats is not None else 0
+                if use > 0:
+                    message += (f"Container {c['name']} was using {node.ki(use)}, request is 0, has larger consumption "
+                                f"of {resource}. ")
+            rec = self.pods[pod["metadata"]["uid"]]
+            rec.evicted = message
+            self.recorder.event(pod, "Warning", "Evicted", message)
+        self._wake.set()
+
+    def _taint_by_conditions(self) -> None:
+        current = self.store.try_get("v1/nodes", "", self.node)
+        if current is None:
+            return
+        taints = list((current.get("spec") or {}).get("taints") or [])
+        want = node.condition_taints((current.get("status") or {}).get("conditions") or [], taints, self.store.clock())
+        if want == taints:
+            return
+        new = dict(current)
+        new["spec"] = {**(current.get("spec") or {}), "taints": want}
+        if not want:
+            new["spec"].pop("taints")
+        try:
+            self.store.update("v1/nodes", new)
+        except errors.APIError:
+            pass  # changed meanwhile (the heartbeat), or the store cannot write now: the next pass tries again
 
     def _evict_now(self, rec: PodRec) -> None:
         """Kill the evicted pod's containers; none restarts. Its status becomes Failed/Evicted in `_write_status`."""
@@ -1067,11 +1324,13 @@ class Kubelet:
             status["initContainerStatuses"] = init_st
         if phase in ("Succeeded", "Failed"):
             rec.finished = True
+            rec.final_unsaved = init_done  # until the final status is in the store (a full disk may refuse it)
             self._teardown(rec)
         if status != old:
             new = dict(pod)
             new["status"] = status
             self.store.update("v1/pods", new, check_rv=False)
+        rec.final_unsaved = None
 
     # -- logs ------------------------------------------------------------------------------------
     def logs(self, pod: dict[str, Any], query: dict[str, str]) -> Iterator[bytes]:

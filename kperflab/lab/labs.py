@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from ..errors import LabError
 from . import cgroups
 from .network.podnet import delete_netns, lab_netns
@@ -130,22 +131,45 @@ class Registration:
         self.info.update(info)
         self._write()
 
-    def claim_network_slot(self, slots: int = NETWORK_SLOTS) -> int:
+    def claim_network_slot(self, slots: int = NETWORK_SLOTS, want: int | None = None, required: bool = False) -> int:
         """A network slot no other live lab holds (its pod and service CIDRs follow from it), said in the record.
-        Chosen under a lock on the registry, so two labs starting together get different slots."""
+        Chosen under a lock on the registry, so two labs starting together get different slots. ``want``: the slot to
+        take when free (the one this state dir had before); with ``required`` (a kept store, whose ClusterIPs and
+        pod addresses lie in that slot's ranges) another lab holding it is a LabError naming what to do."""
         d = registry_dir()
         fd = os.open(d / ".network.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            used = {r.info.get("network_slot") for r in records() if r.lab_id != self.lab_id and r.alive}
-            free = [k for k in range(slots) if k not in used]
+            holders = {r.info.get("network_slot"): r for r in records() if r.lab_id != self.lab_id and r.alive}
+            if want is not None and 0 <= want < slots:
+                if want not in holders:
+                    self.update(network_slot=want)
+                    return want
+                if required:
+                    raise slot_taken(want, holders[want])
+            free = [k for k in range(slots) if k not in holders]
             if not free:
                 raise LabError(f"{slots} labs are running on this machine, each with its own pod network; no slot is "
                                "free.", hint="Stop one (`kperflab lab status` lists them).")
-            self.update(network_slot=free[0])
-            return free[0]
+            kept = _kept_slots(d, self.state_dir)  # a stopped lab's kept state needs its slot back: leave it, if we can
+            slot = next((k for k in free if k not in kept), free[0])
+            self.update(network_slot=slot)
+            return slot
         finally:
             os.close(fd)
+
+    def reserve_network_slot(self, slot: int) -> None:
+        """Note that this state dir's kept store lives in ``slot``, so that labs started while it is down take
+        another one (see ``_kept_slots``)."""
+        d = registry_dir() / "slots"
+        d.mkdir(exist_ok=True, mode=0o755 if os.geteuid() == 0 else 0o700)
+        for other in d.glob("*.json"):  # one slot per state dir
+            try:
+                if json.loads(other.read_text()).get("state_dir") == str(self.state_dir) and other.stem != str(slot):
+                    other.unlink(missing_ok=True)
+            except (OSError, ValueError):
+                continue
+        (d / f"{slot}.json").write_text(json.dumps({"state_dir": str(self.state_dir)}))
 
     def _write(self) -> None:
         data = json.dumps(self.info).encode()
@@ -163,6 +187,39 @@ class Registration:
             self._fd = None
             os.close(self._state_fd)
             self._socket.close()
+
+
+def _kept_slots(registry: Path, state_dir: Path) -> set[int]:
+    """The slots that other state dirs' kept stores live in (their labs stopped, their state kept)."""
+    out = set()
+    for f in (registry / "slots").glob("*.json"):
+        try:
+            sd = json.loads(f.read_text()).get("state_dir")
+            if sd and sd != str(state_dir) and paths.lab_store_db(Path(sd)).exists():
+                out.add(int(f.stem))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def slot_cidrs(slot: int) -> tuple[str, str]:
+    """The pod and service CIDRs of a network slot."""
+    return f"10.{244 + slot}.0.0/16", f"10.{96 + slot}.0.0/16"
+
+
+def slot_holder(slot: int, state_dir: Path | None = None) -> LabRecord | None:
+    """The live lab (other than one running from ``state_dir``) that holds network slot ``slot``, if any."""
+    return next((r for r in records() if r.alive and r.info.get("network_slot") == slot
+                 and (state_dir is None or r.state_dir != state_dir)), None)
+
+
+def slot_taken(slot: int, holder: LabRecord) -> LabError:
+    pod, svc = slot_cidrs(slot)
+    home = holder.info.get("home") or holder.state_dir
+    return LabError(f"This lab's kept state has its Services and pods in {svc} and {pod}, which the running lab "
+                    f"{holder.lab_id} (home {home}) now uses.",
+                    hint=f"Stop that lab (`kperflab lab down --id {holder.lab_id}`), or wipe this lab's state with "
+                         "`kperflab lab reset`.")
 
 
 def state_dir_locked(state_dir: Path) -> bool:

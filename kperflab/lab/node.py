@@ -98,6 +98,59 @@ def observe(state_dir: Path, driver: Driver | None, proc: Path = Path("/proc")) 
                        st.f_bavail * st.f_frsize, st.f_files, st.f_favail, pid_max, threads)
 
 
+# taint-nodes-by-condition (the node lifecycle controller): a pressure condition True → its NoSchedule taint
+CONDITION_TAINTS = {"MemoryPressure": "node.kubernetes.io/memory-pressure", "DiskPressure": "node.kubernetes.io/disk-pressure",
+                    "PIDPressure": "node.kubernetes.io/pid-pressure"}
+EVICTION_MONITORING_PERIOD = 10.0  # evictionMonitoringPeriod: at most one pod evicted per period
+
+
+def condition_taints(conditions: list[dict[str, Any]], taints: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """The node's taints after taint-nodes-by-condition: a ``<condition>:NoSchedule`` taint for each pressure
+    condition that is True, none for one that is not; other taints (a cordon's, the user's) stay. An existing
+    taint keeps its ``timeAdded``.
+
+    >>> t = condition_taints([{"type": "DiskPressure", "status": "True"}], [{"key": "a", "effect": "NoExecute"}], 0)
+    >>> [(x["key"], x["effect"]) for x in t]
+    [('a', 'NoExecute'), ('node.kubernetes.io/disk-pressure', 'NoSchedule')]
+    >>> condition_taints([{"type": "DiskPressure", "status": "False"}], t, 0)
+    [{'key': 'a', 'effect': 'NoExecute'}]
+    """
+    status = {c.get("type"): c.get("status") for c in conditions}
+    ours = set(CONDITION_TAINTS.values())
+    out = [t for t in taints if not (t.get("key") in ours and t.get("effect") == "NoSchedule")]
+    for cond, key in CONDITION_TAINTS.items():
+        if status.get(cond) == "True":
+            old = next((t for t in taints if t.get("key") == key and t.get("effect") == "NoSchedule"), None)
+            out.append(old or {"key": key, "effect": "NoSchedule", "timeAdded": rfc3339(now)})
+    return out
+
+
+@dataclass(frozen=True)
+class DiskSignal:
+    """A nodefs eviction signal whose threshold is met: what the eviction manager's messages quote."""
+
+    signal: str  # nodefs.available or nodefs.inodesFree
+    threshold: int  # bytes (inodes) the threshold stands for on this filesystem
+    available: int
+
+
+def disk_pressure(state_dir: Path) -> DiskSignal | None:
+    """statvfs of the node's filesystem against the nodefs thresholds (the eviction manager's own observation, as
+    cheap as one system call): the first signal met, or None."""
+    st = os.statvfs(state_dir)
+    for sig, avail, cap in (("nodefs.available", st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize),
+                            ("nodefs.inodesFree", st.f_favail, st.f_files)):
+        limit = _threshold(EVICTION_HARD[sig][0], cap)
+        if cap > 0 and avail < limit:
+            return DiskSignal(sig, int(limit), avail)
+    return None
+
+
+def ki(n: int) -> str:
+    """A byte count as the eviction manager's quantities print it (``1234Ki``; 0 is ``0``)."""
+    return f"{n // 1024}Ki" if n >= 1024 else str(n)
+
+
 class Conditions:
     """The node's conditions over time: pressure from the last observation, held for the transition period;
     ``lastTransitionTime`` moves only when a status flips, ``lastHeartbeatTime`` on every update."""

@@ -3,12 +3,12 @@ name, and JSON patch (RFC 6902, through `jsonpatch`)."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import jsonpatch
 
 from .errors import APIError, bad_request
+from .store import clone
 
 # patchMergeKey of the lists a strategic merge patch merges by item (`+patchStrategy=merge`, from the Go types);
 # lists not here are replaced whole, as upstream does for lists without a patch strategy
@@ -49,15 +49,17 @@ def _size(doc: Any, cap: int) -> int:
     return n
 
 
-def merge(target: Any, patch: Any, strategic: bool = False, key: str = "", names: tuple[str, ...] = ()) -> Any:
+def merge(target: Any, patch: Any, strategic: bool = False, key: str = "", names: tuple[str, ...] = (),
+          _owned: bool = False) -> Any:
     """RFC 7386 merge patch, or (``strategic``) a strategic merge patch: lists with a merge key merged by item
     (``$patch: delete`` removes one), ``$patch: replace``, ``$retainKeys``, ``$deleteFromPrimitiveList/<field>``,
-    finalizers merged as a set."""
+    finalizers merged as a set. ``target`` is never changed: it is copied once, at the top (``_owned``: the inner
+    calls work on that copy)."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     if patch.get("$patch") == "replace" and strategic:
         return {k: v for k, v in patch.items() if k != "$patch"}
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    out = (target if _owned else clone(target)) if isinstance(target, dict) else {}
     for k, v in patch.items():
         if strategic and k.startswith("$"):
             if k.startswith("$deleteFromPrimitiveList/") and isinstance(v, list) and isinstance(out.get(k[25:]), list):
@@ -70,7 +72,7 @@ def merge(target: Any, patch: Any, strategic: bool = False, key: str = "", names
         elif strategic and isinstance(v, list) and isinstance(out.get(k), list) and path in PRIMITIVE_MERGE:
             out[k] = out[k] + [x for x in v if x not in out[k]]
         elif strategic and isinstance(v, list) and isinstance(out.get(k), list) and mk:
-            merged = copy.deepcopy(out[k])
+            merged = out[k]  # already this call's copy
             for item in v:
                 if isinstance(item, dict) and mk in item:
                     idx = next((i for i, cur in enumerate(merged) if isinstance(cur, dict) and cur.get(mk) == item[mk]), None)
@@ -80,12 +82,12 @@ def merge(target: Any, patch: Any, strategic: bool = False, key: str = "", names
                     elif idx is None:
                         merged.append({a: b for a, b in item.items() if a != "$patch"})
                     else:
-                        merged[idx] = merge(merged[idx], item, True, k, path)
+                        merged[idx] = merge(merged[idx], item, True, k, path, _owned=True)
                 elif not (isinstance(item, dict) and item.get("$patch")):
-                    merged.append(copy.deepcopy(item))
+                    merged.append(clone(item))
             out[k] = merged
         else:
-            out[k] = merge(out.get(k), v, strategic, k, path)
+            out[k] = merge(out.get(k), v, strategic, k, path, _owned=True)
     retain = patch.get("$retainKeys") if strategic else None
     if isinstance(retain, list):
         out = {k: v for k, v in out.items() if k in retain}

@@ -144,12 +144,15 @@ def write_tls(tls: ServerTLS, directory: Path) -> tuple[Path, Path, Path]:
     """Write ca.crt, server.crt, server.key (0600) and ca.key (0600) into ``directory``; return the first three."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = (directory / "ca.crt", directory / "server.crt", directory / "server.key")
-    for path, data in zip(paths, (tls.ca_pem, tls.cert_pem, tls.key_pem), strict=True):
-        path.write_bytes(data)
-    paths[2].chmod(0o600)
+    private = {paths[2]}
+    files = list(zip(paths, (tls.ca_pem, tls.cert_pem, tls.key_pem), strict=True))
     if tls.ca_key_pem:
-        fd = os.open(directory / "ca.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        files.append((directory / "ca.key", tls.ca_key_pem))
+        private.add(directory / "ca.key")
+    for path, data in files:  # keys are 0600 from the moment they exist
+        mode = 0o600 if path in private else 0o644
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as f:
-            f.write(tls.ca_key_pem)
-        os.chmod(directory / "ca.key", 0o600)
+            f.write(data)
+        os.chmod(path, mode)
     return paths

@@ -10,8 +10,9 @@
 - scheduling.k8s.io/v1 PriorityClass: the two system classes kube-apiserver creates at start, validation, the
   Priority admission plugin (one globalDefault; pods get ``spec.priority``/``preemptionPolicy`` from their class, 403
   ``no PriorityClass with name x was found``).
-- ``admit_pod``: the admission chain the lab adds to pod creation after the ServiceAccount step: Priority, then
-  LimitRanger and ResourceQuota (``quota``).
+- ``admit``: the admission chain the lab adds to every create after the ServiceAccount step: Priority and
+  LimitRanger (mutating), then PodSecurity (``podsecurity``: pods refused, workloads and namespaces warned) and
+  ResourceQuota (``quota``); ``admit_update`` is the part of it that checks updates (Priority, PodSecurity).
 """
 
 from __future__ import annotations
@@ -496,11 +497,13 @@ def _admission_name(meta: Obj) -> str:
 _BOOTSTRAPPED: weakref.WeakSet[Store] = weakref.WeakSet()  # stores whose system PriorityClasses exist
 
 
-def admit(store: Store, kind: str, group: str, obj: Obj, namespace: str, dry_run: bool = False) -> None:
+def admit(store: Store, kind: str, group: str, obj: Obj, namespace: str, dry_run: bool = False,
+          warnings: list[str] | None = None) -> None:
     """What the lab's API server runs on every create after defaults (and the ServiceAccount step for pods):
-    Priority and LimitRanger (mutating) for pods, the Priority check on PriorityClasses, ResourceQuota for every
-    namespaced kind a quota counts."""
-    from . import quota
+    Priority and LimitRanger (mutating) for pods, the Priority check on PriorityClasses, PodSecurity (validating:
+    a pod refused with 403, warnings appended to ``warnings`` — None for a controller's own pod POST), ResourceQuota
+    for every namespaced kind a quota counts."""
+    from . import podsecurity, quota
 
     if store not in _BOOTSTRAPPED:
         _BOOTSTRAPPED.add(store)
@@ -523,10 +526,23 @@ def admit(store: Store, kind: str, group: str, obj: Obj, namespace: str, dry_run
             from .ingress import admit_default_class
 
             admit_default_class(store, obj)
+        podsecurity.admit(store, kind, group, obj, namespace, warnings)
         if namespace:
             quota.admit_quota(store, kind, group, obj, namespace, dry_run)
     except (AttributeError, TypeError, KeyError, ValueError, ArithmeticError):
         return  # a malformed object: validation, which comes next, answers it with its 422
+
+
+def admit_update(store: Store, kind: str, group: str, old: Obj, obj: Obj, namespace: str,
+                 warnings: list[str] | None = None) -> None:
+    """The admission an update of a whole object gets after validation: the Priority check on PriorityClasses,
+    PodSecurity (a pod whose images or containers changed; workloads warned; namespace labels validated and a
+    stricter enforce level checked against the namespace's pods)."""
+    from . import podsecurity
+
+    if kind == "PriorityClass" and group == "scheduling.k8s.io":
+        admit_priorityclass(store, obj)
+    podsecurity.admit(store, kind, group, obj, namespace, warnings, old=old)
 
 
 class PodAdmission:

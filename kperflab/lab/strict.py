@@ -233,15 +233,30 @@ def go_format(v: Any) -> str:
     return str(v)
 
 
+def _touched(obj: Any, body: Any) -> Any:
+    """``obj`` cut to the keys ``body`` has, recursively through maps (lists and scalars whole), in ``obj``'s order."""
+    if isinstance(obj, dict) and isinstance(body, dict):
+        return {k: _touched(v, body[k]) for k, v in obj.items() if k in body}
+    return obj
+
+
 def check_patched(validation: str, media: str, group: str, version: str, kind: str, patch_body: Any,
                   patched: Any, warnings: list[str]) -> None:
     """Field validation of the object a merge, strategic-merge or JSON patch produced (patch.go's
     applyPatchToCurrentObject / strategicPatchObject): `Warn` adds warnings, `Strict` is their 422 on the field
     `patch` (the patch map for a strategic merge patch, else the patched object's JSON); unless it raised, the
     unknown fields are dropped from ``patched``, as decoding into the kind's type drops them."""
-    errs = [] if validation == "Ignore" else object_errors(group, version, kind, patched)
-    if not errs or validation == "Warn":
-        warnings += warnings_of(errs)
+    # The stored object holds no unknown field (every write dropped them), so only what the patch touched can: for a
+    # merge or strategic-merge patch the walk covers the patched object's part under the patch's keys (whole lists,
+    # so paths and indexes are the full object's) instead of the whole object; a JSON patch's ops can reach anywhere.
+    scope = _touched(patched, patch_body) if media != "application/json-patch+json" and isinstance(patch_body, dict) \
+        else patched
+    errs = object_errors(group, version, kind, scope)
+    if not errs:
+        return
+    if validation in ("Ignore", "Warn"):
+        if validation == "Warn":
+            warnings += warnings_of(errs)
         drop_unknown(group, version, kind, patched)
         return
     from . import errors

@@ -753,11 +753,14 @@ class VolumeManager:
                      if v.stats is not None)
 
     # -- tearing down ------------------------------------------------------------------------------------
-    def teardown(self, uid: str) -> None:
-        """Unpublish the pod's PVs, unmount its tmpfs volumes, remove its directory (disk emptyDir data with it)."""
+    def teardown(self, uid: str, remove_dir: bool = True) -> bool:
+        """Unpublish the pod's PVs, unmount its tmpfs volumes, remove its directory (disk emptyDir data with it;
+        ``remove_dir=False``: later, by `remove_dir`, as the kubelet's orphaned pod dirs cleanup). False when a mount
+        stayed (the directory is then left in place)."""
         pv = self.pods.pop(uid, None)
-        for key in [k for k in self.tokens if k[-1] == uid]:  # the token manager forgets the pod's tokens
-            del self.tokens[key]
+        # the token manager forgets the pod's tokens (list(): a setup on the sync loop may add one meanwhile)
+        for key in [k for k in list(self.tokens) if k[-1] == uid]:
+            self.tokens.pop(key, None)
         for vol in pv.volumes.values() if pv else ():
             if vol.published and self.pv_plugins is not None and vol.pv is not None:
                 try:
@@ -765,12 +768,19 @@ class VolumeManager:
                 except Exception:  # noqa: BLE001 - one volume's failure must not keep the others mounted
                     log.exception("unpublishing volume %s of pod %s failed", vol.name, uid)
         d = self.pod_dir(uid)
-        for target in mounts_under(d):
+        mounts = mounts_under(d)
+        for target in mounts:
             unmount(target)
-        if mounts_under(d):
+        if mounts and mounts_under(d):
             log.warning("%s still has mounts; left in place", d)
-            return
-        shutil.rmtree(d, ignore_errors=True)
+            return False
+        if remove_dir:
+            shutil.rmtree(d, ignore_errors=True)
+        return True
+
+    def remove_dir(self, uid: str) -> None:
+        """The pod's directory, once `teardown` has unmounted everything under it."""
+        shutil.rmtree(self.pod_dir(uid), ignore_errors=True)
 
     def shutdown(self) -> None:
         for uid in list(self.pods):

@@ -186,18 +186,24 @@ class PodNetwork:
         return Attachment(ip, self.cidr.prefixlen, self.gateway, veth)
 
     def delete(self, sandbox_id: str) -> None:
-        """Release the sandbox's address and remove its veth (gone already when its namespace died)."""
+        """Release the sandbox's address and remove its veth (gone already when its namespace died). The lock is held
+        only to find and release the address file, never around `ip`; the file goes last, so the address (and its veth
+        name) cannot be handed out while its old veth may still exist."""
         with self._lock:
+            mine = []
             for f in self.ipam.glob("*") if self.ipam.is_dir() else []:
                 if f.name == LAST_RESERVED:
                     continue
                 try:
                     if f.read_text().strip() == sandbox_id:
-                        subprocess.run(["ip", "-n", self.netns, "link", "delete", self.veth_name(f.name)],
-                                       capture_output=True)
-                        f.unlink(missing_ok=True)
+                        mine.append(f)
                 except OSError:
                     continue
+        for f in mine:
+            subprocess.run(["ip", "-n", self.netns, "link", "delete", self.veth_name(f.name)], capture_output=True)
+        with self._lock:
+            for f in mine:
+                f.unlink(missing_ok=True)
 
     def veth_name(self, ip: str) -> str:
         return f"kp{self.lab_id[:4]}{int(ipaddress.ip_address(ip)) & 0xFFFFFFFF:08x}"

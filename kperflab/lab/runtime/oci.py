@@ -327,12 +327,19 @@ class CrunRuntime:
         except subprocess.TimeoutExpired:
             pass
 
-    def remove(self, proc: Process) -> None:
-        """Delete the container from crun, unmount its root, remove its bundle (the writable layer with it)."""
+    def remove(self, proc: Process, keep_bundle: bool = False) -> None:
+        """Delete the container from crun, unmount its root, remove its bundle (the writable layer with it;
+        ``keep_bundle``: the caller removes it later, by `remove_bundle`, as container garbage collection)."""
         if proc.cid:
             self.crun("delete", "--force", proc.cid, check=False)
         if proc.bundle is not None:
             subprocess.run(["umount", "-l", str(proc.bundle / "rootfs")], capture_output=True)
+            if not keep_bundle:
+                self.remove_bundle(proc)
+
+    @staticmethod
+    def remove_bundle(proc: Process) -> None:
+        if proc.bundle is not None:
             shutil.rmtree(proc.bundle, ignore_errors=True)
 
     # -- streams ---------------------------------------------------------------------------------------

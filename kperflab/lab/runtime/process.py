@@ -3,6 +3,7 @@ cgroup, inside the pod's mount namespace, as an unprivileged user, with its outp
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import select
@@ -17,6 +18,8 @@ from typing import IO, Any
 
 from ..cgroups import Driver
 from ..labs import LAB_ENV
+
+log = logging.getLogger("kperflab.lab.runtime")
 
 NOBODY = 65534
 RUNNABLE = "python:*, busybox*, alpine*, registry.k8s.io/pause*"
@@ -101,6 +104,8 @@ class LogWriter:
         self.threads: list[threading.Thread] = []
         self._subscribers: dict[bytes, list[int]] = {b"stdout": [], b"stderr": []}
         self.ended = threading.Event()  # every stream reached its end
+        self.dropped = 0  # bytes of log entries the file could not take (a full disk)
+        self._warned = False
 
     def attach(self, stream: IO[bytes] | int, name: str) -> None:
         fd = stream if isinstance(stream, int) else os.dup(stream.fileno())
@@ -139,6 +144,18 @@ class LogWriter:
                         self._subscribers[name].remove(w)
                 os.close(w)
 
+    def _write(self, entry: bytes) -> None:
+        """Append to the log file; a full disk (ENOSPC) or a quota drops the lines, never the container's output pipe
+        (as a CRI runtime's log writer: the process goes on, its lines are lost)."""
+        with self._lock:
+            try:
+                self._file.write(entry)
+            except OSError as exc:
+                self.dropped += len(entry)
+                if not self._warned:
+                    self._warned = True
+                    log.warning("log %s: lines dropped (%s)", self.path, exc.strerror or exc)
+
     def _pump(self, fd: int, name: bytes) -> None:
         pending = b""
         try:
@@ -161,11 +178,9 @@ class LogWriter:
                     pending = pending[self.MAX_LINE:]
                 if chunks:
                     stamp = self._stamp()
-                    with self._lock:
-                        self._file.write(b"".join(b"%s %s %s\n" % (stamp, name, c) for c in chunks))
+                    self._write(b"".join(b"%s %s %s\n" % (stamp, name, c) for c in chunks))
             if pending:
-                with self._lock:
-                    self._file.write(b"%s %s F %s\n" % (self._stamp(), name, pending))
+                self._write(b"%s %s F %s\n" % (self._stamp(), name, pending))
         finally:
             os.close(fd)
             with self._lock:

@@ -10,6 +10,10 @@ so the kernel frees it when the filesystem's last mount goes away: unmounting is
 namespace that died. For a crashed lab, ``cleanup(run_dir)`` unmounts what is mounted under the run dir and detaches
 every loop device whose backing file lies under it (``/sys/block/loop*/loop/backing_file``), and only those.
 
+A volume kept across restarts has its image outside the run dir (``<state dir>/volumes``); ``attach`` mounts it
+through a hard link in the run dir, so its loop device is still named by the run dir (the kernel names a loop's file
+by the path it was opened by, "(deleted)" once that link is gone) and found by the run dir or the lab's id as before.
+
 ``ns_pid`` (optional everywhere) runs the mount commands in the mount namespace of that process (``nsenter --mount``),
 for filesystems a storage server keeps out of the host's mount table.
 """
@@ -52,26 +56,66 @@ def _run(argv: list[str], ns_pid: int | None = None, timeout: float = 120) -> st
     return r.stdout
 
 
-def create(backing_file: Path, size_bytes: int, mountpoint: Path, *, ns_pid: int | None = None) -> None:
-    """Make ``backing_file`` a sparse file of ``size_bytes`` holding an ext4 filesystem with no reserved blocks,
-    mount it at ``mountpoint`` (made if missing), and let anyone write at its root (as a freshly provisioned
-    volume is). Undone entirely when a step fails."""
+def make(backing_file: Path, size_bytes: int) -> None:
+    """Make ``backing_file`` a sparse file of ``size_bytes`` holding an ext4 filesystem with no reserved blocks (not
+    mounted). Refuses a file already there (it belongs to another volume); removed again when a step fails."""
     size = max(int(size_bytes), MIN_SIZE)
     backing_file.parent.mkdir(parents=True, exist_ok=True)
     free = os.statvfs(backing_file.parent).f_bavail * os.statvfs(backing_file.parent).f_frsize
     if size > free:  # sparse, but a filesystem promised bigger than the disk would fail later, mid-write
         raise NoSpace(f"requested {_human(size)}, but the disk holding it ({backing_file.parent}) has only "
                       f"{_human(free)} free")
-    mountpoint.mkdir(parents=True, exist_ok=True)
     with open(backing_file, "xb") as f:  # a file already there belongs to another volume
         f.truncate(size)
     try:
         _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "nodiscard,root_owner=0:0", str(backing_file)])
-        _run(["mount", "-t", "ext4", "-o", "loop", str(backing_file), str(mountpoint)], ns_pid)
+    except BaseException:
+        backing_file.unlink(missing_ok=True)
+        raise
+
+
+def attach(backing_file: Path, mountpoint: Path, *, link: Path | None = None, ns_pid: int | None = None,
+           wait: float = 3.0) -> None:
+    """Mount the filesystem in ``backing_file`` at ``mountpoint`` (made if missing).
+
+    With ``link``, the loop device is set up through a hard link at that path (made, or replaced): the kernel names
+    the file by the path it was opened by, so a volume whose data lives outside a lab's run dir still has its loop
+    device found by the run dir or the lab's id (``cleanup``, ``loop_devices_of_run_id``), and removing the run dir
+    removes only the link. Refuses an image some loop device still has after ``wait`` seconds (an ext4 mounted twice
+    is corrupted)."""
+    users = loop_devices_of_file(backing_file)
+    deadline = time.monotonic() + wait  # a run just stopped: its lazily unmounted loop devices are freed asynchronously
+    while users and time.monotonic() < deadline:
+        time.sleep(0.1)
+        users = loop_devices_of_file(backing_file)
+    if users:
+        raise LoopFSError(f"{backing_file} is already in use by {', '.join(users)}")
+    source = backing_file
+    if link is not None:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        os.link(backing_file, link)
+        source = link
+    try:
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        _run(["mount", "-t", "ext4", "-o", "loop", str(source), str(mountpoint)], ns_pid)
+    except BaseException:
+        if link is not None:
+            link.unlink(missing_ok=True)
+        raise
+
+
+def create(backing_file: Path, size_bytes: int, mountpoint: Path, *, ns_pid: int | None = None,
+           link: Path | None = None) -> None:
+    """Make ``backing_file`` (``make``), mount it at ``mountpoint`` (``attach``, through ``link`` if given), and let
+    anyone write at its root (as a freshly provisioned volume is). Undone entirely when a step fails."""
+    make(backing_file, size_bytes)
+    try:
+        attach(backing_file, mountpoint, link=link, ns_pid=ns_pid)
         try:
             _run(["chmod", "0777", str(mountpoint)], ns_pid)
         except LoopFSError:
-            _run(["umount", str(mountpoint)], ns_pid)
+            detach(mountpoint, link, ns_pid=ns_pid)
             raise
     except BaseException:
         backing_file.unlink(missing_ok=True)
@@ -105,21 +149,30 @@ def grow(backing_file: Path, new_size: int, mountpoint: Path, *, ns_pid: int | N
     return new_size
 
 
-def destroy(mountpoint: Path, backing_file: Path, *, ns_pid: int | None = None) -> None:
-    """Unmount (lazily when busy: a container may still hold it; the loop device is freed when it lets go) and
-    remove the backing file and the mount point. Idempotent."""
+def detach(mountpoint: Path, link: Path | None = None, *, ns_pid: int | None = None) -> None:
+    """Unmount (lazily when busy) and remove the mount point and ``link``; the backing file stays. Idempotent."""
     if loop_device(mountpoint, ns_pid) is not None or _is_mountpoint(mountpoint, ns_pid):
         try:
             _run(["umount", str(mountpoint)], ns_pid)
         except LoopFSError:
             _run(["umount", "-l", str(mountpoint)], ns_pid)
-    for dev in loop_devices_of(backing_file):  # attached but not mounted (a crash between attach and mount)
-        subprocess.run(["losetup", "-d", dev], capture_output=True)
-    backing_file.unlink(missing_ok=True)
+    if link is not None:
+        for dev in loop_devices_of(link):  # attached but not mounted (a crash between attach and mount)
+            subprocess.run(["losetup", "-d", dev], capture_output=True)
+        link.unlink(missing_ok=True)
     try:
         mountpoint.rmdir()
     except OSError:
         pass
+
+
+def destroy(mountpoint: Path, backing_file: Path, *, ns_pid: int | None = None, link: Path | None = None) -> None:
+    """Unmount (lazily when busy: a container may still hold it; the loop device is freed when it lets go) and
+    remove the backing file, its ``link`` and the mount point. Idempotent."""
+    detach(mountpoint, link, ns_pid=ns_pid)
+    for dev in loop_devices_of(backing_file):  # attached but not mounted (a crash between attach and mount)
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
+    backing_file.unlink(missing_ok=True)
 
 
 def statvfs(mountpoint: Path) -> dict[str, int]:
@@ -165,6 +218,27 @@ def loop_devices() -> dict[str, str]:
 
 def loop_devices_of(backing_file: Path) -> list[str]:
     return sorted(dev for dev, f in loop_devices().items() if f == str(backing_file))
+
+
+def loop_devices_of_file(backing_file: Path) -> list[str]:
+    """Loop devices attached to ``backing_file`` by whatever name (a hard link of it, a name since deleted): by its
+    device and inode, as ``losetup --list`` reports them. [] when the file is missing."""
+    try:
+        st = os.stat(backing_file)
+    except OSError:
+        return []
+    try:
+        out = _run(["losetup", "--list", "--json", "--output", "NAME,BACK-INO,BACK-MAJ:MIN"], timeout=10)
+    except LoopFSError:
+        return []
+    import json
+
+    want = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    devs = []
+    for d in (json.loads(out or "{}").get("loopdevices") or []):
+        if str(d.get("back-ino")) == str(st.st_ino) and str(d.get("back-maj:min", "")).replace(" ", "") == want:
+            devs.append(d["name"])
+    return sorted(devs)
 
 
 def loop_devices_under(root: Path) -> list[str]:

@@ -19,6 +19,10 @@ What a user sees, as on a cluster:
   claimRef, when it is Available again. ``Delete`` destroys the backend and the PV; a failure makes the PV Failed with
   the event ``VolumeFailedDelete``.
 - A claim whose PV disappeared is Lost (``ClaimLost``).
+- A volume of the lab's provisioners whose data is gone (its backing file missing: volumes are kept across restarts
+  in the state dir, see ``plugins``) is Failed with the reason as message and a ``VolumeConditionAbnormal`` warning
+  on it and its claim (as CSI's volume health monitor reports an abnormal volume); its claim stays Bound, and once
+  the claim is deleted a Delete volume goes.
 - ``kubernetes.io/pvc-protection`` keeps a deleted claim (Terminating) while a pod that is not finished uses it;
   ``kubernetes.io/pv-protection`` keeps a deleted PV while it is Bound.
 """
@@ -434,6 +438,18 @@ class PVController:
         if meta.get("deletionTimestamp"):
             self._sync_deleted_volume(pv)
             return
+        lost = self._lost(pv)
+        if lost:
+            claim = self.store.try_get(PVCS, ref.get("namespace", ""), ref.get("name", "")) if ref else None
+            if phase != "Failed":
+                self._once(pv, "Warning", "VolumeConditionAbnormal", lost)
+                if claim is not None:
+                    self._once(claim, "Warning", "VolumeConditionAbnormal", lost)
+            pv = self._volume_status(pv, "Failed", lost)
+            if ref and ref.get("uid") and (claim is None or claim["metadata"]["uid"] != ref["uid"]) \
+                    and (spec.get("persistentVolumeReclaimPolicy") or "Retain") == "Delete":
+                self._reclaim_delete(pv)  # nothing left to keep: the PV goes
+            return
         if not ref:
             self._volume_status(pv, "Available")
             return
@@ -450,6 +466,13 @@ class PVController:
             pv = self._volume_status(pv, "Released")
         if (spec.get("persistentVolumeReclaimPolicy") or "Retain") == "Delete":
             self._reclaim_delete(pv)
+
+    def _lost(self, pv: Obj) -> str:
+        """Why a volume of one of the lab's provisioners has lost its data ('' when it has not, or is not ours): its
+        backing file is gone (a lab restarted from a store older than kept volumes, or a file removed by hand)."""
+        backend = self._backend_of(pv)
+        lost = getattr(backend, "lost", None)
+        return lost(pv) if lost is not None else ""
 
     def _backend_of(self, pv: Obj) -> Backend | None:
         by = (pv["metadata"].get("annotations") or {}).get(ANN_PROVISIONED_BY)

@@ -15,7 +15,9 @@ Layout::
                       It listens on <ip>:2022; each connection runs ``sftp-server`` chrooted to the export root, whose
                       only contents are ``/usr`` (read-only) and ``/volumes/<handle>``: the lab's remote volumes, each
                       an ext4 loop filesystem (``loopfs``) mounted inside the server's mount namespace only — the host's
-                      mount table never shows it, and it dies with the server.
+                      mount table never shows it, and it dies with the server. The images are kept across restarts
+                      in ``<state dir>/volumes/remote/<handle>.img`` and mounted through a hard link in the run dir
+                      (``run/<id>/storage-server/disks``); a restarted lab's server serves them again.
     the node          ``sshfs -o directport=2022 <ip>:/volumes/<handle> <globalmount>`` run in the node's network
                       namespace (``nsenter --net``), mounted at
                       run/<id>/plugins/kubernetes.io/csi/remote.storage.kperflab.dev/<handle>/globalmount (the
@@ -69,11 +71,12 @@ def unavailable_reason() -> str:
 class StorageServer:
     """The SFTP server on the pod network and its volumes."""
 
-    def __init__(self, lab_id: str, run_dir: Path, podnet: PodNetwork, env: dict[str, str]) -> None:
+    def __init__(self, lab_id: str, run_dir: Path, podnet: PodNetwork, env: dict[str, str], volumes_dir: Path) -> None:
         self.lab_id = lab_id
         self.root = run_dir / "storage-server"
         self.chroot = self.root / "export"
-        self.disks = self.root / "disks"
+        self.disks = self.root / "disks"  # this run's hard links to the images (its loop devices name them)
+        self.images = volumes_dir / "remote"  # the volumes' images: kept across restarts
         self.podnet = podnet
         self.env = env
         self.ip = ""
@@ -151,14 +154,25 @@ class StorageServer:
         """The volume's path as the SFTP client names it."""
         return f"/volumes/{handle}"
 
+    def image(self, handle: str) -> Path:
+        return self.images / f"{handle}.img"
+
     def create_volume(self, handle: str, size_bytes: int) -> None:
-        loopfs.create(self.disks / f"{handle}.img", size_bytes, self.chroot / "volumes" / handle, ns_pid=self.pid)
+        loopfs.create(self.image(handle), size_bytes, self.chroot / "volumes" / handle, ns_pid=self.pid,
+                      link=self.disks / f"{handle}.img")
+
+    def attach_volume(self, handle: str) -> None:
+        """Serve an existing volume again (a restored lab): its image mounted in the server's mount namespace."""
+        mnt = self.chroot / "volumes" / handle
+        if loopfs.loop_device(mnt, self.pid) is None:
+            loopfs.attach(self.image(handle), mnt, link=self.disks / f"{handle}.img", ns_pid=self.pid)
 
     def delete_volume(self, handle: str) -> None:
-        loopfs.destroy(self.chroot / "volumes" / handle, self.disks / f"{handle}.img", ns_pid=self.pid)
+        loopfs.destroy(self.chroot / "volumes" / handle, self.image(handle), ns_pid=self.pid,
+                       link=self.disks / f"{handle}.img")
 
     def has_volume(self, handle: str) -> bool:
-        return (self.disks / f"{handle}.img").exists()
+        return self.image(handle).exists()
 
     def counters(self) -> dict[str, int]:
         """The server's eth0 byte and packet counters (what crossed the pod network to and from it)."""
@@ -181,7 +195,7 @@ class StorageServer:
             time.sleep(0.05)  # the mount namespace is released asynchronously; autoclear frees the loops after
         loopfs.cleanup(self.root)
         for f in self.disks.glob("*.img") if self.disks.is_dir() else []:
-            f.unlink(missing_ok=True)
+            f.unlink(missing_ok=True)  # the links: the images stay for the next run
 
 
 class RemoteBackend:
@@ -204,6 +218,18 @@ class RemoteBackend:
     def delete(self, pv: dict[str, Any]) -> None:
         self.server.delete_volume(pv["spec"]["csi"]["volumeHandle"])
 
+    def attach(self, pv: dict[str, Any]) -> None:
+        self.server.attach_volume(pv["spec"]["csi"]["volumeHandle"])
+
+    def lost(self, pv: dict[str, Any]) -> str:
+        """Why the volume's data is gone ('' when it is there)."""
+        handle = pv["spec"]["csi"].get("volumeHandle") or ""
+        if handle and self.server.has_volume(handle):
+            return ""
+        return (f"the volume's data is gone: the storage server has no volume {handle} (its image "
+                f"{self.server.image(handle)} does not exist: a volume made before the lab kept volumes across "
+                "restarts, or its file was removed)")
+
     def owns(self, pv: dict[str, Any]) -> bool:
         return ((pv.get("spec") or {}).get("csi") or {}).get("driver") == DRIVER
 
@@ -211,10 +237,11 @@ class RemoteBackend:
 class RemoteMounts:
     """The node side (the CSI node plugin's stage/publish): one sshfs mount per volume, shared by the pods using it."""
 
-    def __init__(self, run_dir: Path, node_netns: str, env: dict[str, str]) -> None:
+    def __init__(self, run_dir: Path, node_netns: str, env: dict[str, str], server: StorageServer | None = None) -> None:
         self.base = run_dir / "plugins" / "kubernetes.io" / "csi" / DRIVER
         self.node_netns = node_netns
         self.env = env
+        self.server = server  # the lab's own: its address this run (a PV made by an earlier run may name another)
         self._users: dict[str, set[tuple[str, str]]] = {}
         self._lock = threading.Lock()
 
@@ -233,6 +260,8 @@ class RemoteMounts:
 
     def _mount(self, attrs: dict[str, str], handle: str, gm: Path) -> None:
         server, port, share = attrs.get("server"), attrs.get("port", str(PORT)), attrs.get("share", f"/volumes/{handle}")
+        if self.server is not None and self.server.ip:
+            server, port = self.server.ip, str(PORT)
         if not server:
             raise OSError(f"rpc error: code = InvalidArgument desc = volume {handle} has no server attribute")
         gm.mkdir(parents=True, exist_ok=True)
