@@ -299,3 +299,24 @@ def test_run_on_change_coalesces_a_burst_and_still_reacts_fast():
     finally:
         stop.set()
         th.join(5)
+
+
+def test_events_expire_an_hour_after_they_were_last_recorded():
+    """kube-apiserver's --event-ttl (1 h): the durable store must not keep every event for ever."""
+    from kperflab.lab.controllers import Controllers
+    from kperflab.lab.events import Recorder
+
+    now = [1_800_000_000.0]
+    store = Store(clock=lambda: now[0])
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default", "uid": "u"}}
+    Recorder(store, "kubelet").event(pod, "Normal", "Pulled", "old news")
+    now[0] += 1800
+    Recorder(store, "kubelet").event(pod, "Normal", "Started", "recent")
+    ctl = Controllers(store, "node")
+    now[0] += 1801  # the first event is 3601 s old, the second 1801 s
+    ctl.expire_events()
+    left = [e["reason"] for e in store.list("v1/events")[0]]
+    assert left == ["Started"]
+    now[0] += 1800  # checked again only after a minute: now both are past the hour
+    ctl.expire_events()
+    assert store.list("v1/events")[0] == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import time
 from typing import Any
 
 from . import errors, policy, validation
@@ -37,6 +38,7 @@ class Controllers:
     def __init__(self, store: Store, node_name: str) -> None:
         self.store = store
         self.node = node_name
+        self._events_checked = float("-inf")
         self.sched_events = Recorder(store, "default-scheduler")
         self.job_events = Recorder(store, "job-controller")
         self.ds_events = Recorder(store, "daemonset-controller")
@@ -66,6 +68,25 @@ class Controllers:
         self.quotas.reconcile()
         self.garbage_collect()
         self.endpointslices.reconcile()
+        self.expire_events()
+
+    def expire_events(self) -> None:
+        """kube-apiserver's `--event-ttl` (1 h): an Event goes an hour after it was last recorded (etcd drops it with
+        its lease). Checked at most once a minute; the durable store would otherwise keep every event for ever."""
+        now = self.store.clock()
+        if now < self._events_checked + 60:
+            return
+        self._events_checked = now
+        for key in ("v1/events", "events.k8s.io/v1/events"):
+            items, *_ = self.store.list(key, None, copy=False)
+            for ev in items:
+                last = max((_epoch(ev.get(f)) for f in ("lastTimestamp", "eventTime", "deprecatedLastTimestamp")),
+                           default=0.0) or _epoch(ev["metadata"].get("creationTimestamp"))
+                if last and now - last > EVENT_TTL:
+                    try:
+                        self.store.remove(key, ev["metadata"].get("namespace", ""), ev["metadata"]["name"])
+                    except errors.APIError:
+                        pass
 
     # -- scheduler -------------------------------------------------------------------------------
     def schedule(self) -> None:
@@ -418,6 +439,21 @@ def _tolerates_unschedulable(pod: dict[str, Any]) -> bool:
         if (not key and op == "Exists") or (key == "node.kubernetes.io/unschedulable" and (op == "Exists" or not t.get("value"))):
             return True
     return False
+
+
+EVENT_TTL = 3600.0  # kube-apiserver's --event-ttl default
+
+
+def _epoch(ts: Any) -> float:
+    """Seconds since the epoch of a metav1.Time or MicroTime string; 0 for none or a bad one."""
+    if not isinstance(ts, str) or not ts:
+        return 0.0
+    import calendar
+
+    try:
+        return float(calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        return 0.0
 
 
 def tolerates(pod: dict[str, Any], taint: dict[str, Any]) -> bool:
