@@ -58,31 +58,71 @@ def build_tree(work: Path) -> Path:
     return pkg
 
 
-def run(kubeconfig: Path, pytest_args: list[str], timeout: float) -> int:
+TEST_TIMEOUT = 120  # seconds for one test: a hang becomes that test's failure, not the whole run's timeout
+
+# The run's conftest.py: a per-test alarm. SharedInformer.stop() can hang for good when it comes while the informer's
+# thread is between its list and its watch: Watch.stream() resets the stop flag Watch.stop() just set, and the watch
+# then waits for an event that never comes (kube-apiserver sends none either on a quiet watch). The tests that stop an
+# informer right after its first list meet this race now and then on a loaded machine.
+CONFTEST = f"""
+import signal
+
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    def expired(signum, frame):
+        pytest.fail("no result after {TEST_TIMEOUT} s: the test hung (see scripts/client-e2e.py)", pytrace=False)
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm({TEST_TIMEOUT})
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+"""
+
+
+def run(kubeconfig: Path, pytest_args: list[str], timeout: float, rerun: bool = True) -> int:
+    """pytest over the suites; with ``rerun``, the tests that failed are run once more (the race above), and the
+    run says which. Exit status: the first run's when it passed, else the second's."""
     with tempfile.TemporaryDirectory(prefix="kperflab-client-e2e-") as tmp:
         work = Path(tmp)
         build_tree(work)
+        (work / "conftest.py").write_text(CONFTEST)
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(work), "PYTHONDONTWRITEBYTECODE": "1"}
         targets = [f"kubernetes/{s}" for s in SUITES]
-        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-rA", "--durations=10",
+        cmd = [sys.executable, "-m", "pytest", "-o", f"cache_dir={work / '.cache'}", "-v", "-rA", "--durations=10",
                *(pytest_args or targets)]
         if pytest_args and not any(a.startswith("kubernetes/") for a in pytest_args):
             cmd += targets
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=work, env=env, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: pytest and anything it started
-            proc.wait()
-            print(f"client-e2e: stopped after {timeout:.0f} s (--timeout)", file=sys.stderr)
-            rc = 124
-        except KeyboardInterrupt:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
+        rc = _pytest(cmd, work, env, timeout)
+        if rc == 1 and rerun:  # some tests failed (not an error of pytest itself, not the timeout): once more
+            print("client-e2e: some tests failed; running the failed ones again (--last-failed)", file=sys.stderr,
+                  flush=True)
+            rc = _pytest([*cmd, "--last-failed", "--last-failed-no-failures", "none"], work, env,
+                         max(60.0, timeout - (time.monotonic() - started)))
+            print(f"client-e2e: second run of the failed tests: exit status {rc}", file=sys.stderr)
         print(f"client-e2e: {time.monotonic() - started:.0f} s, exit status {rc}", file=sys.stderr)
         return rc
+
+
+def _pytest(cmd: list[str], work: Path, env: dict[str, str], timeout: float) -> int:
+    proc = subprocess.Popen(cmd, cwd=work, env=env, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session: pytest and anything it started
+        proc.wait()
+        print(f"client-e2e: stopped after {timeout:.0f} s (--timeout)", file=sys.stderr)
+        return 124
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
 
 
 def with_lab(pytest_args: list[str], timeout: float, resolution: str) -> int:

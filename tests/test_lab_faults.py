@@ -166,13 +166,15 @@ def test_a_container_killed_from_outside_is_handled_by_its_restart_policy(k8s: A
 
 @pytest.fixture(scope="module")
 def small_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A lab (process runtime: no image filesystem to fit) whose KPERFLAB_HOME is a 64 MiB tmpfs of its own."""
+    """A lab (process runtime: no image filesystem to fit) whose KPERFLAB_HOME is a 256 MiB tmpfs of its own: big
+    enough that the store's 8 MiB reserve, once given up, leaves the filesystem under the 10 % eviction threshold
+    (on a 64 MiB one it lifted DiskPressure before the kubelet evicted anything)."""
     from .conftest import kperflab
 
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem needs root")
     home = tmp_path_factory.mktemp("small-home")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(home)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0700", "tmpfs", str(home)], check=True)
     try:
         up = kperflab(home, "lab", "up", "--runtime", "process")
         assert up.returncode == 0, up.stdout + up.stderr
@@ -248,6 +250,18 @@ def test_a_full_disk_gives_disk_pressure_and_the_lab_stays_up(small_lab: dict[st
     events = v1.list_namespaced_event("default", field_selector="involvedObject.name=writer").items
     assert any(e.reason == "Evicted" and e.message == p.status.message for e in events)
     print(f"disk full → DiskPressure True in {took:.1f} s")
+    # a new pod is not scheduled onto the tainted node, and says why (the scheduler's TaintToleration message)
+    v1.create_namespaced_pod("default", client.V1Pod(
+        metadata=client.V1ObjectMeta(name="newcomer"),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox", command=["true"])])))
+    want = ("0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/disk-pressure: }. "
+            "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
+    deadline = time.monotonic() + 10
+    while ("FailedScheduling", want) not in [(e.reason, e.message) for e in v1.list_namespaced_event(
+            "default", field_selector="involvedObject.name=newcomer").items]:
+        assert time.monotonic() < deadline, v1.read_namespaced_pod("newcomer", "default").status
+        time.sleep(0.2)
+    assert not v1.read_namespaced_pod("newcomer", "default").spec.node_name
     v1.list_namespace()  # the lab still answers
     (small_lab["home"] / "filler").unlink()
     assert v1.read_node(NODE).metadata.name == NODE

@@ -123,7 +123,9 @@ def test_a_pull_moves_the_bytes_and_the_slow_registry_is_as_slow_as_its_rate(oci
     assert slow["took"] >= 0.95 * sizes["100MB"] * 8 / 100e6, slow  # no faster than 100 Mbit/s
     assert fast["took"] < slow["took"], (fast, slow)
     first, second = sorted((slow, fast), key=lambda x: x["total"])
-    assert second["total"] - second["took"] >= 0.9 * first["took"], "serialized: the second pull waited for the first"
+    # serialized, the second waited for most of the first (less the time between the two pods' sandboxes: the first
+    # may be short, 0.7 s); in parallel it would not have waited at all
+    assert second["total"] - second["took"] >= 0.5 * first["took"], "serialized: the second pull waited for the first"
     assert int(first_line(k8s, namespace, "slow")) > 95_000_000  # the data, unpacked in the container's rootfs
     assert first_line(k8s, namespace, "fast") == "19"  # busybox below 19 data layers
 
