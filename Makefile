@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup system-deps workshop test lint jupyter images bench clean
+.PHONY: help setup system-deps workshop test lint jupyter images notebooks bench clean
 
 help:
 	@echo "make workshop   run every notebook against the lab (or your cluster) into out/"
 	@echo "make test       the whole test suite"
 	@echo "make jupyter    JupyterLab on notebooks/"
 	@echo "make lint       ruff"
+	@echo "make notebooks  jupytext --sync: bring each notebook and its notebooks/NN-name.py pair up to date"
 	@echo "make bench      benchmark scripts (figures for the issue notes)"
 
 $(STAMP): pyproject.toml requirements.lock
@@ -35,6 +36,9 @@ test: setup images
 
 lint: setup
 	$(BIN)/ruff check kperflab tests benchmarks
+
+notebooks: setup
+	$(BIN)/jupytext --sync notebooks/[0-9][0-9]-*.ipynb
 
 jupyter: setup images
 	$(BIN)/jupyter lab notebooks/

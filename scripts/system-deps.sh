@@ -25,6 +25,8 @@ have losetup         || need+=(mount)
 have sshfs           || need+=(sshfs)
 have fusermount3     || need+=(fuse3)
 [ -x /usr/lib/openssh/sftp-server ] || need+=(openssh-sftp-server)
+# the browser test: Playwright drives Debian's chromium (its own browser download cannot work offline)
+have chromium         || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   echo "system tools: all present"
   exit 0

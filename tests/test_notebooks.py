@@ -3,7 +3,6 @@ parameters, solutions on, checks strict). Executed copies are kept under out/ fo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import textwrap
@@ -17,31 +16,6 @@ from .conftest import needs_root
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
-
-
-def _builder():
-    spec = importlib.util.spec_from_file_location("build_notebooks", ROOT / "scripts" / "build_notebooks.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_committed_notebooks_are_clean_and_built_from_the_script():
-    builder = _builder()
-    assert {p.name for p in NOTEBOOKS} == set(builder.NOTEBOOKS)
-    for path in NOTEBOOKS:
-        nb = nbformat.read(str(path), as_version=4)
-        nbformat.validate(nb)
-        assert nb.metadata.kernelspec.name == "python3"
-        code = [c for c in nb.cells if c.cell_type == "code"]
-        assert "parameters" in code[0].metadata.get("tags", []), path.name
-        assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
-        assert json.loads(nbformat.writes(builder.build(builder.NOTEBOOKS[path.name]))) == json.loads(nbformat.writes(nb)), \
-            f"{path.name} differs from scripts/build_notebooks.py: rebuild it"
-        text = "\n".join(c.source for c in nb.cells)
-        exercises = text.count("exercises.check(")
-        assert exercises >= 2, path.name
-        assert sum("solution" in c.metadata.get("tags", []) for c in code) >= 2
 
 
 WRONG = "wrong-answers"  # the tag of the cells this test adds after each check
