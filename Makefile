@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make workshop   run every notebook against the lab (or your cluster) into out/"
 	@echo "make test       the whole test suite"
-	@echo "make jupyter    JupyterLab on notebooks/"
+	@echo "make jupyter    JupyterLab at the repository root (pictures in images/ show), opening notebooks/"
 	@echo "make lint       ruff"
 	@echo "make notebooks  jupytext --sync: bring each notebook and its notebooks/NN-name.py pair up to date"
 	@echo "make bench      benchmark scripts (figures for the issue notes)"
@@ -25,8 +25,8 @@ setup: $(STAMP) system-deps
 system-deps:
 	@scripts/system-deps.sh
 
-images: setup
-	@for src in images/*.dot; do [ -e "$$src" ] || continue; dot -Tpng "$$src" -o "$${src%.dot}.png"; done
+images:
+	@$(PYTHON) images/render.py
 
 workshop: setup images
 	$(BIN)/kperflab workshop
@@ -41,7 +41,7 @@ notebooks: setup
 	$(BIN)/jupytext --sync notebooks/[0-9][0-9]-*.ipynb
 
 jupyter: setup images
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: setup
 	$(BIN)/python benchmarks/pod_startup.py

@@ -1,8 +1,6 @@
 # %% [markdown]
 # # 02 · Storage: images, ephemeral volumes, persistent volumes
 #
-# ![Where a pod's bytes come from: the image pull path, and the volume kinds of this notebook](../images/storage-paths.png)
-#
 # **You will learn to**
 # 1. read pull times and image sizes from the kubelet's `Pulled` events, and measure what image size costs a pod's
 #    start — cold, already present, and over a slow registry;
@@ -58,6 +56,13 @@ print(storage.describe(cluster, catalog, plan))
 # every layer (compressed), checks each digest, and unpacks the layers into the runtime's store; only then can the
 # container be created. The kubelet says how long it took in the pod's `Pulled` event — read as on any cluster:
 #
+# ![The image pull path: the kubelet (imagePullPolicy, serializeImagePulls) asks the runtime's CRI image service,
+# which fetches the manifest, config and compressed layer blobs from the registry into the node's content store,
+# checks every digest, decompresses and unpacks each layer into a snapshot on the image filesystem, and the layers
+# become the read-only lower part of the container's overlay root filesystem under its writable layer; the kubelet
+# reports the time in a Pulled event. A pre-puller DaemonSet takes the same path ahead of time and keeps the images in
+# use; image GC removes unused images when the image filesystem passes its high threshold](../images/image-pull.png)
+#
 # - since 1.30: `Successfully pulled image "nginx" in 717ms (718ms including waiting). Image size: 78005565 bytes.` — the
 #   first duration is the pull, the second includes waiting behind other pulls (`serializeImagePulls: true`, the
 #   upstream default, pulls one image at a time per node); the size is what the runtime stores (containerd: the
@@ -108,6 +113,13 @@ gc.show(table=True)
 
 # %% [markdown]
 # ## 3. emptyDir: on the node's disk, or in memory
+#
+# ![The volume kinds of sections 3 to 6 and what each counts against: a container's writable layer and a disk-backed
+# emptyDir live on the node's disk and count against ephemeral-storage (over a limit or sizeLimit the kubelet evicts
+# the pod); a memory-backed emptyDir is a tmpfs whose pages are the container's memory and count against
+# limits.memory (OOM kill), its sizeLimit making a write fail with ENOSPC; a local PV is a filesystem of its own on a
+# block device of the node, a remote PV a network filesystem whose every operation is a round trip to a storage
+# server; both are limited by the volume's own capacity, not by the pod's limits](../images/volume-kinds.png)
 #
 # An `emptyDir` lives as long as its pod. By default it is a directory on the node's filesystem (with the kubelet's
 # state, often the same disk as logs and images); `medium: Memory` makes it a tmpfs, in RAM. The probe below runs the

@@ -1,8 +1,6 @@
 # %% [markdown]
 # # 03 · Networking: kube-proxy's modes, Services at scale, DNS
 #
-# ![The first packet of a connection to a Service in kube-proxy's iptables and nftables modes](../images/kube-proxy-modes.png)
-#
 # **You will learn to**
 # 1. tell which mode kube-proxy runs in — from its ConfigMap, its own `/proxyMode` and its metrics — and how sure that is;
 # 2. measure what the number of Services does to the latency of a **new** connection, in iptables and in nftables mode;
@@ -60,6 +58,12 @@ print(f"This machine: the ip_vs kernel module is {'loaded' if host.ipvs_availabl
 # EndpointSlices and writes kernel rules that rewrite (DNAT) a connection's first packet from the ClusterIP to one of
 # the Service's endpoints; conntrack remembers the choice, so later packets of that connection skip the rules.
 #
+# ![One node's pod network: each pod's eth0 is one end of a veth pair whose other end is a port of the node's bridge
+# (the pods' gateway, 10.244.0.1 in the pod CIDR 10.244.0.0/16); a connection to the ClusterIP 10.96.0.20 goes to the
+# gateway, kube-proxy's rules in the node's nat PREROUTING hook rewrite its first packet to an endpoint pod's address,
+# conntrack translates the rest and the replies, and the bridge delivers it over the endpoint's veth
+# pair](../images/pod-network.png)
+#
 # - **iptables** (the default on Linux, still in 1.35): the `nat` table jumps to `KUBE-SERVICES`, **one rule per Service
 #   port**, matched in order; the match jumps to `KUBE-SVC-…`, which picks an endpoint with `-m statistic` rules and
 #   jumps to its `KUBE-SEP-…` (DNAT). The first packet of every new connection walks `KUBE-SERVICES` until its rule
@@ -77,6 +81,14 @@ print(f"This machine: the ip_vs kernel module is {'loaded' if host.ipvs_availabl
 #   announce each node's pod CIDR, and its firewall enforces NetworkPolicy with iptables and ipsets. It cannot run in
 #   the lab on a machine without the `ip_vs` module (the connect cell says whether this one has it), and the lab's single
 #   node has no BGP peer, so here it appears only through published numbers.
+#
+# ![The first packet of a new connection to the ClusterIP 172.30.0.44:80 of a Service with two endpoints (upstream's
+# test fixture ns4/svc4). iptables mode: nat PREROUTING/OUTPUT jump to KUBE-SERVICES, whose rules, one per Service
+# port, are tried in order until one matches and jumps to KUBE-SVC-4SW47YFZTEDKD3PK, which picks an endpoint with a
+# 0.5 probability rule and jumps to its KUBE-SEP chain for the DNAT. nftables mode: table ip kube-proxy, nat-prerouting
+# jumps to the services chain, one lookup in the verdict map service-ips goes to the Service's chain, which picks an
+# endpoint chain with numgen random mod 2 for the DNAT. In both, conntrack handles the connection's later
+# packets](../images/kube-proxy-modes.png)
 #
 # Published numbers (Kubernetes blog, "NFTables mode for kube-proxy", 2025-02-28, measured for KubeCon NA 2024): in
 # iptables mode the median first-packet latency grew more than fivefold from 5,000 to 30,000 Services, and the spread

@@ -26,43 +26,44 @@ def test_every_notebook_has_its_percent_script_and_nothing_else_is_there():
         assert path.read_text().startswith("# %% [markdown]\n"), f"{path.name} is not in the percent format"
 
 
-def _sync_changes(tmp: Path, newer: str) -> list[str]:
-    """Copies the notebooks and jupytext.toml to ``tmp``, makes one side of every pair newer and runs
-    ``jupytext --sync``: the names of the files it changed."""
-    shutil.copy(ROOT / "jupytext.toml", tmp / "jupytext.toml")
-    nbdir = tmp / "notebooks"
-    shutil.copytree(ROOT / "notebooks", nbdir, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-    before = {p.name: p.read_bytes() for p in nbdir.iterdir()}
-    for path in nbdir.iterdir():
-        os.utime(path, (1e9, 1e9 + (100 if path.suffix == newer else 0)))
-    proc = subprocess.run([*JUPYTEXT, "--sync", *sorted(str(p) for p in nbdir.glob("*.ipynb"))], cwd=tmp,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return sorted(name for name, data in before.items() if (nbdir / name).read_bytes() != data)
+def _as_script(nb: nbformat.NotebookNode) -> str:
+    """The percent script `jupytext --sync` writes for a notebook, with the project's jupytext.toml."""
+    import jupytext
+    from jupytext.config import load_jupytext_configuration_file
+
+    config = load_jupytext_configuration_file(str(ROOT / "jupytext.toml"))
+    return jupytext.writes(nb, fmt="py:percent", config=config)
 
 
-@pytest.mark.parametrize("newer", [".ipynb", ".py"])
-def test_pairs_are_in_sync_whichever_side_was_edited_last(tmp_path, newer):
-    changed = _sync_changes(tmp_path, newer)
-    assert not changed, f"out of sync: {changed}; run `make notebooks` (jupytext --sync) and commit both files"
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_pair_is_in_sync(path):
+    """What `jupytext --sync` would write from the notebook is the committed script, byte for byte: an edit on
+    either side that the other lacks fails here."""
+    script = path.with_suffix(".py")
+    assert _as_script(nbformat.read(str(path), as_version=4)) == script.read_text(), \
+        f"{path.name} and {script.name} are out of sync: run `make notebooks` (jupytext --sync) and commit both"
 
 
-def test_sync_test_sees_an_edit_on_either_side(tmp_path):
-    """The check above can fail: an edit to a script's code cell reaches its notebook, one to the notebook reaches
-    the script."""
-    nbdir = ROOT / "notebooks"
-    work = tmp_path / "w"
-    (work / "notebooks").mkdir(parents=True)
-    shutil.copy(ROOT / "jupytext.toml", work / "jupytext.toml")
-    for p in nbdir.glob("01-*"):
-        shutil.copy(p, work / "notebooks" / p.name)
-    py = work / "notebooks" / "01-foundations.py"
-    py.write_text(py.read_text().replace("requests = 10 ", "requests = 11 ", 1))
-    os.utime(py, (2e9, 2e9))
-    subprocess.run([*JUPYTEXT, "--sync", str(work / "notebooks" / "01-foundations.ipynb")], cwd=work, check=True,
+def test_the_sync_check_sees_an_edit_on_either_side(tmp_path):
+    path = NOTEBOOKS[0]
+    nb = nbformat.read(str(path), as_version=4)
+    script = path.with_suffix(".py").read_text()
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source = params.source.replace("quick = False", "quick = True", 1)
+    assert _as_script(nb) != script  # the notebook edited, the script not
+    edited = script.replace("quick = False", "quick = True", 1)
+    assert edited != script and _as_script(nbformat.read(str(path), as_version=4)) != edited  # the other way round
+    # and `jupytext --sync` itself brings an edited script into its notebook (the command `make notebooks` runs)
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(ROOT / "jupytext.toml", tmp_path / "jupytext.toml")
+    shutil.copy(path, tmp_path / "notebooks" / path.name)
+    copy = tmp_path / "notebooks" / path.with_suffix(".py").name
+    copy.write_text(edited)
+    os.utime(copy, (2e9, 2e9))
+    subprocess.run([*JUPYTEXT, "--sync", str(tmp_path / "notebooks" / path.name)], cwd=tmp_path, check=True,
                    capture_output=True, timeout=120)
-    nb = nbformat.read(str(work / "notebooks" / "01-foundations.ipynb"), as_version=4)
-    assert any("requests = 11 " in c.source for c in nb.cells)
+    synced = nbformat.read(str(tmp_path / "notebooks" / path.name), as_version=4)
+    assert _as_script(synced) == edited
 
 
 def test_committed_notebooks_are_clean_and_shaped_for_the_workshop():
