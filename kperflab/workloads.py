@@ -85,6 +85,12 @@ for cores, seconds in phases:
 emit(event="done")
 time.sleep(3600)
 """
+CPU_PHASES_FOREVER = _PRELUDE + _BURN + """phases = [(float(c), float(s)) for c, s in (p.split(":") for p in os.environ["PHASES"].split(","))]
+while True:
+    for cores, seconds in phases:
+        emit(event="phase", cores=cores, seconds=seconds)
+        burn(min(cores, 1.0), seconds)
+"""
 
 MEMORY_SPIKE = _PRELUDE + """base, spike, after = int(os.environ["BASE"]), int(os.environ["SPIKE"]), float(os.environ["AFTER"])
 def touch(n):
@@ -455,13 +461,15 @@ def http_echo(name: str = "http-echo", port: int = 8080, **kw: Any) -> Obj:
 
 
 def cpu_phases(name: str = "cpu-phases", phases: tuple[tuple[float, float], ...] = ((0.2, 15), (1.0, 15), (0.3, 15)),
-               **kw: Any) -> Obj:
-    """Changes its CPU use over time: each phase is (cores ≤ 1, seconds); reports when each phase starts."""
+               repeat: bool = False, **kw: Any) -> Obj:
+    """Changes its CPU use over time: each phase is (cores ≤ 1, seconds); reports when each phase starts. With
+    ``repeat`` the phases go round until the pod is deleted."""
     if not phases:
         raise BadInput("phases is empty.", hint="Pass phases like ((0.2, 10), (1.0, 10)).")
     for c, sec in phases:
         _positive(cores=c, seconds=sec)
-    return pod(name, CPU_PHASES, {"PHASES": ",".join(f"{c}:{s}" for c, s in phases)}, workload="cpu-phases", **kw)
+    kw.setdefault("workload", "cpu-phases")
+    return pod(name, CPU_PHASES_FOREVER if repeat else CPU_PHASES, {"PHASES": ",".join(f"{c}:{s}" for c, s in phases)}, **kw)
 
 
 def memory_spike(name: str = "memory-spike", base: int = 16 << 20, spike: int = 128 << 20, after: float = 20, **kw: Any) -> Obj:

@@ -12,7 +12,8 @@
 # 5. follow a HorizontalPodAutoscaler's decision through each lag of the chain, up under load and down again.
 #
 # **Time:** about 35 minutes. **Needs:** a cluster with `metrics.k8s.io` (metrics-server, or the lab) and `nodes/proxy`
-# for the kubelet endpoints; section 6 creates a Deployment and a HorizontalPodAutoscaler in its own namespace. Facts below are for Kubernetes 1.37 (metrics.k8s.io v1 is GA there; metrics-server 0.9
+# for the kubelet endpoints; section 6 creates a Deployment and a HorizontalPodAutoscaler in its own namespace, section 7
+# two small pods (50m CPU requested each) in another, until you stop its dashboard. Facts below are for Kubernetes 1.37 (metrics.k8s.io v1 is GA there; metrics-server 0.9
 # serves v1beta1). **Previous:** 03 · Networking.
 
 # %% tags=["parameters"]
@@ -183,13 +184,19 @@ exercises.check(answer_percent, hpa.data.get("hpa_utilization"), tolerance=40, u
 # %% [markdown]
 # ## 7. A live dashboard
 #
-# For people: a live `kubectl top` of this workspace (start/stop, refresh interval). Run headless (papermill, CI),
-# it shows one snapshot instead.
+# For people: a live `kubectl top`. It starts a small workload of its own, two pods whose CPU use changes every 10 s
+# (between 0.05 and 0.25 of a core each), in a workspace of its own, and redraws their bars every 5 s; the time in
+# the title is the time of the read, and the numbers change once per metrics resolution (5 s on the lab, 15 s by
+# default with metrics-server). For the first 15–30 s it says it is waiting: the metrics API has nothing for a pod
+# until it has two samples of it. It keeps running while you read on, also after the last cell deletes this
+# notebook's workspace: press **Stop** to end it (its workspace is deleted then, or when the kernel shuts down).
+# `live_top(cluster, all_namespaces=True)` follows every pod of the cluster instead and starts no workload.
+# Run headless (papermill, CI), it shows one snapshot of this notebook's workspace.
 
 # %%
 from kperflab.widgets import live_top
 
-live_top(cluster, namespace=ws.namespace)
+live_top(cluster, snapshot_namespace=ws.namespace)  # live: its own workload until Stop; headless: one snapshot
 
 # %% [markdown]
 # ## Recap
