@@ -557,7 +557,8 @@ def test_participant_can_do_exactly_what_the_manifest_grants(participant):
               for group in rule["apiGroups"] for res in rule["resources"] for verb in rule["verbs"]]
     # what the manifest does not grant (its comments: nothing beyond the workshop's needs)
     checks += [(v, g, r, False) for v, g, r in [
-        ("get", "", "secrets"), ("list", "", "secrets"), ("create", "apps", "deployments"), ("delete", "", "nodes"),
+        ("get", "", "secrets"), ("list", "", "secrets"), ("create", "apps", "statefulsets"), ("delete", "", "nodes"),
+        ("delete", "", "persistentvolumes"), ("patch", "", "persistentvolumes"), ("create", "apps", "replicasets"),
         ("create", "", "pods/exec"), ("create", "rbac.authorization.k8s.io", "clusterrolebindings"),
         ("update", "", "namespaces"), ("create", "", "serviceaccounts/token"), ("get", "", "nodes/log"),
         ("create", "authorization.k8s.io", "subjectaccessreviews"), ("watch", "coordination.k8s.io", "leases"),
