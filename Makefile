@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: help setup system-deps workshop test lint jupyter images notebooks bench clean
 
 help:
-	@echo "make workshop   run every notebook against the lab (or your cluster) into out/"
+	@echo "make workshop   run the notebooks against the lab (or your cluster) into out/: executed notebooks, offline HTML,"
+	@echo "                report out/index.html (ARGS=\"--notebooks 01,03 --full\")"
 	@echo "make test       the whole test suite"
 	@echo "make jupyter    JupyterLab at the repository root (pictures in images/ show), opening notebooks/"
 	@echo "make lint       ruff"
@@ -29,7 +30,7 @@ images:
 	@$(PYTHON) images/render.py
 
 workshop: setup images
-	$(BIN)/kperflab workshop
+	$(BIN)/kperflab workshop $(ARGS)
 
 test: setup images
 	$(BIN)/pytest -q

@@ -4,7 +4,8 @@
     kperflab lab up|down [--purge]|reset|status|logs
     kperflab lab user add|list|remove
     kperflab clean
-    kperflab workshop
+    kperflab sizing [--participants N] [--quick]
+    kperflab workshop [--notebooks 01,03] [--quick|--full] [--context C] [--kubeconfig K] [--solutions] [--out DIR]
 
 User mistakes print one line with the next step and exit 1 (2 for bad usage); never a traceback.
 """
@@ -95,10 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-stale", action="store_true",
                    help="also other users' stale workspaces (for an instructor); live ones are never deleted")
 
-    p = sub.add_parser("workshop", help="run every notebook with papermill into out/ (starts the lab if no cluster)")
+    p = sub.add_parser("sizing", help="the pods, CPU and memory the notebooks request at their peak, for a group of N")
+    p.add_argument("--participants", "-N", type=int, default=1, metavar="N",
+                   help="participants running the notebooks at the same time (default 1)")
+    p.add_argument("--quick", action="store_true", help="the notebooks' quick parameters instead of their defaults")
+
+    p = sub.add_parser("workshop", help="run the notebooks with papermill into out/, with offline HTML and a report "
+                                        "out/index.html (starts the lab if no cluster is configured)")
     _add_cluster_args(p)
+    p.add_argument("--notebooks", metavar="01,03", help="run only these notebooks, by number (default: all)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", dest="full", action="store_false", default=False,
+                      help="small, fast experiments (the default)")
+    size.add_argument("--full", dest="full", action="store_true", default=False,
+                      help="full-size experiments instead of quick ones")
+    p.add_argument("--solutions", action="store_true", help="run the solution cells, so every exercise is answered")
     p.add_argument("--out", default="out", help="output folder (default out/)")
-    p.add_argument("--full", action="store_true", help="full-size experiments instead of quick ones")
     return parser
 
 
@@ -192,15 +205,28 @@ def _clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sizing(args: argparse.Namespace) -> int:
+    from . import sizing
+
+    print(sizing.table(args.participants, quick=args.quick))
+    return 0
+
+
 def _workshop(args: argparse.Namespace) -> int:
     from . import workshop
+    from .errors import BadInput
 
-    return workshop.run(args.kubeconfig, args.context, out=args.out, quick=not args.full)
+    try:
+        return workshop.run(args.kubeconfig, args.context, out=args.out, quick=not args.full, only=args.notebooks,
+                            solutions=args.solutions, namespace=args.namespace)
+    except BadInput as exc:  # a --notebooks that names none: one sentence with what exists, exit 2
+        print(f"kperflab: {exc}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"doctor": _doctor, "lab": _lab, "clean": _clean, "workshop": _workshop}[args.command]
+    handler = {"doctor": _doctor, "lab": _lab, "clean": _clean, "sizing": _sizing, "workshop": _workshop}[args.command]
     try:
         return handler(args)
     except KperflabError as exc:

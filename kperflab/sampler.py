@@ -20,6 +20,7 @@ import pandas as pd
 
 from . import metrics
 from .parallel import MAX_WORKERS, parallel_map
+from .progress import quiet
 
 POD_FAMILIES = {
     "container_cpu_usage_seconds_total": "cpu_seconds_total",
@@ -104,7 +105,7 @@ class Sampler:
 
         count = samples if samples is not None else max(2, int((duration or self.interval * 2) / self.interval) + 1)
         start = time.monotonic()
-        for i in tqdm(range(count), desc="sampling", unit="sample", disable=not progress, leave=False):
+        for i in tqdm(range(count), desc="sampling", unit="sample", disable=quiet(progress), leave=False):
             self.read_once()
             if i < count - 1:
                 time.sleep(max(0.0, start + (i + 1) * self.interval - time.monotonic()))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import os
 import re
 import threading
 import time
@@ -32,6 +31,7 @@ import ipywidgets as w
 
 from . import figures, workloads
 from .errors import ClusterUnreachable, KperflabError
+from .progress import headless
 
 WORKSPACE = "live-top"
 # The workload live_top follows: per pod, phases of (cores, seconds) repeated for ever, out of step with each other,
@@ -43,10 +43,6 @@ PHASES: dict[str, tuple[tuple[float, float], ...]] = {
 }
 _RUNNING: list[LiveTop] = []  # the live views this kernel started that still run
 _RUNNING_LOCK = threading.Lock()
-
-
-def headless() -> bool:
-    return os.environ.get("KPERFLAB_HEADLESS", "") not in ("", "0", "false")
 
 
 def phases_pod(name: str, phases: tuple[tuple[float, float], ...]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from typing import Any
 
 from .cluster import DEFAULT_TIMEOUT, Connection, translate, whoami
 from .errors import ClusterUnreachable, ExperimentFailed, KperflabError
+from .progress import quiet
 
 log = logging.getLogger("kperflab.workspace")
 Obj = dict[str, Any]
@@ -206,7 +207,7 @@ class Workspace:
         from tqdm.auto import tqdm
 
         deadline = time.monotonic() + timeout
-        bar = tqdm(total=round(timeout), desc=f"{name}: {what}", unit="s", leave=False, disable=not progress,
+        bar = tqdm(total=round(timeout), desc=f"{name}: {what}", unit="s", leave=False, disable=quiet(progress),
                    bar_format="{desc} {elapsed}")
         try:
             while True:

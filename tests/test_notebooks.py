@@ -1,9 +1,9 @@
 """The workshop notebooks: committed clean, and executed end to end with papermill against the lab (quick
-parameters, solutions on, checks strict). Executed copies are kept under out/ for inspection."""
+parameters, solutions on, checks strict). Executed copies are kept under out/ for inspection, each with its offline
+HTML (`kperflab.report.export_html`, as `kperflab workshop` writes it) and out/index.html, the report of the lab runs."""
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 import time
@@ -12,13 +12,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from kperflab import report
+
 from .conftest import needs_root
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 
 
-WRONG = "wrong-answers"  # the tag of the cells this test adds after each check
+WRONG = "wrong-answers"  # the tag of the cells this test adds after each check (the report leaves them out)
+LAB_RUNS: dict[str, report.NotebookRun] = {}  # this session's lab runs, for out/index.html
 
 
 def with_wrong_answers(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
@@ -37,7 +40,7 @@ def with_wrong_answers(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode
         out.cells.append(nbformat.v4.new_code_cell(
             f"_right, _strict = {var}, solutions\nsolutions = False\n"
             f"for {var} in (_right * 2, _right / 2 - 1, _right + 1000):\n{body}\n{var}, solutions = _right, _strict",
-            metadata={"tags": [WRONG]}))
+            metadata={"tags": [WRONG, report.IGNORE_TAG]}))
     return out, n
 
 
@@ -146,12 +149,16 @@ def test_notebook_runs_against_the_lab(path, lab, monkeypatch, no_limits_runs):
     findings = _findings(nb)
     assert findings and all(f.startswith("**Measured:**") for f in findings), findings
     assert not [t for t in findings + texts if re.search(r"\bnan\b", t, re.I)], "a finding printed nan"
-    from nbconvert import HTMLExporter
-
-    html, _ = HTMLExporter().from_notebook_node(nb)
-    plots = sum("application/vnd.plotly.v1+json" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    plots = sum(report.PLOTLY_MIME in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert out.stat().st_size < 1_000_000, "figures are plotly JSON, without plotly.js in every executed notebook"
+    html = report.export_html(out, out.with_suffix(".html"), images_from=path.parent).read_text()
     assert plots and html.count('class="plotly-graph-div"') == plots, "every figure must render in the HTML too"
-    out.with_suffix(".html").write_text(html)
+    assert not report.network_references(html) and html.count("window.Plotly = Plotly") == 1, "offline, plotly.js once"
+    run = report.read_run(out, out.with_suffix(".html"), seconds=took)  # what the report says: the same as above
+    assert run.ok and run.exercises() == f"{n_checks} ✓ 0 ✗ 0 –" and run.findings == findings, (run.exercises(), run.findings)
+    LAB_RUNS[path.name] = run
+    report.write_index([LAB_RUNS[p.name] for p in NOTEBOOKS if p.name in LAB_RUNS], out.parent,
+                       report.run_info(str(lab["kubeconfig"]), None, quick=True, solutions=True))
     print(f"{path.name}: {took:.0f} s, {len(checks)} checks (each also failed 3 wrong answers), {len(findings)} findings")
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .. import workloads
 from ..errors import ExperimentFailed, MetricsUnavailable, PermissionDenied
+from ..progress import quiet
 
 MiB = 1 << 20
 
@@ -98,7 +99,7 @@ def wait_event(ws: Any, name: str, event: str | Callable[[dict[str, Any]], bool]
 
     want = (lambda e: e.get("event") == event) if isinstance(event, str) else event
     deadline = time.monotonic() + timeout
-    with tqdm(desc=f"{name}: {what or event}", bar_format="{desc} {elapsed}", disable=not progress, leave=False) as bar:
+    with tqdm(desc=f"{name}: {what or event}", bar_format="{desc} {elapsed}", disable=quiet(progress), leave=False) as bar:
         while True:
             evs = events(ws, name) if ws.pod(name).status.phase != "Pending" else []
             if any(want(e) for e in evs):
@@ -120,7 +121,7 @@ def wait_for_metrics(cluster: Any, namespace: str, pods: list[str], timeout: flo
     from tqdm.auto import tqdm
 
     deadline = time.monotonic() + timeout
-    with tqdm(desc="waiting for the metrics API (two samples)", bar_format="{desc} {elapsed}", disable=not progress, leave=False) as bar:
+    with tqdm(desc="waiting for the metrics API (two samples)", bar_format="{desc} {elapsed}", disable=quiet(progress), leave=False) as bar:
         while True:
             top = cluster.top_pods(namespace)
             if len(top) and set(pods) <= set(top.name):

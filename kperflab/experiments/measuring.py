@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 
 from .. import figures, metrics, workloads
 from ..errors import ClusterUnreachable, ExperimentFailed, MetricsUnavailable, PermissionDenied
+from ..progress import quiet
 from ..workspace import terminated
 from . import MiB, Result, cadvisor_after, carry_on, mib, wait_event, wait_for_metrics
 
@@ -233,7 +234,7 @@ def changing_load(cluster: Any, ws: Any = None, phases: tuple[tuple[float, float
         api = {}  # PodMetrics timestamp → (cores, window)
         seen_at: dict[tuple[str, Any], pd.Timestamp] = {}  # when a poll first saw each sample
         t_end = time.monotonic() + total + 2
-        with tqdm(total=round(total), desc="sampling three ways", unit="s", disable=not progress, leave=False) as bar:
+        with tqdm(total=round(total), desc="sampling three ways", unit="s", disable=quiet(progress), leave=False) as bar:
             while time.monotonic() < t_end:
                 now = pd.Timestamp.now(tz="UTC")
                 for row in sampler.read_once():
@@ -341,7 +342,7 @@ def short_spike(cluster: Any, ws: Any = None, base: int = 16 * MiB, limit: str =
         deadline = time.monotonic() + after + timeout
         term = None
         survived = False
-        with tqdm(desc="watching kubectl top until the spike", bar_format="{desc} {elapsed}", disable=not progress, leave=False) as bar:
+        with tqdm(desc="watching kubectl top until the spike", bar_format="{desc} {elapsed}", disable=quiet(progress), leave=False) as bar:
             while time.monotonic() < deadline:
                 top = cluster.top_pods(ws.namespace)
                 if name in set(top.name):
@@ -577,7 +578,7 @@ def autoscaling(cluster: Any, ws: Any = None, params: HPAParams | None = None, p
             # long enough for: metrics to see the end of the load, two HPA syncs, the window, one more sync
             deadline = load_until + 3 * 15 + p.window + 30
             total = round(deadline - t0)
-            with tqdm(total=total, desc="HPA: load step, scale up and down", unit="s", disable=not progress, leave=False) as bar:
+            with tqdm(total=total, desc="HPA: load step, scale up and down", unit="s", disable=quiet(progress), leave=False) as bar:
                 while time.time() < deadline:
                     now = time.time()
                     d = apps.read_namespaced_deployment(name, ns, _request_timeout=cluster.timeout)

@@ -36,6 +36,7 @@ from ..errors import (
     PermissionDenied,
 )
 from ..parallel import parallel_map
+from ..progress import quiet
 from ..workspace import pod_failure
 from . import Result, carry_on
 
@@ -609,7 +610,7 @@ def create_services(cluster: Any, namespace: str, names: Sequence[str], workers:
     t0 = time.perf_counter()
     out: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
-            tqdm(total=len(names), desc=f"creating {len(names)} Services", disable=not progress, leave=False) as bar:
+            tqdm(total=len(names), desc=f"creating {len(names)} Services", disable=quiet(progress), leave=False) as bar:
         for name, ip in pool.map(one, names):
             out[name] = ip
             bar.update(1)

@@ -36,6 +36,7 @@ from ..errors import (
     MetricsUnavailable,
     PermissionDenied,
 )
+from ..progress import quiet
 from ..workspace import terminated
 from . import MiB, Result, carry_on, events, parse_bytes
 
@@ -418,7 +419,7 @@ def pull_time(cluster: Any, images: Sequence[str] = ("10MB", "100MB", "100MB-20l
     node = pick_node(cluster)
     held = node_images(cluster, node)
     rows = []
-    with cluster.workspace("pull-time") as ws, tqdm(total=len(plan) * 3, desc="pulls", disable=not progress, leave=False) as bar:
+    with cluster.workspace("pull-time") as ws, tqdm(total=len(plan) * 3, desc="pulls", disable=quiet(progress), leave=False) as bar:
         for i, (label, ref, link) in enumerate(plan):
             already = _present(ref, held)
             runs = [("cold", "IfNotPresent"), ("warm", "IfNotPresent")] + ([("Always", "Always")] if link != "slow registry" else [])
@@ -569,7 +570,7 @@ def prepull(cluster: Any, images: Sequence[str] = ("500MB",), catalog: Catalog |
         deadline = time.monotonic() + timeout
         from tqdm.auto import tqdm
 
-        with tqdm(desc="pre-pulling", bar_format="{desc} {elapsed}", disable=not progress, leave=False) as bar:
+        with tqdm(desc="pre-pulling", bar_format="{desc} {elapsed}", disable=quiet(progress), leave=False) as bar:
             while True:
                 ds = apps.read_namespaced_daemon_set("prepuller", ws.namespace, _request_timeout=cluster.timeout)
                 want = (ds.status.desired_number_scheduled or 0) if ds.status else 0
