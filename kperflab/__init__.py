@@ -13,6 +13,7 @@ from .errors import (
     KperflabError,
     MetricsUnavailable,
     PermissionDenied,
+    PrometheusUnavailable,
 )
 
 __version__ = "0.1.0"
@@ -36,5 +37,6 @@ __all__ = [
     "KperflabError",
     "MetricsUnavailable",
     "PermissionDenied",
+    "PrometheusUnavailable",
     "__version__",
 ]

@@ -86,3 +86,17 @@ class BadInput(KperflabError, ValueError):
 
 class LabError(KperflabError):
     """The embedded lab could not start, stop or answer."""
+
+
+class PrometheusUnavailable(MetricsUnavailable):
+    """No Prometheus answers where kperflab looked: no such Service, no ready pod behind it, or a URL that does not
+    answer. A `MetricsUnavailable`, so an experiment that needs Prometheus is skipped with this reason."""
+
+    def __init__(self, where: str, reason: str, *, status: int | None = None, hint: str | None = None) -> None:
+        self.endpoint = self.where = where
+        self.reason = reason
+        self.status = status
+        KperflabError.__init__(self, f"No Prometheus answers at {where} ({reason}).", hint=hint or (
+            "Install one: in the lab `kperflab lab up --prometheus`, on another cluster "
+            "`kubectl apply -f kperflab/manifests/prometheus.yaml`; or name yours with "
+            "prometheus=\"namespace/service:port\" (or the URL of a `kubectl port-forward`)."))

@@ -22,24 +22,33 @@ Obj = dict[str, Any]
 
 
 def connect(kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None, namespace: str | None = None,
-            timeout: float = 10.0) -> Cluster:
+            timeout: float = 10.0, prometheus: str | None = None) -> Cluster:
     """Load a kubeconfig (or the in-cluster config), check that the API server answers, and learn what it is.
 
     With nothing configured this raises `ConfigError` saying how to start the lab or point at a cluster.
+    ``prometheus`` names the Prometheus `Cluster.promql` asks (``"namespace/service:port"`` or a URL; default: Service
+    ``monitoring/prometheus``, else one found by label — see `kperflab.promql`).
 
         >>> cluster = kperflab.connect()                  # doctest: +SKIP
         >>> cluster.flavour, cluster.metrics_api          # doctest: +SKIP
         ('kperflab-lab', 'v1')
     """
     conn = cl.load(kubeconfig, context, timeout)
-    return Cluster(conn, namespace=namespace, timeout=timeout)
+    return Cluster(conn, namespace=namespace, timeout=timeout, prometheus=prometheus)
 
 
 class Cluster:
-    def __init__(self, conn: cl.Connection, namespace: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, conn: cl.Connection, namespace: str | None = None, timeout: float = 10.0,
+                 prometheus: str | None = None) -> None:
         self.conn = conn
         self.timeout = timeout
         self.namespace = namespace or conn.namespace
+        if prometheus:  # a malformed setting is said now, not at the first query
+            from .promql import parse_target
+
+            parse_target(prometheus)
+        self.prometheus = prometheus
+        self.prometheus_source: str | None = None  # which Prometheus answered the last promql(), and how it was chosen
         self.version_info = cl.server_version(conn, timeout)
         self.version = cl.git_version(self.version_info)
         try:
@@ -234,6 +243,40 @@ class Cluster:
         """
         items = self.pod_metrics(namespace, selector, all_namespaces)
         return metrics.container_frame(items) if containers else metrics.top_frame(items)
+
+    # -- Prometheus ----------------------------------------------------------------------------
+    def promql(self, query: str, start: Any = None, end: Any = None, step: Any = None, *,
+               prometheus: str | None = None, timeout: float = 30.0) -> pd.DataFrame:
+        """A PromQL query as a tidy frame: a range query (one row per series and time) when ``start`` is given, else
+        an instant query (one row per series) at ``end`` (default: now). Columns ``metric``, one per label, ``time``
+        (UTC), ``value`` (float). Times: datetimes, epoch seconds, RFC 3339, ``"now"``, or relative (``"-5m"``);
+        ``step``: seconds or ``"15s"`` (default: the range in 250 steps, at least 1 s). Asks Service
+        ``monitoring/prometheus`` through the API server (else one found by label, or ``prometheus=``); an empty
+        result carries ``attrs["note"]`` saying why it may be empty. Everything else: `kperflab.promql`.
+
+        CPU cores each container used, over the last ten minutes, one column per pod:
+
+            >>> cpu = cluster.promql('sum by (namespace, pod) (rate(container_cpu_usage_seconds_total'   # doctest: +SKIP
+            ...                      '{container!="", namespace="demo"}[1m]))', start="-10m", step="15s")
+            >>> cpu.pivot_table(index="time", columns="pod", values="value").plot()                  # doctest: +SKIP
+
+        The share of CFS periods in which a container was throttled (0–1), now:
+
+            >>> cluster.promql('sum by (pod) (rate(container_cpu_cfs_throttled_periods_total{namespace="demo"}[1m]))'
+            ...                ' / sum by (pod) (rate(container_cpu_cfs_periods_total{namespace="demo"}[1m]))')  # doctest: +SKIP
+              metric   pod                          time   value
+            0         burn 2026-11-29 16:20:00.123+00:00  0.9789
+
+        Working set (what the OOM killer and `kubectl top` count) in MiB, and OOM kills in the last five minutes:
+
+            >>> mem = cluster.promql('container_memory_working_set_bytes{namespace="demo", container!=""}',
+            ...                      start="-5m")                                                       # doctest: +SKIP
+            >>> mem.assign(mib=mem.value / 2**20)[["pod", "container", "time", "mib"]]              # doctest: +SKIP
+            >>> cluster.promql('sum by (pod) (increase(container_oom_events_total{namespace="demo"}[5m]))')  # doctest: +SKIP
+        """
+        from . import promql
+
+        return promql.query(self, query, start, end, step, prometheus=prometheus, timeout=timeout)
 
     # -- sampling ------------------------------------------------------------------------------
     def sampler(self, **kw: Any) -> Any:
