@@ -207,8 +207,8 @@ class Workspace:
         from tqdm.auto import tqdm
 
         deadline = time.monotonic() + timeout
-        bar = tqdm(total=round(timeout), desc=f"{name}: {what}", unit="s", leave=False, disable=quiet(progress),
-                   bar_format="{desc} {elapsed}")
+        bar = tqdm(total=None, desc=f"{name}: {what}", unit="s", leave=False, disable=quiet(progress),
+                   bar_format="{desc} {elapsed}")  # no total: closing early is not shown as a failure (a red bar)
         try:
             while True:
                 pod = self.pod(name)

@@ -221,3 +221,68 @@ def client_e2e_run(request: pytest.FixtureRequest) -> tuple[int, str]:
     rc = proc.wait(720)
     log.seek(0)
     return rc, log.read()
+
+
+# -- the browser run (scripts/browser-run.py with a lab of its own), started in the background as well ---------------
+
+BROWSER = "tests/test_ui_browser.py"
+BROWSER_TIMEOUT = 1500  # seconds for the whole background run (about 10 min alone; longer beside the suite)
+CHROMIUM = "/usr/bin/chromium"
+
+
+def browser_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "the browser run starts a lab of its own: root only"
+    if not Path(CHROMIUM).exists():
+        return f"no chromium at {CHROMIUM} (Debian's chromium: make setup installs it)"
+    return None
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """When the session includes the browser test, start scripts/browser-run.py --lab now (niced: the machine's
+    cores go to the foreground tests first); tests/test_ui_browser.py judges it."""
+    if config.option.collectonly or browser_skip_reason() or not any(i.nodeid.startswith(BROWSER) for i in items):
+        return
+    import tempfile
+    import time
+
+    log = tempfile.TemporaryFile("w+")
+    cmd = ["nice", "-n", "10", sys.executable, str(ROOT / "scripts" / "browser-run.py"), "--lab",
+           "--timeout", str(BROWSER_TIMEOUT)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, text=True)
+    config.stash[_BROWSER_KEY] = (proc, log, time.monotonic())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    proc, _, _ = session.config.stash.get(_BROWSER_KEY, (None, None, None))
+    if proc is not None and proc.poll() is None:  # the session ended early: stop it (it cleans up and takes its lab down)
+        proc.terminate()
+        try:
+            proc.wait(300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+_BROWSER_KEY = pytest.StashKey[tuple]()
+
+
+@pytest.fixture
+def browser_run(request: pytest.FixtureRequest) -> tuple[int, str, float]:
+    """(exit status, output, seconds it took) of the background browser run."""
+    import time
+
+    reason = browser_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    proc, log, started = request.config.stash.get(_BROWSER_KEY, (None, None, None))
+    if proc is None:
+        pytest.skip("the browser run starts only in a session that collects tests/test_ui_browser.py")
+    try:
+        rc = proc.wait(max(60.0, BROWSER_TIMEOUT + 420 - (time.monotonic() - started)))  # its --timeout + clean-up
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        rc = proc.wait(300)
+    log.seek(0)
+    return rc, log.read(), time.monotonic() - started

@@ -619,7 +619,7 @@ def autoscaling(cluster: Any, ws: Any = None, params: HPAParams | None = None, p
                                                "pods": len(top)}
                     done = (now > load_until and scale and scale[-1]["to"] < max(s["to"] for s in scale)
                             and spec_r == p.min_replicas)
-                    bar.n = min(total, round(now - t0))
+                    bar.n = total if done else min(total, round(now - t0))  # done early: a full bar, not a red one
                     bar.refresh()
                     if done:
                         break

@@ -419,7 +419,8 @@ def pull_time(cluster: Any, images: Sequence[str] = ("10MB", "100MB", "100MB-20l
     node = pick_node(cluster)
     held = node_images(cluster, node)
     rows = []
-    with cluster.workspace("pull-time") as ws, tqdm(total=len(plan) * 3, desc="pulls", disable=quiet(progress), leave=False) as bar:
+    planned = sum(2 if link == "slow registry" else 3 for _, _, link in plan)  # pods per image: cold, warm (, Always)
+    with cluster.workspace("pull-time") as ws, tqdm(total=planned, desc="pulls", disable=quiet(progress), leave=False) as bar:
         for i, (label, ref, link) in enumerate(plan):
             already = _present(ref, held)
             runs = [("cold", "IfNotPresent"), ("warm", "IfNotPresent")] + ([("Always", "Always")] if link != "slow registry" else [])
