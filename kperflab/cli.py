@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rate of the slow registry link (tc tbf), e.g. 100mbit (default), 1gbit, 20mbit")
     up.add_argument("--imagefs-size", metavar="SIZE",
                     help="size of the lab's image filesystem (its own ext4), e.g. 4Gi (default), 1Gi")
+    up.add_argument("--prometheus", action="store_true",
+                    help="also run Prometheus in namespace monitoring (kperflab/manifests/prometheus.yaml; its image is "
+                         "built once from Debian's prometheus package); on a running lab, installs it")
     down = labsub.add_parser("down", help="stop the lab (its objects are kept for the next `lab up`)")
     down.add_argument("--id", help="stop another lab listed by `kperflab lab status` (by its id) instead of this home's")
     down.add_argument("--purge", action="store_true",
@@ -139,7 +142,8 @@ def _lab(args: argparse.Namespace) -> int:
         rc = control.up(kubeconfig=args.kubeconfig, foreground=args.foreground, port=args.port,
                         metric_resolution=args.metric_resolution, timeout=args.timeout, limits=not args.no_limits,
                         runtime=args.runtime, kubelet_config=args.kubelet_config,
-                        registry_bandwidth=args.registry_bandwidth, imagefs_size=args.imagefs_size)
+                        registry_bandwidth=args.registry_bandwidth, imagefs_size=args.imagefs_size,
+                        prometheus=args.prometheus)
         if rc == 0 and not args.foreground:
             _clean_after_restart()
         return rc

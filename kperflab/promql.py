@@ -599,3 +599,16 @@ def query(cluster: Any, promql: str, start: Any = None, end: Any = None, step: A
         df.attrs["note"] = empty_note(promql, attrs, targets if isinstance(targets, list) else None)
         warnings.warn(df.attrs["note"], PromQLWarning, stacklevel=3)
     return df
+
+
+def targets(cluster: Any, *, prometheus: str | None = None, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Prometheus' active targets (``/api/v1/targets``: ``labels``, ``health``, ``lastError``, ``scrapeInterval``,
+    ``lastScrapeDuration`` …) from the Prometheus `query` would ask (resolved by one instant query of ``up``)."""
+    query(cluster, "up", prometheus=prometheus, timeout=timeout)
+    target, _ = setting(cluster, prometheus)
+    if target is None:
+        target = getattr(cluster, "_prometheus_target", None) or Target(DEFAULT_NAMESPACE, "prometheus", "web", how="the default")
+    elif not target.url and not target.port:
+        target = _service_port(cluster.conn, target, cluster.timeout)
+    found = _ask(cluster, target, "/api/v1/targets", [("state", "active")], timeout)["data"].get("activeTargets")
+    return found if isinstance(found, list) else []

@@ -247,6 +247,8 @@ def _steps_04(p: dict[str, Any]) -> list[Step]:
         Step(nb, "page_cache", need([w.page_cache("cache", cache, memory_limit=f"{max(512, 2 * cache >> 20)}Mi")])),
         Step(nb, "short_spike", need([w.memory_spike("spike", memory_limit=_defaults(m.short_spike)["limit"])])),
         Step(nb, "autoscaling", need([dep]), f"the HPA's maxReplicas ({hp.max_replicas}) pods"),
+        Step(nb, "prometheus_view", need([m.prometheus_spinner(limit=_defaults(m.prometheus_view)["limit"])]),
+             "one spinner (Prometheus itself runs once per cluster, in `monitoring`)"),
     ]
 
 

@@ -9,11 +9,14 @@
 # 2. reproduce `kubectl top`'s numbers exactly, rounding included;
 # 3. see the metrics API's window and resolution lag against the cgroup counters;
 # 4. tell working set, RSS and page cache apart — and why `kubectl top` can show little before an `OOMKilled`;
-# 5. follow a HorizontalPodAutoscaler's decision through each lag of the chain, up under load and down again.
+# 5. follow a HorizontalPodAutoscaler's decision through each lag of the chain, up under load and down again;
+# 6. ask Prometheus the same questions in PromQL, and see what a scrape interval and a rate window do to the answer.
 #
-# **Time:** about 35 minutes. **Needs:** a cluster with `metrics.k8s.io` (metrics-server, or the lab) and `nodes/proxy`
-# for the kubelet endpoints; section 6 creates a Deployment and a HorizontalPodAutoscaler in its own namespace, section 7
-# two small pods (50m CPU requested each) in another, until you stop its dashboard. Facts below are for Kubernetes 1.37 (metrics.k8s.io v1 is GA there; metrics-server 0.9
+# **Time:** about 40 minutes. **Needs:** a cluster with `metrics.k8s.io` (metrics-server, or the lab) and `nodes/proxy`
+# for the kubelet endpoints; section 6 creates a Deployment and a HorizontalPodAutoscaler in its own namespace; section 7
+# reads a Prometheus (`kperflab lab up --prometheus`, or `kubectl apply -f kperflab/manifests/prometheus.yaml`; `get
+# services/proxy` in its namespace) and says "Skipped here" without one; section 8 runs two small pods (50m CPU
+# requested each) in a namespace of their own until you stop its dashboard. Facts below are for Kubernetes 1.37 (metrics.k8s.io v1 is GA there; metrics-server 0.9
 # serves v1beta1). **Previous:** 03 · Networking.
 
 # %% tags=["parameters"]
@@ -27,18 +30,22 @@ phases = ((0.2, 20), (1.0, 20), (0.3, 15))   # (cores, seconds) of the changing 
 cache_mib = 256                              # page cache to fill
 hpa_load = (15, 40)                          # the HPA's load step: starts (s after the Deployment), lasts (s)
 hpa_window = 30                              # the HPA's scale-down stabilisation window (s), in its behavior
+prom_phases = ((0.05, 30), (1.0, 120))       # section 7's spinner: (cores, seconds) idle, then a whole core wanted
+prometheus = None                            # where Prometheus is: None finds monitoring/prometheus (or one by label);
+                                             # "ns/service:port", or a URL such as "http://127.0.0.1:9090"
 
 # %%
 if quick:
     phases, cache_mib = ((0.2, 8), (1.0, 10), (0.3, 5)), 128
     hpa_load, hpa_window = (6, 16), 20
+    prom_phases = ((0.05, 10), (1.0, 65))   # the load a little longer than the 1m rate window
 import kperflab
 import kperflab.figures
 from kperflab import exercises
 from IPython.display import Markdown, display
 
 kperflab.figures.setup_notebook()
-cluster = kperflab.connect(kubeconfig, context, namespace)
+cluster = kperflab.connect(kubeconfig, context, namespace, prometheus=prometheus)
 print(cluster.describe())
 from kperflab.experiments import measuring
 ws = cluster.workspace("measuring").open()  # for the burner several cells read; deleted in the last cell (or at kernel exit, or by `kperflab clean`)
@@ -182,7 +189,59 @@ exercises.check(answer_percent, hpa.data.get("hpa_utilization"), tolerance=40, u
                 why="usage ÷ request × 100, summed over the pods the HPA counts (pods still starting are left out).")
 
 # %% [markdown]
-# ## 7. A live dashboard
+# ## 7. The same workload through Prometheus
+#
+# The pipeline has a second branch: Prometheus scrapes each kubelet's `/metrics/cadvisor` (here through the API
+# server's node proxy, as upstream's example configuration does) every **scrape interval**, keeps the samples, and
+# answers PromQL over any window. That is how most clusters are measured (kube-prometheus-stack is the usual install),
+# and it answers what the metrics API cannot: rates over a window you choose, throttling, OOM kills over time.
+# On the lab: `kperflab lab up --prometheus`; on any cluster: `kubectl apply -f kperflab/manifests/prometheus.yaml`, or
+# set `prometheus` in the parameters to the one you have.
+#
+# A pod idles, then wants a whole core under `limits.cpu: 500m`. Below, three views of it: `kubectl top`, the cgroup's
+# counter read directly from the kubelet, and these PromQL queries (the figure's lower panel is the second):
+#
+# ```
+# rate(container_cpu_usage_seconds_total{namespace="…", pod="spinner", container="main", metrics_path="/metrics/cadvisor"}[1m])
+# rate(container_cpu_cfs_throttled_periods_total{…}[1m]) / rate(container_cpu_cfs_periods_total{…}[1m])
+# container_memory_working_set_bytes{…}
+# increase(container_oom_events_total{…}[5m])     # section 5's spike pod
+# ```
+
+# %%
+prom = measuring.prometheus_view(cluster, phases=prom_phases, oom_from=spike)  # in a workspace of its own
+prom.show()
+if not prom.skipped:
+    print("\n".join(f"{what}: {q}" for what, q in prom.data["queries"].items()))
+
+# %% [markdown]
+# ### Exercise 4 — write the query
+# Write a PromQL query that gives the CPU, in cores, the spinner's container used over the last minute. It must
+# return one series: select it by its `namespace` (`prom.data["namespace"]`), `pod` (`spinner`) and `container`
+# (`main`) labels, and mind
+# that both kubelet endpoints export `container_cpu_usage_seconds_total` (the `metrics_path` label tells them
+# apart). The check
+# runs your query at the end of the spinner's load and compares the number with the cgroup's own CPU counter over
+# the same minute, read directly from the kubelet.
+
+# %%
+answer_query = None  # your PromQL query, a string
+
+# %% jupyter={"source_hidden": true} tags=["solution"]
+if solutions:
+    answer_query = ('rate(container_cpu_usage_seconds_total{namespace="%s", pod="spinner", container="main", '
+                    'metrics_path="/metrics/cadvisor"}[1m])' % prom.data.get("namespace"))
+
+# %%
+answer_cores = measuring.promql_value(cluster, answer_query, prom)  # your query's number (None until you write one)
+
+# %%
+exercises.check(answer_cores, prom.data.get("cores_last_window"), tolerance=0.1, unit="cores", strict=solutions,
+                unavailable=prom.skipped or "the kubelet's counter had no two readings a minute apart",
+                why="rate() is the counter's increase over the window divided by its length: CPU seconds per second.")
+
+# %% [markdown]
+# ## 8. A live dashboard
 #
 # For people: a live `kubectl top`. It starts a small workload of its own, two pods whose CPU use changes every 10 s
 # (between 0.05 and 0.25 of a core each), in a workspace of its own, and redraws their bars every 5 s; the time in
@@ -208,12 +267,17 @@ live_top(cluster, snapshot_namespace=ws.namespace)  # live: its own workload unt
 # - A spike shorter than the resolution never shows in `kubectl top`; the OOM counter and the pod status do.
 # - An HPA acts on that same averaged CPU, at its own 15 s sync, and new pods still have to start: scaling up trails
 #   a load step by all of these. Scaling down waits for the stabilisation window (300 s unless `behavior` says less).
+# - Prometheus keeps what the metrics API drops: throttled periods and seconds, OOM kills over time, any window. Its
+#   curves are shaped by the scrape interval (nothing between two scrapes) and the rate window (a step is spread over
+#   the whole window); a container that lives less than a scrape interval may leave no trace at all.
 #
 # Read more: [Resource metrics pipeline](https://kubernetes.io/docs/tasks/debug/debug-cluster/resource-metrics-pipeline/) ·
 # [Node metrics data](https://kubernetes.io/docs/reference/instrumentation/node-metrics/) ·
 # [metrics-server](https://github.com/kubernetes-sigs/metrics-server) ·
 # [kubectl top](https://kubernetes.io/docs/reference/kubectl/generated/kubectl_top/) ·
-# [Horizontal Pod Autoscaling](https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/)
+# [Horizontal Pod Autoscaling](https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/) ·
+# [PromQL functions: rate()](https://prometheus.io/docs/prometheus/latest/querying/functions/#rate) ·
+# [Prometheus Kubernetes SD](https://prometheus.io/docs/prometheus/latest/configuration/configuration/#kubernetes_sd_config)
 
 # %%
 ws.close()  # delete this notebook's workspace

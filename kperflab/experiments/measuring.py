@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from .. import figures, metrics, workloads
 from ..errors import ClusterUnreachable, ExperimentFailed, MetricsUnavailable, PermissionDenied
@@ -400,7 +401,8 @@ def short_spike(cluster: Any, ws: Any = None, base: int = 16 * MiB, limit: str =
     fig = figures.timeseries(df.assign(MiB=df.bytes / MiB), "MiB", color="source", title="A spike between two samples",
                              hlines={f"limit {limit}": limit_b / MiB})
     return Result(df, fig, finding, {"oom_events": ooms, "top_max": top_max, "exit_code": term.exit_code,
-                                     "spike_seconds": lasted, "reading_spacing_seconds": spacing})
+                                     "spike_seconds": lasted, "reading_spacing_seconds": spacing,
+                                     "namespace": ws.namespace, "pod": name})
 
 
 # -- the HorizontalPodAutoscaler: each lag in the chain ---------------------------------------------------
@@ -758,3 +760,216 @@ def lag_table(result: Result) -> pd.DataFrame:
             ("load ends → HPA scales down", lags.get("down_total"), "the window, then the next sync")]
     return pd.DataFrame([{"link": k, "seconds": None if s is None else round(s, 1),
                           "measured": "yes" if s is not None else "no (see the finding)", "bounded by": b} for k, s, b in rows])
+
+
+# -- the same workload through Prometheus ------------------------------------------------------------------
+
+def _prom_series(cluster: Any, query: str, start: float, end: float, step: float) -> pd.DataFrame:
+    """A range query summed into one series (time, value); empty when Prometheus has no sample."""
+    import warnings
+
+    from ..promql import PromQLWarning
+
+    with warnings.catch_warnings():  # an empty answer is expected here (and said in the finding), not a warning
+        warnings.simplefilter("ignore", PromQLWarning)
+        df = cluster.promql(query, start=start, end=end, step=step)
+    if df.empty:
+        return pd.DataFrame({"time": pd.Series(dtype="datetime64[ms, UTC]"), "value": pd.Series(dtype=float)})
+    return df.groupby("time", as_index=False)["value"].sum()
+
+
+def _first_at_least(df: pd.DataFrame, level: float, after: pd.Timestamp) -> float:
+    hit = df[(df.time >= after) & (df.value >= level)]
+    return (hit.time.iloc[0] - after).total_seconds() if len(hit) else math.nan
+
+
+def prometheus_spinner(name: str = "spinner", phases: tuple[tuple[float, float], ...] = ((0.05, 30), (1.0, 120)),
+                       limit: str = "500m") -> dict[str, Any]:
+    """`prometheus_view`'s pod: idle, then a whole core wanted under ``limit`` (requests 100m)."""
+    return workloads.cpu_phases(name, phases, cpu_limit=limit, cpu_request="100m")
+
+
+@carry_on
+def prometheus_view(cluster: Any, ws: Any = None, limit: str = "500m", phases: tuple[tuple[float, float], ...] = ((0.05, 30), (1.0, 120)),
+                    window: str = "1m", poll: float = 2.0, oom_from: Result | None = None, progress: bool = True) -> Result:
+    """One pod that idles, then wants a whole core under a ``limit``, seen by `kubectl top` (the metrics API, polled
+    every ``poll`` s) and by PromQL over Prometheus' scrapes of the kubelet's ``/metrics/cadvisor``: CPU as
+    ``rate(container_cpu_usage_seconds_total[window])``, the throttled share of CFS periods, the throttled seconds
+    and the working set; and, given section 5's spike (``oom_from``), what Prometheus kept of its OOM kill. The
+    counters are also read directly from the kubelet, so the exercise's answer (a PromQL query) is judged against
+    the cgroup's own numbers, not against Prometheus."""
+    from kubernetes.utils import parse_quantity
+
+    from .. import promql
+
+    found = promql.targets(cluster)  # no Prometheus: PrometheusUnavailable, and the section says why it is skipped
+    cad = [t for t in found if str(t.get("scrapeUrl", "")).endswith("/metrics/cadvisor")]
+    if not cad:
+        raise MetricsUnavailable(f"Prometheus ({cluster.prometheus_source})", None,
+                                 hint="Its configuration has no target scraping the kubelets' /metrics/cadvisor: add the "
+                                      "node job of kperflab/manifests/prometheus.yaml.")
+    interval = promql.parse_duration(str(cad[0].get("scrapeInterval") or "15s"))
+    up = sum(t.get("health") == "up" for t in cad)
+    cap = float(parse_quantity(limit))
+    with _own(cluster, ws, "prometheus") as ws:
+        from tqdm.auto import tqdm
+
+        name = "spinner"
+        ws.run(prometheus_spinner(name, phases, limit), progress=progress)
+        spec = ws.pod(name).spec
+        node, container = spec.node_name, spec.containers[0].name
+        total = sum(sec for _, sec in phases)
+        t_end = time.monotonic() + total + 1  # queries at a time T use the scrapes before T: no need to wait for one more
+        top: dict[pd.Timestamp, tuple[float, float]] = {}
+        direct: dict[float, float] = {}  # the kubelet's sample time → the cgroup's CPU seconds, read without Prometheus
+        with tqdm(total=round(total + 1), desc="the spinner, seen by kubectl top and by Prometheus", unit="s",
+                  disable=quiet(progress), leave=False) as bar:
+            while time.monotonic() < t_end:
+                try:
+                    for r in cluster.top_pods(ws.namespace).itertuples():
+                        if r.name == name:
+                            top[pd.Timestamp(r.timestamp)] = (r.cpu_millicores / 1000, r.memory_bytes)
+                except MetricsUnavailable:
+                    pass  # Prometheus without a metrics API: the comparison says so
+                cadv = cluster.cadvisor(node, ["container_cpu_usage_seconds_total"])
+                mine = cadv[(cadv.namespace == ws.namespace) & (cadv.pod == name) & (cadv.container == container)]
+                for row in mine.itertuples():
+                    t = row.timestamp
+                    direct[t.timestamp() if not pd.isna(t) else time.time()] = float(row.value)
+                bar.n = min(bar.total, round(total + 1 - (t_end - time.monotonic())))
+                bar.refresh()
+                time.sleep(poll)
+        evs = [e for e in workloads.read_events(ws.logs(name)) if e["event"] in ("phase", "done")]
+        ns = ws.namespace
+    started = evs[0]["t"] if evs else min(direct, default=time.time() - total)
+    load_at = evs[1]["t"] if len(evs) > 1 else started + phases[0][1]
+    end = max(direct, default=time.time())
+    step = max(1.0, interval / 3)
+    # both kubelet endpoints export container_cpu_usage_seconds_total and the working set: keep cAdvisor's (the
+    # metrics_path label, as kube-prometheus-stack's kubelet jobs and kperflab's manifest set it)
+    sel = f'namespace="{ns}", pod="{name}", container="{container}", metrics_path="/metrics/cadvisor"'
+    queries = {
+        "cores": f"rate(container_cpu_usage_seconds_total{{{sel}}}[{window}])",
+        "throttled share": f"rate(container_cpu_cfs_throttled_periods_total{{{sel}}}[{window}]) / "
+                           f"rate(container_cpu_cfs_periods_total{{{sel}}}[{window}])",
+        "working set": f"container_memory_working_set_bytes{{{sel}}}",
+        "throttled seconds": f"container_cpu_cfs_throttled_seconds_total{{{sel}}}",
+    }
+    q = {k: _prom_series(cluster, v, started - interval, end + interval, step) for k, v in queries.items()}
+    if q["cores"].empty:
+        raise ExperimentFailed("read the spinner from Prometheus",
+                               f"no rate of its CPU counter came back; Prometheus scrapes every {interval:g} s and rate() "
+                               f"needs two scrapes within {window}", hint="Check Prometheus' targets page for errors.")
+    t_load = pd.Timestamp(load_at, unit="s", tz="UTC")
+    rows = [{"time": t, "cores": c, "source": "kubectl top (metrics API)"} for t, (c, _) in sorted(top.items())]
+    pts = sorted(direct.items())
+    rows += [{"time": pd.Timestamp(b[0], unit="s", tz="UTC"), "cores": (b[1] - a[1]) / (b[0] - a[0]),
+              "source": "cgroup counter, read directly"} for a, b in zip(pts, pts[1:], strict=False) if b[0] > a[0]]
+    rows += [{"time": r.time, "cores": r.value, "source": f"PromQL rate(…[{window}]), scraped every {interval:g} s"}
+             for r in q["cores"].itertuples()]
+    df = pd.DataFrame(rows)
+    thr = q["throttled share"].rename(columns={"value": "throttled_share"})
+    # the exercise's truth: CPU seconds per second over the `window` that ends just before the load does (all load
+    # when the load is longer than the window), from the kubelet's counter read directly
+    span = promql.parse_duration(window)
+    at = load_at + (phases[-1][1] if len(phases) > 1 else total) - 2
+    before = [(t, v) for t, v in pts if t <= at]
+    early = [(t, v) for t, v in before if t <= at - span] or before[:1]
+    truth = ((before[-1][1] - early[-1][1]) / (before[-1][0] - early[-1][0])
+             if len(before) >= 2 and before[-1][0] > early[-1][0] else None)
+    half = cap / 2
+    lag_top = _first_at_least(df[df.source.str.startswith("kubectl")].rename(columns={"cores": "value"}), half, t_load)
+    lag_prom = _first_at_least(q["cores"], half, t_load)
+    full_prom = _first_at_least(q["cores"], 0.9 * cap, t_load)
+    load_s = phases[-1][1] if len(phases) > 1 else total
+    t_off = t_load + pd.Timedelta(seconds=load_s)
+    on_load = q["cores"][(q["cores"].time >= t_load + pd.Timedelta(seconds=span)) & (q["cores"].time <= t_off)]
+    during = q["cores"][(q["cores"].time >= t_load) & (q["cores"].time <= t_off + pd.Timedelta(seconds=interval))]
+    plateau = float(on_load.value.median()) if len(on_load) else float(during.value.max()) if len(during) else math.nan
+    top_max = max((c for t, (c, _) in top.items() if t >= t_load), default=math.nan)
+    share = thr[thr.time >= t_load].throttled_share.dropna()
+    share_v = float(share.median()) if len(share) else math.nan
+    ts = q["throttled seconds"].value
+    throttled_s = float(ts.iloc[-1] - ts.iloc[0]) if len(ts) >= 2 else math.nan
+    wset = q["working set"].value
+    top_mem = [m for _, m in top.values()]
+    scrapes = round((end - started) / interval)
+
+    def secs(x: float) -> str:
+        return f"{x:.0f} s" if x == x else "not within the run"
+
+    finding = (f"The spinner idled for {phases[0][1]:g} s, then wanted a whole core under limits.cpu {limit}. After the load began, "
+               f"kubectl top showed half the limit {secs(lag_top)} later; PromQL's rate over {window} took {secs(lag_prom)}, and "
+               f"{secs(full_prom)} to reach 90 % of the limit: each point averages the last {window} of scrapes taken every "
+               f"{interval:g} s (about {scrapes} scrapes in this run), so the step is smeared over the window. ")
+    if on_load.empty:
+        finding += (f"The load lasted {load_s:g} s, less than one {window} window, so no point of the rate covers load "
+                    f"alone: it peaked at {plateau:.2f} cores, while kubectl top read up to {top_max:.2f} (limit {cap:g}). ")
+    else:
+        finding += (f"With a whole window of load the rate read {plateau:.2f} cores (median), kubectl top up to "
+                    f"{top_max:.2f}, against the {cap:g}-core limit. ")
+    finding += (f"Throttled: {share_v:.0%} of the CFS periods during the load, {throttled_s:.1f} s of throttled time in all "
+                "(container_cpu_cfs_throttled_seconds_total), which the metrics API has no field for: kubectl top "
+                "shows only usage. " if share_v == share_v else "Prometheus returned no throttling counters. ")
+    if len(wset) and top_mem:
+        finding += (f"Working set: {mib(float(wset.iloc[-1]))} by Prometheus, {mib(float(top_mem[-1]))} by kubectl top "
+                    "(the same cAdvisor number). ")
+    oom_note = ""
+    oom_count = None
+    if oom_from is not None and not oom_from.skipped and oom_from.data.get("namespace"):
+        osel = f'namespace="{oom_from.data["namespace"]}", pod="{oom_from.data["pod"]}", metrics_path="/metrics/cadvisor"'
+        spike_t = oom_from.frame.time
+        s0, s1 = spike_t.min().timestamp() - interval, max(spike_t.max().timestamp() + 120, time.time() - 1)
+        inc = _prom_series(cluster, f"increase(container_oom_events_total{{{osel}}}[5m])", s0, min(s1, time.time()), interval)
+        seen = _prom_series(cluster, f"count_over_time(container_memory_working_set_bytes{{{osel}, container!=\"\"}}[30m])",
+                            time.time() - 1, time.time(), 1)
+        n_scrapes = int(seen.value.max()) if len(seen) else 0
+        oom_count = float(inc.value.max()) if len(inc) else 0.0
+        queries["OOM kills of section 5's spike"] = f"increase(container_oom_events_total{{{osel}}}[5m])"
+        oom_note = (f"Section 5's spike pod: Prometheus scraped it {n_scrapes} time(s); "
+                    + (f"increase(container_oom_events_total[5m]) peaked at {oom_count:.1f}: the OOM kill `kubectl top` "
+                       "never showed is on record." if oom_count > 0 else
+                       f"its OOM counter never rose between two scrapes: the container lived less than a scrape "
+                       f"interval ({interval:g} s) around its kill, so a scrape-based history missed what the kubelet saw."))
+        finding += oom_note
+    if up < len(cad):
+        finding += f" ({len(cad) - up} of {len(cad)} cAdvisor targets were down.)"
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=("CPU (cores)", f"throttled share of CFS periods (PromQL, {window})"))
+    for src, part in df.groupby("source", sort=False):
+        fig.add_trace(go.Scatter(x=part.time, y=part.cores, name=src, mode="lines+markers",
+                                 line={"shape": "hv"} if src.startswith("PromQL") else {}), row=1, col=1)
+    fig.add_hline(y=cap, line_dash="dash", annotation_text=f"limit {limit}", row=1, col=1)
+    fig.add_vline(x=t_load, line_dash="dot", annotation_text="load begins")
+    if not thr.empty:
+        fig.add_trace(go.Scatter(x=thr.time, y=thr.throttled_share, name="throttled share", mode="lines",
+                                 line={"shape": "hv"}, showlegend=False), row=2, col=1)
+    fig.update_yaxes(range=[0, 1.05], row=2, col=1)
+    fig = figures._finish(fig, "One pod, kubectl top and PromQL").update_layout(height=560)
+    return Result(df, fig, finding, {"queries": queries, "namespace": ns, "pod": name, "container": container, "interval": interval,
+                                     "window": window, "evaluate_at": at, "cores_last_window": truth,
+                                     "throttled_seconds": throttled_s, "throttled_share": share_v, "plateau": plateau,
+                                     "oom_count": oom_count, "lag_top": lag_top, "lag_prom": lag_prom})
+
+
+def promql_value(cluster: Any, query: str | None, result: Result) -> float | None:
+    """The learner's PromQL query evaluated at the time the check is about (``result.data["evaluate_at"]``): its single
+    number, or None with one sentence printed (no query yet, Prometheus' own error, not exactly one series)."""
+    from ..errors import BadInput
+
+    if query is None or result.skipped:
+        return None
+    try:
+        df = cluster.promql(query, end=result.data["evaluate_at"])
+    except BadInput as exc:
+        print(f"Prometheus could not run your query: {exc.message}")
+        return None
+    if len(df) != 1:
+        labels = df.drop(columns=["time", "value"], errors="ignore")
+        differ = [c for c in labels.columns if labels[c].nunique() > 1 and c not in ("id", "name")]  # what tells them apart
+        series = ", ".join("{" + ", ".join(f'{k}="{v}"' for k, v in r.items() if v) + "}"
+                           for r in labels[differ].to_dict("records")[:4]) if differ else ""
+        print(f"Your query returned {len(df)} series{': ' + series if series else ''}; the check needs exactly one. "
+              "Add labels that pick one (above: what differs between them).")
+        return None
+    return float(df.value.iloc[0])

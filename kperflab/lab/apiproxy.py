@@ -29,6 +29,8 @@ KUBELET_PORT = 10250
 MAX_BODY = 64 << 20
 HOP_HEADERS = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
                "transfer-encoding", "upgrade", "authorization", "host", "content-length"}
+# the backend's response headers the proxy passes on with the body it read (the body is not decoded)
+PASSED_HEADERS = ("Content-Encoding", "Cache-Control", "ETag", "Last-Modified")
 
 
 def split_name(value: str) -> tuple[str, str, str]:
@@ -66,9 +68,9 @@ class APIProxy:
             return self.kubelet(name, rest or "/", query)
         if not port.isdigit():
             raise errors.bad_request(f"invalid port {port!r} for node {name}")
-        status, ctype, data = self._forward(self.node_ip, int(port), method, rest, query, headers, body,
-                                            "error trying to reach service")
-        return Response(status, data, ctype)
+        status, ctype, data, passed = self._forward(self.node_ip, int(port), method, rest, query, headers, body,
+                                                    "error trying to reach service")
+        return Response(status, data, ctype, headers=passed)
 
     def service(self, method: str, namespace: str, name_port: str, rest: str, query: dict[str, str],
                 headers: dict[str, str], body: bytes) -> Any:
@@ -89,8 +91,8 @@ class APIProxy:
         if not addrs:
             raise errors.APIError(503, "ServiceUnavailable", f'no endpoints available for service "{name}"')
         ip, tport = random.choice(addrs)
-        status, ctype, data = self._forward(ip, tport, method, rest, query, headers, body, "error trying to reach service")
-        return Response(status, data, ctype)
+        status, ctype, data, passed = self._forward(ip, tport, method, rest, query, headers, body, "error trying to reach service")
+        return Response(status, data, ctype, headers=passed)
 
     def pod(self, method: str, namespace: str, name_port: str, rest: str, query: dict[str, str],
             headers: dict[str, str], body: bytes) -> Any:
@@ -110,8 +112,8 @@ class APIProxy:
             if port not in named:
                 raise errors.bad_request(f"invalid port {port!r} for pod {name}")
             port = str(named[port])
-        status, ctype, data = self._forward(ip, int(port), method, rest, query, headers, body, "error trying to reach service")
-        return Response(status, data, ctype)
+        status, ctype, data, passed = self._forward(ip, int(port), method, rest, query, headers, body, "error trying to reach service")
+        return Response(status, data, ctype, headers=passed)
 
     def _ready_endpoints(self, namespace: str, service: str, port_name: str) -> list[tuple[str, int]]:
         slices, *_ = self.store.list("discovery.k8s.io/v1/endpointslices", namespace, lambda s: (
@@ -129,7 +131,7 @@ class APIProxy:
 
     # -- the request ----------------------------------------------------------------------------------
     def _forward(self, ip: str, port: int, method: str, rest: str, query: dict[str, str], headers: dict[str, str],
-                 body: bytes, what: str) -> tuple[int, str, bytes]:
+                 body: bytes, what: str) -> tuple[int, str, bytes, dict[str, str]]:
         if self.dial is None:
             raise errors.APIError(503, "ServiceUnavailable", f"{what}: the lab has no pod network to dial {ip}:{port}")
         try:
@@ -151,7 +153,9 @@ class APIProxy:
             data = resp.read(MAX_BODY + 1)
             if len(data) > MAX_BODY:
                 raise errors.APIError(502, "InternalError", f"{what}: the answer of {ip}:{port} is over 64 MiB")
-            return resp.status, resp.getheader("Content-Type") or "text/plain", data
+            ctype = resp.getheader("Content-Type") or "text/plain"
+            # the body as the backend encoded it: kube-apiserver's proxy passes Content-Encoding (e.g. gzip) through
+            return resp.status, ctype, data, {h: resp.getheader(h) for h in PASSED_HEADERS if resp.getheader(h)}
         except (OSError, http.client.HTTPException) as exc:
             raise errors.APIError(503, "ServiceUnavailable", f"{what}: {ip}:{port}: {_reason(exc)}") from None
         finally:

@@ -411,7 +411,13 @@ def _prepare_images(runtime: str, limits: bool) -> None:
 
 def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, metric_resolution: str | None = None,
        timeout: float = 30.0, limits: bool = True, runtime: str = "auto", kubelet_config: str | None = None,
-       registry_bandwidth: str | None = None, imagefs_size: str | None = None) -> int:
+       registry_bandwidth: str | None = None, imagefs_size: str | None = None, prometheus: bool = False) -> int:
+    """`kperflab lab up`: start this home's lab in the background (or ``foreground``) and wait until it answers;
+    ``prometheus``: then install Prometheus (`install_prometheus`), also on a lab that is already up."""
+    if prometheus and foreground:
+        raise BadInput("--prometheus does not go with --foreground (the lab would hold the terminal before it could be "
+                       "installed).", hint="Start the lab with `kperflab lab up --prometheus`, or apply "
+                       "kperflab/manifests/prometheus.yaml with kubectl once the foreground lab runs.")
     resolution = metric_resolution or DEFAULT_RESOLUTION
     parse_resolution(resolution)
     settings = lab_settings(kubelet_config, registry_bandwidth, imagefs_size)
@@ -423,7 +429,8 @@ def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, m
     st = read_state()
     if _alive(state_dir, st):
         if st and _healthy(st["port"], state_dir / "tls" / "ca.crt"):
-            return _already_up(st, kubeconfig, kc, port, metric_resolution, limits, state_dir, asked, settings)
+            rc = _already_up(st, kubeconfig, kc, port, metric_resolution, limits, state_dir, asked, settings)
+            return install_prometheus() if prometheus and rc == 0 else rc
         if st:  # alive but not answering: a hung lab of this home
             _stop_pid(st["pid"], state_dir, st, grace=5.0)
         if _alive(state_dir, st):
@@ -474,6 +481,8 @@ def up(kubeconfig: str | None = None, foreground: bool = False, port: int = 0, m
     if not st.get("limits_enforced", True):
         why = "as asked (--no-limits)" if not limits else "because it is not running as root"
         print(f"Note: pods run without CPU and memory limits {why}; the lab says so on its node.")
+    if prometheus:
+        install_prometheus()
     print(f"export KUBECONFIG={kc}")
     return 0
 
@@ -734,6 +743,7 @@ def status() -> int:
               f"{(node.metadata.annotations or {}).get('kperflab.dev/limits-enforced')}"
               + (f" pressure={','.join(pressure)}" if pressure else ""))
     pods = v1.list_pod_for_all_namespaces(_request_timeout=10).items
+    print(f"prometheus: {_prometheus_state(pods)}")
     print(f"pods: {len(pods)}")
     for p in pods:
         print(f"  {p.metadata.namespace}/{p.metadata.name}: {p.status.phase}")
@@ -809,6 +819,111 @@ def logs(tail: int = 100) -> int:
 
 
 
+# -- Prometheus ------------------------------------------------------------------------------------
+
+PROMETHEUS_MANIFEST = Path(__file__).resolve().parent.parent / "manifests" / "prometheus.yaml"
+PROMETHEUS_NAMESPACE, PROMETHEUS_SELECTOR = "monitoring", "app.kubernetes.io/name=prometheus"
+PROMETHEUS_TIMEOUT = 120.0
+APPLY_MANAGER = "kperflab"
+# kind → (API path prefix, plural) for what the shipped manifest holds
+_KINDS = {"Namespace": ("/api/v1", "namespaces"), "ServiceAccount": ("/api/v1", "serviceaccounts"),
+          "ConfigMap": ("/api/v1", "configmaps"), "Service": ("/api/v1", "services"),
+          "Deployment": ("/apis/apps/v1", "deployments"),
+          "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles"),
+          "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings")}
+
+
+def _object_path(obj: dict[str, Any]) -> str:
+    prefix, plural = _KINDS[obj["kind"]]
+    meta = obj["metadata"]
+    ns = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
+    return f"{prefix}{ns}/{plural}/{meta['name']}"
+
+
+def _prometheus_state(pods: list[Any]) -> str:
+    """What `lab status` says of Prometheus, from the pods (kubernetes client objects) of every namespace."""
+    mine = [p for p in pods if p.metadata.namespace == PROMETHEUS_NAMESPACE
+            and (p.metadata.labels or {}).get("app.kubernetes.io/name") == "prometheus"]
+    if not mine:
+        return "not installed (`kperflab lab up --prometheus` installs it)"
+    ready = [p for p in mine if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+    if ready:
+        return (f"running (pod {PROMETHEUS_NAMESPACE}/{ready[0].metadata.name}; Service {PROMETHEUS_NAMESPACE}/prometheus "
+                f"port web, through /api/v1/namespaces/{PROMETHEUS_NAMESPACE}/services/prometheus:web/proxy/)")
+    return f"installed, not ready (pod {PROMETHEUS_NAMESPACE}/{mine[0].metadata.name}: {mine[0].status.phase})"
+
+
+def install_prometheus(timeout: float = PROMETHEUS_TIMEOUT) -> int:
+    """`lab up --prometheus` on a running lab: its image (built once per machine from Debian's ``prometheus``
+    package, `images.build.ensure_prometheus_image`) pushed into the lab's registry under upstream's name, the
+    shipped manifest applied server-side with the lab's admin credentials (field manager ``kperflab``), then a wait
+    until the Prometheus pod is Ready; a LabError with the pod's events and log tail when it does not get there."""
+    from .images import push
+    from .images.build import ImageBuildError, cached_prometheus_image, ensure_prometheus_image
+
+    api = _AdminClient()
+    st = running() or {}
+    if not st.get("registry"):
+        raise LabError(f"Prometheus needs the lab's OCI runtime and registry; this lab's runtime is "
+                       f"{st.get('runtime', 'the process runtime')}.",
+                       hint="`kperflab lab down`, then `sudo kperflab lab up --prometheus` (root, crun).")
+    if cached_prometheus_image() is None:
+        print("Building the Prometheus image from Debian's prometheus package (once per machine, about a minute)…",
+              flush=True)
+    t0 = time.monotonic()
+    try:
+        image = ensure_prometheus_image()
+    except ImageBuildError as exc:
+        raise LabError(str(exc), hint=exc.hint or "See the build log it names.") from None
+    pushed = push(st["registry"], image.layout, image.repository, image.tags[0])
+    docs = [d for d in yaml.safe_load_all(PROMETHEUS_MANIFEST.read_text()) if d]
+    for doc in docs:  # server-side apply, as `kubectl apply --server-side` does
+        api.apply(_object_path(doc), doc, APPLY_MANAGER)
+    print(f"Prometheus applied ({image.refs[0]}, {len(docs)} objects from {PROMETHEUS_MANIFEST.name}; image pushed "
+          f"in {time.monotonic() - t0:.1f} s, {pushed.blobs_sent} blobs sent); waiting for its pod…", flush=True)
+    pod = _wait_prometheus_ready(api, timeout)
+    print(f"Prometheus is ready: pod {PROMETHEUS_NAMESPACE}/{pod}, Service {PROMETHEUS_NAMESPACE}/prometheus port web "
+          f"(kubectl get --raw /api/v1/namespaces/{PROMETHEUS_NAMESPACE}/services/prometheus:web/proxy/api/v1/targets)")
+    return 0
+
+
+def _wait_prometheus_ready(api: _AdminClient, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    ns, sel = PROMETHEUS_NAMESPACE, PROMETHEUS_SELECTOR.replace("=", "%3D")
+    name = ""
+    while True:
+        pods = api.call("GET", f"/api/v1/namespaces/{ns}/pods?labelSelector={sel}")[1].get("items") or []
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        for p in live:
+            name = p["metadata"]["name"]
+            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in p.get("status", {}).get("conditions") or []):
+                return name
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    if not name:
+        raise LabError(f"No Prometheus pod appeared in namespace {ns} within {timeout:.0f} s.",
+                       hint=f"See `kubectl -n {ns} describe deployment prometheus`.")
+    events = api.call("GET", f"/api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.name%3D{name}")[1]
+    items = sorted((events or {}).get("items") or [], key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    lines = [f"{e.get('reason')}: {e.get('message')}" for e in items][-5:]
+    code, log_tail = _pod_log_tail(api, ns, name)
+    detail = "; ".join(lines) or "no events"
+    logs_text = f" Its log ends: {log_tail}" if code == 200 and log_tail else ""
+    raise LabError(f"Prometheus (pod {ns}/{name}) was not Ready within {timeout:.0f} s. Its events: {detail}.{logs_text}",
+                   hint=f"See `kubectl -n {ns} describe pod {name}` and `kubectl -n {ns} logs {name}`.")
+
+
+def _pod_log_tail(api: _AdminClient, ns: str, name: str, lines: int = 5) -> tuple[int, str]:
+    req = urllib.request.Request(f"https://127.0.0.1:{api.port}/api/v1/namespaces/{ns}/pods/{name}/log?tailLines={lines}",
+                                 headers={"Authorization": f"Bearer {api.admin_token}"})
+    try:
+        with urllib.request.urlopen(req, context=api.ctx, timeout=15) as r:
+            return r.status, " | ".join(r.read().decode(errors="replace").strip().splitlines())
+    except (OSError, ssl.SSLError) as exc:
+        return getattr(exc, "code", 0), ""
+
+
 # -- participant users -----------------------------------------------------------------------------
 
 USERS_NAMESPACE = "kperflab-users"
@@ -849,11 +964,17 @@ class _AdminClient:
         self.admin_token = (state_dir / "token").read_text().strip()
         self.ctx = ssl.create_default_context(cadata=self.ca_pem.decode())
 
+    def apply(self, path: str, obj: dict[str, Any], manager: str) -> Any:
+        """Server-side apply of ``obj`` at ``path`` (``application/apply-patch+yaml``; JSON is YAML), forcing
+        conflicts as `kubectl apply --server-side --force-conflicts` does: the object as the lab stored it."""
+        return self.call("PATCH", f"{path}?fieldManager={manager}&force=true", obj,
+                         content_type="application/apply-patch+yaml")[1]
+
     def call(self, method: str, path: str, body: Any = None, token: str | None = None,
-             ok: tuple[int, ...] = ()) -> tuple[int, Any]:
+             ok: tuple[int, ...] = (), content_type: str = "application/json") -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"https://127.0.0.1:{self.port}{path}", data=data, method=method, headers={
-            "Authorization": f"Bearer {token or self.admin_token}", "Content-Type": "application/json",
+            "Authorization": f"Bearer {token or self.admin_token}", "Content-Type": content_type,
             "Accept": "application/json"})
         try:
             with urllib.request.urlopen(req, context=self.ctx, timeout=15) as r:

@@ -430,6 +430,105 @@ def _finish(layout: _oci.Layout, name: str, tags: list[str], config: dict[str, A
                       len(blobs), description, packages)
 
 
+# -- Prometheus, built only when asked for ----------------------------------------------------------
+
+PROMETHEUS_RECIPE = 1  # bump when what the image holds changes: a new cache entry is built beside the old one
+PROMETHEUS_REPOSITORY = "quay.io/prometheus/prometheus"  # upstream's image name (also prom/prometheus on Docker Hub)
+PROMETHEUS_PACKAGES = ("prometheus",)  # its Depends bring promtool and the classic web UI's JS libraries
+# upstream's Dockerfile (v2.53): ENTRYPOINT and CMD as it writes them
+PROMETHEUS_ENTRYPOINT = ["/bin/prometheus"]
+PROMETHEUS_CMD = ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",
+                  "--web.console.libraries=/usr/share/prometheus/console_libraries",
+                  "--web.console.templates=/usr/share/prometheus/consoles"]
+
+
+def prometheus_entry_name() -> str:
+    return f"prometheus-{SUITE}-{_oci.goarch()}-r{PROMETHEUS_RECIPE}"
+
+
+def cached_prometheus_image(cache: Path | None = None) -> BuiltImage | None:
+    """The Prometheus image if this machine has built it, else None (never builds)."""
+    entry = (cache or cache_dir()) / prometheus_entry_name()
+    return _load(entry, False).images[0] if (entry / "images.json").is_file() else None
+
+
+def ensure_prometheus_image(cache: Path | None = None, *, mirror: str | None = None) -> BuiltImage:
+    """``quay.io/prometheus/prometheus:v<version>`` from Debian's ``prometheus`` package, built the first time it is
+    asked for (``kperflab lab up --prometheus``, its tests) and cached in an entry of its own beside the base images,
+    whose entry it never touches; one build at a time (its own lock), published whole by rename."""
+    cache = cache or cache_dir()
+    found = cached_prometheus_image(cache)
+    if found:
+        return found
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock-prometheus", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = cached_prometheus_image(cache)
+        if found:
+            return found
+        for stale in cache.glob(".build-prometheus-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".build-prometheus-", dir=cache))
+        try:
+            started = time.monotonic()
+            mirror = mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR
+            _probe_mirror(mirror, cache)
+            image = _build_prometheus(tmp, mirror)
+            seconds = time.monotonic() - started
+            (tmp / "images.json").write_text(json.dumps({
+                "suite": SUITE, "recipe": PROMETHEUS_RECIPE, "build_seconds": round(seconds, 1), "built": _now(),
+                "images": [{**asdict(image), "layout": image.layout.name}]}, indent=1))
+            _make_read_only(tmp)
+            os.chmod(tmp, 0o755)
+            os.rename(tmp, cache / prometheus_entry_name())
+            log.info("built the Prometheus image in %.1f s into %s", seconds, cache / prometheus_entry_name())
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return _load(cache / prometheus_entry_name(), True).images[0]
+
+
+def _build_prometheus(tmp: Path, mirror: str) -> BuiltImage:
+    work = tmp / "work-prometheus"
+    work.mkdir()
+    rootfs_tar = work / "rootfs.tar"
+    # upstream's image keeps its data in /prometheus (owned by nobody, its WORKDIR) and its consoles in
+    # /usr/share/prometheus; Debian keeps the consoles in /etc/prometheus: link them where upstream's CMD looks.
+    # Debian's package data (/var/lib/prometheus) and its systemd and init files are not used by a container.
+    layout_hook = ("mkdir -p \"$1/prometheus\" \"$1/usr/share/prometheus\"; chown 65534:65534 \"$1/prometheus\"; "
+                   "chmod 0775 \"$1/prometheus\"; "
+                   "for d in consoles console_libraries; do "
+                   "if [ -d \"$1/etc/prometheus/$d\" ]; then ln -sfn \"/etc/prometheus/$d\" \"$1/usr/share/prometheus/$d\"; "
+                   "elif [ -d \"$1/usr/share/prometheus/$d\" ]; then :; else mkdir -p \"$1/usr/share/prometheus/$d\"; fi; "
+                   "done; ")
+    versions = _slim_rootfs(work, mirror, PROMETHEUS_PACKAGES, layout_hook)
+    up = _upstream(versions["prometheus"])
+    layout = _oci.Layout.create(tmp / "prometheus")
+    blob, unpacked = _relayer(rootfs_tar, work / "layer", skip_dev=True)
+    rootfs_tar.unlink()
+    layout.add_file(blob.path, blob.digest)
+    key = {p: versions[p] for p in ("prometheus", "promtool") if p in versions}
+    description = (f"Debian {SUITE}'s Prometheus {up} ({', '.join(f'{k} {v}' for k, v in key.items())}), slimmed "
+                   f"({SLIMMED}), configured as upstream's image {PROMETHEUS_REPOSITORY}:v{up}: Entrypoint "
+                   "/bin/prometheus, upstream's Cmd (config /etc/prometheus/prometheus.yml, data in /prometheus, "
+                   "consoles under /usr/share/prometheus), User nobody (65534), port 9090/tcp, WORKDIR /prometheus. "
+                   "Not upstream's image: the binaries and the default prometheus.yml are Debian's package (built by "
+                   "Debian from the same source, its web UI is Debian's), on a Debian userland instead of busybox. "
+                   "Built by kperflab with mmdebstrap.")
+    labels = {"org.opencontainers.image.title": "prometheus", "org.opencontainers.image.version": up,
+              "org.opencontainers.image.description": description, "org.opencontainers.image.created": _now(),
+              "org.opencontainers.image.source": "https://packages.debian.org/source/" + SUITE + "/prometheus",
+              "org.kperflab.debian-suite": SUITE,
+              "org.kperflab.debian-packages": " ".join(f"{k}={v}" for k, v in key.items()),
+              "org.kperflab.slimmed": SLIMMED}
+    created_by = (f"mmdebstrap --variant=apt --include={','.join(PROMETHEUS_PACKAGES)} {SUITE} "
+                  f"(kperflab prometheus recipe {PROMETHEUS_RECIPE})")
+    config = _oci.image_config(env=[f"PATH={DEBIAN_PATH}"], entrypoint=PROMETHEUS_ENTRYPOINT, cmd=PROMETHEUS_CMD,
+                               diff_ids=[blob.diff_id], labels=labels, created=_now(), user="nobody",
+                               working_dir="/prometheus", exposed_ports=["9090/tcp"],
+                               history=[{"created": _now(), "created_by": created_by, "comment": SLIMMED}])
+    return _finish(layout, PROMETHEUS_REPOSITORY, [f"v{up}"], config, [blob], unpacked, description, versions, work)
+
+
 # -- test images ------------------------------------------------------------------------------------
 
 class _RandomReader:
