@@ -115,8 +115,19 @@ def main() -> int:
             r = rows.get(job, {})
             print(f"{job:<28}{r.get('up', 0):>4.0f}{r.get('scrapes', 0):>9.0f}{r.get('samples', 0):>9.0f}"
                   f"{1000 * r.get('mean', float('nan')):>9.1f}{1000 * r.get('max', float('nan')):>8.1f}")
-        print(f"\nlab process CPU while scraped: {(c1 - c0) / (t1 - t0):.3f} cores "
-              f"(load average {load0:.2f} → {load1:.2f}; other processes share the machine)")
+        scraped = (c1 - c0) / (t1 - t0)
+        # the same window with Prometheus scaled to zero: what the lab costs unscraped, so the difference is the scrapes'
+        kubectl(kubeconfig, "-n", "monitoring", "scale", "deployment/prometheus", "--replicas=0")
+        kubectl(kubeconfig, "-n", "monitoring", "wait", "--for=delete", "pod", "-l", "app.kubernetes.io/name=prometheus",
+                "--timeout=120s", timeout=130)
+        c2, t2, load2 = cpu_seconds(lab_pid), time.monotonic(), os.getloadavg()[0]
+        time.sleep(window)
+        c3, t3, load3 = cpu_seconds(lab_pid), time.monotonic(), os.getloadavg()[0]
+        idle = (c3 - c2) / (t3 - t2)
+        print(f"\nlab process CPU while scraped every {SCRAPE_INTERVAL:.0f} s: {scraped:.3f} cores "
+              f"(load average {load0:.2f} → {load1:.2f})")
+        print(f"lab process CPU with Prometheus scaled to 0:  {idle:.3f} cores (load average {load2:.2f} → {load3:.2f})")
+        print(f"the scrapes' share: {scraped - idle:+.3f} cores (other processes share the machine: compare the loads)")
         return 0
     finally:
         down = subprocess.run([sys.executable, "-m", "kperflab.cli", "lab", "down", "--purge"], env=env,

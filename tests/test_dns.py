@@ -472,12 +472,20 @@ def test_forward_through_this_machines_resolver(store):
 
 @pytest.fixture
 def served(store, upstream):
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    port = udp.getsockname()[1]
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    tcp.bind(("127.0.0.1", port))  # serve() listens on it
+    for _ in range(50):  # one port number free for both UDP and TCP (other processes hold TCP ports: retry)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            tcp.bind(("127.0.0.1", port))  # serve() listens on it
+            break
+        except OSError:
+            udp.close()
+            tcp.close()
+    else:
+        raise AssertionError("no port free for both UDP and TCP in 50 tries")
     d = ClusterDNS(store, upstreams=[upstream.addr])
     stop = threading.Event()
     t = threading.Thread(target=d.serve, args=(udp, tcp, stop), daemon=True)
