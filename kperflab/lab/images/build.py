@@ -163,34 +163,44 @@ def ensure_base_images(cache: Path | None = None, *, mirror: str | None = None) 
     found = cached_base_images(cache)
     if found:
         return found
+    def build(tmp: Path) -> dict[str, Any]:
+        images = _build_all(tmp, mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR)
+        return {"suite": SUITE, "recipe": RECIPE, "images": [{**asdict(i), "layout": i.layout.name} for i in images]}
+
+    built = _build_once(cache, "base", entry_name(), lambda: cached_base_images(cache), build)
+    return _load(cache / entry_name(), built)
+
+
+def _build_once(cache: Path, kind: str, entry: str, cached: Callable[[], Any],
+                build: Callable[[Path], dict[str, Any]]) -> bool:
+    """Build a cache entry once per machine (True: built by this call): under a lock of its own kind (another lab building it: wait, then use
+    theirs), into a temporary directory (a crashed build's of this kind removed first) that ``build`` fills and whose
+    record it returns, published whole by an atomic rename, read-only."""
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lock:
+    with open(cache / (".lock" if kind == "base" else f".lock-{kind}"), "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.info("another lab is building the images in %s; waiting for it", cache)
+            log.info("another lab is building the %s images in %s; waiting for it", kind, cache)
             fcntl.flock(lock, fcntl.LOCK_EX)
-        found = cached_base_images(cache)  # the other build finished while we waited
-        if found:
-            return found
-        for stale in cache.glob(".build-*"):  # a build that crashed (we hold the lock: nobody else is building)
+        if cached() is not None:  # the other build finished while we waited
+            return False
+        for stale in cache.glob(f".build-{kind}-*"):  # a build that crashed (we hold the lock: nobody else builds it)
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache))
+        tmp = Path(tempfile.mkdtemp(prefix=f".build-{kind}-", dir=cache))
         try:
             started = time.monotonic()
-            images = _build_all(tmp, mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR)
+            record = build(tmp)
             seconds = time.monotonic() - started
-            records = [{**asdict(i), "layout": i.layout.name} for i in images]
-            (tmp / "images.json").write_text(json.dumps({"suite": SUITE, "recipe": RECIPE, "build_seconds": round(seconds, 1),
-                                                         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                                         "images": records}, indent=1))
+            (tmp / "images.json").write_text(json.dumps({**record, "build_seconds": round(seconds, 1), "built": _now()},
+                                                        indent=1))
             _make_read_only(tmp)
             os.chmod(tmp, 0o755)
-            os.rename(tmp, cache / entry_name())  # atomic publish
-            log.info("built the base images in %.1f s into %s", seconds, cache / entry_name())
+            os.rename(tmp, cache / entry)  # atomic publish
+            log.info("built the %s images in %.1f s into %s", kind, seconds, cache / entry)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return _load(cache / entry_name(), True)
+    return True
 
 
 def _make_read_only(root: Path) -> None:
@@ -460,31 +470,14 @@ def ensure_prometheus_image(cache: Path | None = None, *, mirror: str | None = N
     found = cached_prometheus_image(cache)
     if found:
         return found
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock-prometheus", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        found = cached_prometheus_image(cache)
-        if found:
-            return found
-        for stale in cache.glob(".build-prometheus-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".build-prometheus-", dir=cache))
-        try:
-            started = time.monotonic()
-            mirror = mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR
-            _probe_mirror(mirror, cache)
-            image = _build_prometheus(tmp, mirror)
-            seconds = time.monotonic() - started
-            (tmp / "images.json").write_text(json.dumps({
-                "suite": SUITE, "recipe": PROMETHEUS_RECIPE, "build_seconds": round(seconds, 1), "built": _now(),
-                "images": [{**asdict(image), "layout": image.layout.name}]}, indent=1))
-            _make_read_only(tmp)
-            os.chmod(tmp, 0o755)
-            os.rename(tmp, cache / prometheus_entry_name())
-            log.info("built the Prometheus image in %.1f s into %s", seconds, cache / prometheus_entry_name())
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return _load(cache / prometheus_entry_name(), True).images[0]
+    def build(tmp: Path) -> dict[str, Any]:
+        where = mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR
+        _probe_mirror(where, cache)
+        image = _build_prometheus(tmp, where)
+        return {"suite": SUITE, "recipe": PROMETHEUS_RECIPE, "images": [{**asdict(image), "layout": image.layout.name}]}
+
+    built = _build_once(cache, "prometheus", prometheus_entry_name(), lambda: cached_prometheus_image(cache), build)
+    return _load(cache / prometheus_entry_name(), built).images[0]
 
 
 def _build_prometheus(tmp: Path, mirror: str) -> BuiltImage:
@@ -717,28 +710,12 @@ def ensure_test_images(cache: Path | None = None, *, base: BaseImages | None = N
     if found:
         return found
     base = base or ensure_base_images(cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock-test", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        found = cached_test_images(cache)
-        if found:
-            return found
-        for stale in cache.glob(".build-test-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".build-test-", dir=cache))
-        try:
-            started = time.monotonic()
-            records = []
-            for i, (label, tag, size, layers) in enumerate(TEST_IMAGES):
-                img = make_test_image(f"{TEST_REPOSITORY}:{tag}", size, layers, out=tmp / tag, base=base, seed=1000 * (i + 1))
-                records.append({"label": label, **asdict(img), "layout": tag})
-            seconds = time.monotonic() - started
-            (tmp / "images.json").write_text(json.dumps({"recipe": TEST_RECIPE, "build_seconds": round(seconds, 1),
-                                                         "built": _now(), "images": records}, indent=1))
-            _make_read_only(tmp)
-            os.chmod(tmp, 0o755)
-            os.rename(tmp, cache / test_entry_name())
-            log.info("built the test images in %.1f s into %s", seconds, cache / test_entry_name())
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return _load_test(cache / test_entry_name(), True)
+    def build(tmp: Path) -> dict[str, Any]:
+        records = []
+        for i, (label, tag, size, layers) in enumerate(TEST_IMAGES):
+            img = make_test_image(f"{TEST_REPOSITORY}:{tag}", size, layers, out=tmp / tag, base=base, seed=1000 * (i + 1))
+            records.append({"label": label, **asdict(img), "layout": tag})
+        return {"recipe": TEST_RECIPE, "images": records}
+
+    built = _build_once(cache, "test", test_entry_name(), lambda: cached_test_images(cache), build)
+    return _load_test(cache / test_entry_name(), built)
