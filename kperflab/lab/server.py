@@ -30,7 +30,14 @@ from .errors import APIError
 from .events import Recorder
 from .hpa import HPAController
 from .imagemanager import ImageMetrics
-from .images import ImageStore, Registry, cached_base_images, cached_test_images, test_images_configmap
+from .images import (
+    ImageStore,
+    Registry,
+    cached_base_images,
+    cached_prometheus_image,
+    cached_test_images,
+    test_images_configmap,
+)
 from .images.slowlink import DEFAULT_BANDWIDTH, SLOW_HOST, SlowRegistry, parse_rate
 from .images.slowlink import SANDBOX_ID as SLOW_SANDBOX
 from .images.store import DEFAULT_IMAGEFS_SIZE
@@ -494,6 +501,9 @@ class Lab:
         self.test_images = cached_test_images()  # the storage lesson's, built by `lab up` once per machine
         for img in self.test_images.images.values() if self.test_images else ():
             self.registry.seed(img.layout, img.repository, list(img.tags))  # hard links: milliseconds
+        prometheus = cached_prometheus_image()  # built once `lab up --prometheus` asked for it: a kept Prometheus
+        if prometheus is not None:              # Deployment finds its image again after `lab down` and `lab up`
+            self.registry.seed(prometheus.layout, prometheus.repository, list(prometheus.tags))
         # the image filesystem: ext4 of a set size on a loop device, so that image GC thresholds can be reached
         try:
             loopfs.create(self.run_dir / "imagefs.img", self.imagefs_size, self.run_dir / "images")

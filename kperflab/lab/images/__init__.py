@@ -28,8 +28,10 @@ from .build import (
     TestImages,
     cache_dir,
     cached_base_images,
+    cached_prometheus_image,
     cached_test_images,
     ensure_base_images,
+    ensure_prometheus_image,
     ensure_test_images,
     make_test_image,
 )
@@ -54,5 +56,6 @@ __all__ = [
     "AddedImage", "BaseImages", "BuiltImage", "Image", "ImageBuildError", "ImageRow", "ImageStore", "InvalidImageName",
     "PullError", "PullResult", "PushResult", "Reference", "Registry", "RegistryClient", "RegistryError", "SeedResult",
     "add_test_image", "cache_dir", "cached_base_images", "ensure_base_images", "format_rows", "list_registry",
-    "list_store", "make_test_image", "parse", "push", "push_with_skopeo",
+    "list_store", "make_test_image", "parse", "push", "push_with_skopeo", "cached_prometheus_image",
+    "ensure_prometheus_image",
 ]
