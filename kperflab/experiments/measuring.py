@@ -927,8 +927,10 @@ def prometheus_view(cluster: Any, ws: Any = None, limit: str = "500m", phases: t
         oom_count = float(inc.value.max()) if len(inc) else 0.0
         queries["OOM kills of section 5's spike"] = f"increase(container_oom_events_total{{{osel}}}[5m])"
         oom_note = (f"Section 5's spike pod: Prometheus scraped it {n_scrapes} time(s); "
-                    + (f"increase(container_oom_events_total[5m]) peaked at {oom_count:.1f}: the OOM kill `kubectl top` "
-                       "never showed is on record." if oom_count > 0 else
+                    + (f"increase(container_oom_events_total[5m]) peaked at {oom_count:.1f}"
+                       + ("" if float(oom_count).is_integer() else
+                          " (not a whole number: increase() extrapolates the counter to the window's edges)")
+                       + ": the OOM kill `kubectl top` never showed is on record." if oom_count > 0 else
                        f"its OOM counter never rose between two scrapes: the container lived less than a scrape "
                        f"interval ({interval:g} s) around its kill, so a scrape-based history missed what the kubelet saw."))
         finding += oom_note
